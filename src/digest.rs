@@ -1,0 +1,278 @@
+//! The content digest value type: strict parsing of `<alg>:<hex>` and compact storage; no I/O.
+//!
+//! The registry validates digests with go-digest: algorithm sha256, sha384 or sha512 and exactly
+//! 64, 96 or 128 lowercase hex characters, no surrounding whitespace. Anything else is not a digest
+//! and must never be turned into a path.
+
+use std::fmt;
+
+/// A digest algorithm the registry accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 3] = [Algorithm::Sha256, Algorithm::Sha384, Algorithm::Sha512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// Length of the raw digest in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha384 => 48,
+            Algorithm::Sha512 => 64,
+        }
+    }
+
+    pub fn hex_len(self) -> usize {
+        self.len() * 2
+    }
+}
+
+/// A validated digest. sha256 (all the registry ever writes for blobs) is stored inline in 32 bytes;
+/// the rare longer algorithms (link aliases) are boxed so the common case stays small.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Digest {
+    Sha256([u8; 32]),
+    Sha384(Box<[u8; 48]>),
+    Sha512(Box<[u8; 64]>),
+}
+
+/// Why a text is not a digest. The variants mirror go-digest's errors so that reports can say what
+/// the real registry would say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestError {
+    /// Empty, or no `:` separator (go-digest: "invalid checksum digest format").
+    Format,
+    /// Algorithm is not sha256/sha384/sha512 ("unsupported digest algorithm").
+    Algorithm,
+    /// Hex part has the wrong length, e.g. a trailing newline ("invalid checksum digest length").
+    Length,
+    /// Hex part has a character outside `[a-f0-9]` ("invalid checksum digest format").
+    Hex,
+}
+
+impl DigestError {
+    /// The error text the registry (go-digest) prints for this fault.
+    pub fn registry_message(self) -> &'static str {
+        match self {
+            DigestError::Format | DigestError::Hex => "invalid checksum digest format",
+            DigestError::Algorithm => "unsupported digest algorithm",
+            DigestError::Length => "invalid checksum digest length",
+        }
+    }
+}
+
+impl fmt::Display for DigestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.registry_message())
+    }
+}
+
+impl std::error::Error for DigestError {}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
+    if hex.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = hex_val(pair[0])? << 4 | hex_val(pair[1])?;
+    }
+    Some(out)
+}
+
+impl Digest {
+    /// Parse `<alg>:<hex>` exactly as the registry does (no trimming, lowercase hex only).
+    pub fn parse(text: &str) -> Result<Digest, DigestError> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Parse raw link-file bytes. Non-UTF-8 bytes simply fail validation.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Digest, DigestError> {
+        let colon = bytes
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(DigestError::Format)?;
+        let (alg, hex) = (&bytes[..colon], &bytes[colon + 1..]);
+        if alg.is_empty() || hex.is_empty() {
+            return Err(DigestError::Format);
+        }
+        let alg = std::str::from_utf8(alg)
+            .ok()
+            .and_then(Algorithm::from_name)
+            .ok_or(DigestError::Algorithm)?;
+        Self::from_hex(alg, hex)
+    }
+
+    /// Build a digest from an algorithm and its hex text (e.g. from a path component).
+    pub fn from_hex(alg: Algorithm, hex: &[u8]) -> Result<Digest, DigestError> {
+        // go-digest checks the character class before the length, so a newline-terminated
+        // 64-hex link reports "length"; mirror that order for faithful messages.
+        if !hex.iter().all(|&c| hex_val(c).is_some()) {
+            if hex.len() != alg.hex_len() && hex[..hex.len().min(alg.hex_len())]
+                .iter()
+                .all(|&c| hex_val(c).is_some())
+            {
+                return Err(DigestError::Length);
+            }
+            return Err(DigestError::Hex);
+        }
+        if hex.len() != alg.hex_len() {
+            return Err(DigestError::Length);
+        }
+        Ok(match alg {
+            Algorithm::Sha256 => Digest::Sha256(decode_hex(hex).ok_or(DigestError::Hex)?),
+            Algorithm::Sha384 => Digest::Sha384(Box::new(decode_hex(hex).ok_or(DigestError::Hex)?)),
+            Algorithm::Sha512 => Digest::Sha512(Box::new(decode_hex(hex).ok_or(DigestError::Hex)?)),
+        })
+    }
+
+    pub fn sha256(bytes: [u8; 32]) -> Digest {
+        Digest::Sha256(bytes)
+    }
+
+    /// sha256 of a byte slice.
+    pub fn of_bytes(data: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest::Sha256(sha2::Sha256::digest(data).into())
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Digest::Sha256(_) => Algorithm::Sha256,
+            Digest::Sha384(_) => Algorithm::Sha384,
+            Digest::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Digest::Sha256(b) => b,
+            Digest::Sha384(b) => &b[..],
+            Digest::Sha512(b) => &b[..],
+        }
+    }
+
+    /// The lowercase hex encoding (the path component).
+    pub fn hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(self.bytes().len() * 2);
+        for b in self.bytes() {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s
+    }
+
+    /// The two-hex fan-out folder of the global blob store.
+    pub fn fan_out(&self) -> String {
+        self.hex()[..2].to_string()
+    }
+
+    /// The sha256 of zero bytes: the only blob that may legitimately be empty.
+    pub fn empty_sha256() -> Digest {
+        Digest::Sha256([
+            0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
+            0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
+            0x78, 0x52, 0xb8, 0x55,
+        ])
+    }
+
+    /// Short form for human output: `sha256:0123456789ab`.
+    pub fn short(&self) -> String {
+        format!("{}:{}", self.algorithm().name(), &self.hex()[..12])
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm().name(), self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Digest, DigestError> {
+        Digest::parse(s)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const E: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_prints_round_trip() {
+        let d = Digest::parse(E).unwrap();
+        assert_eq!(d.to_string(), E);
+        assert_eq!(d, Digest::empty_sha256());
+        assert_eq!(d, Digest::of_bytes(b""));
+        assert_eq!(d.fan_out(), "e3");
+    }
+
+    #[test]
+    fn rejects_what_go_digest_rejects() {
+        assert_eq!(Digest::parse(""), Err(DigestError::Format));
+        assert_eq!(Digest::parse("sha256"), Err(DigestError::Format));
+        assert_eq!(Digest::parse(&format!("{E}\n")), Err(DigestError::Length));
+        assert_eq!(Digest::parse(&E[..40]), Err(DigestError::Length));
+        assert_eq!(Digest::parse(&E.to_uppercase().replace("SHA256", "sha256")), Err(DigestError::Hex));
+        assert_eq!(Digest::parse(&E.replace("sha256", "md5")), Err(DigestError::Algorithm));
+        assert_eq!(Digest::parse(&format!(" {E}")), Err(DigestError::Algorithm));
+        assert_eq!(Digest::parse("sha256:../../etc/passwd"), Err(DigestError::Hex));
+        assert!(Digest::parse_bytes(b"sha256:\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn longer_algorithms() {
+        let hex = "ab".repeat(64);
+        let d = Digest::parse(&format!("sha512:{hex}")).unwrap();
+        assert_eq!(d.algorithm(), Algorithm::Sha512);
+        assert_eq!(d.hex(), hex);
+        assert!(Digest::parse(&format!("sha384:{hex}")).is_err());
+    }
+}

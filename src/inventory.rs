@@ -1,0 +1,312 @@
+//! The inventory: compact, owned facts about one store, as the scanner found them. Plain data with
+//! lookup helpers; no I/O and no judgement (that is `checks`).
+//!
+//! Paths are relative to `<rootdirectory>/docker/registry/v2` and derived from the grammar in
+//! `layout` where possible, so that millions of objects do not each carry a `String`.
+
+use crate::digest::{Digest, DigestError};
+use crate::manifest;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Unix seconds.
+pub type Timestamp = i64;
+
+/// A blob whose path follows the grammar: `blobs/<alg>/<hex[0:2]>/<hex>/data`, a regular file.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub inode: u64,
+    pub verify: Verify,
+}
+
+/// The outcome of hashing a blob's data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// Not hashed in this run (`--no-verify`, a subset, or interrupted).
+    NotChecked,
+    Ok,
+    /// The data hashes to this other digest.
+    Mismatch(Digest),
+    Unreadable(String),
+    /// Size or mtime changed, or the file vanished, while it was hashed.
+    Changed(String),
+}
+
+/// The state of one link file (`link` in `_layers`, revisions, tag `current` or tag `index`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Strictly valid content.
+    Ok(Digest),
+    /// Content that is not a digest; `len` is the file size.
+    Malformed { error: DigestError, len: u64 },
+    /// Larger than any digest (read capped): `len` is the file size.
+    TooLarge { len: u64 },
+    /// `link` is a directory, symlink or special file.
+    NotFile,
+    /// The folder exists but holds no `link` (residue of an API delete, or damage).
+    Absent,
+    Unreadable(String),
+}
+
+impl LinkState {
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            LinkState::Ok(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The error the registry reports when it reads this link, or `None` when it reads fine or
+    /// finds no file (a missing link is "unknown", not an error, for every reader).
+    pub fn read_error(&self) -> Option<String> {
+        match self {
+            LinkState::Ok(_) | LinkState::Absent => None,
+            LinkState::Malformed { error, .. } => Some(error.registry_message().to_string()),
+            LinkState::TooLarge { .. } => Some("invalid checksum digest format".to_string()),
+            LinkState::NotFile => Some("link is not a regular file".to_string()),
+            LinkState::Unreadable(e) => Some(e.clone()),
+        }
+    }
+}
+
+/// A link in a `<alg>/<hex>/link` folder (`_layers`, `_manifests/revisions`, tag `index`).
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// The digest the folder names.
+    pub path_digest: Digest,
+    pub state: LinkState,
+    pub mtime: Timestamp,
+}
+
+/// A file named `link` somewhere the grammar does not expect it inside `_layers` or
+/// `_manifests/revisions` (e.g. under a folder that is not a digest, or a legacy schema1
+/// `signatures/` link). The registry's GC still reads these.
+#[derive(Clone, Debug)]
+pub struct OddLink {
+    pub path: String,
+    pub state: LinkState,
+    /// A `revisions/<d>/signatures/<alg>/<hex>/link` of registry <= 2.4.
+    pub legacy_signature: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tag {
+    pub name: String,
+    /// `current/link`; `Absent` when the tag folder has no current link.
+    pub current: LinkState,
+    pub current_mtime: Timestamp,
+    /// `index/<alg>/<hex>/link` entries (tag history).
+    pub index: Vec<Link>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartedAt {
+    Ok(Timestamp),
+    Missing,
+    Invalid(String),
+}
+
+/// An upload folder `_uploads/<uuid>/`.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub uuid: String,
+    pub started_at: StartedAt,
+    /// Total bytes of the files inside the upload folder.
+    pub bytes: u64,
+    /// Newest mtime of anything inside the upload folder.
+    pub mtime: Timestamp,
+}
+
+/// One repository: a folder below `repositories/` holding any of `_layers`, `_manifests`, `_uploads`.
+#[derive(Clone, Debug, Default)]
+pub struct Repo {
+    /// Name as on disk (path below `repositories/`).
+    pub name: String,
+    pub has_layers: bool,
+    pub has_manifests: bool,
+    pub has_revisions: bool,
+    pub has_tags: bool,
+    pub has_uploads: bool,
+    pub layers: Vec<Link>,
+    pub revisions: Vec<Link>,
+    pub tags: Vec<Tag>,
+    pub uploads: Vec<Upload>,
+    pub odd_layer_links: Vec<OddLink>,
+    pub odd_revision_links: Vec<OddLink>,
+}
+
+impl Repo {
+    pub fn revision(&self, d: &Digest) -> Option<&Link> {
+        self.revisions
+            .binary_search_by(|l| l.path_digest.cmp(d))
+            .ok()
+            .map(|i| &self.revisions[i])
+    }
+
+    pub fn layer(&self, d: &Digest) -> Option<&Link> {
+        self.layers
+            .binary_search_by(|l| l.path_digest.cmp(d))
+            .ok()
+            .map(|i| &self.layers[i])
+    }
+
+    /// Revisions the registry would serve: a valid link whose content names this folder.
+    pub fn live_revision(&self, d: &Digest) -> bool {
+        self.revision(d).is_some_and(|l| l.state.digest() == Some(d))
+    }
+
+    pub fn tag(&self, name: &str) -> Option<&Tag> {
+        self.tags.iter().find(|t| t.name == name)
+    }
+}
+
+/// How a child entry of a directory in the repository-name hierarchy looks: what the registry's
+/// catalog walk sees there (it lists, sorts by byte order, and stats each entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryType {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+/// A directory of the repository-name hierarchy (`repositories/` itself and every folder whose
+/// name is not `_`-prefixed), with all its children, sorted by name bytes. The GC emulation needs
+/// this to reproduce catalog walks (2.8 stops a directory at a `_` file).
+#[derive(Clone, Debug)]
+pub struct TreeDir {
+    /// Relative to `repositories/`; "" for `repositories/` itself.
+    pub path: String,
+    pub children: Vec<(String, EntryType)>,
+}
+
+/// A malformed path below `blobs/`, with the raw path kept so that GC emulation can re-derive
+/// what the registry would make of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobFault {
+    /// `data` sits in a folder whose names do not form `<alg>/<hex[0:2]>/<hex>` (bad algorithm, bad
+    /// hex, wrong or missing fan-out, wrong depth).
+    BadPath,
+    /// `data` is a directory (or other non-regular file).
+    DataNotFile,
+}
+
+/// Anything noteworthy that is not a structured object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file or folder the registry never writes; `what` says where and why.
+    Unrecognized(String),
+    Unreadable(String),
+    Symlink,
+    NonUtf8,
+    /// `<file>.<uuid>.tmp` PutContent residue.
+    TempResidue,
+    /// The entry changed or vanished during the scan.
+    Changed(String),
+    /// An empty registry folder (deleted link or blob residue).
+    EmptyDir,
+    /// Malformed path in `blobs/`; `size` of the data file when it is a file.
+    BlobPath { fault: BlobFault, size: Option<u64> },
+    /// A file in `blobs/` other than a blob's `data` (temp residue, foreign file).
+    BlobStray,
+    /// A blob folder `blobs/<alg>/<hh>/<hex>/` without `data`.
+    BlobDataMissing(Digest),
+    /// A *file* whose name starts with `_` in the repository-name hierarchy.
+    StrayUnderscore,
+    /// A repository folder whose name the registry rejects.
+    RepoNameInvalid(&'static str),
+    /// A tag folder whose name is outside the tag grammar.
+    TagNameInvalid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to v2; non-UTF-8 bytes shown lossily.
+    pub path: String,
+    pub kind: EntryKind,
+}
+
+/// Counters of the scan itself.
+#[derive(Clone, Debug, Default)]
+pub struct ScanStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub blob_bytes: u64,
+    pub scan_seconds: f64,
+    /// Hashing of this run.
+    pub hashed_blobs: u64,
+    pub hashed_bytes: u64,
+    pub hash_seconds: f64,
+    /// True when hashing stopped early (Ctrl-C or --max-duration).
+    pub hash_incomplete: bool,
+}
+
+/// Everything known about one store.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    /// The registry's rootdirectory.
+    pub root: PathBuf,
+    /// `<root>/docker/registry/v2`.
+    pub v2: PathBuf,
+    pub has_blobs_dir: bool,
+    pub has_repositories_dir: bool,
+    /// Well-formed blobs, sorted by digest.
+    pub blobs: Vec<Blob>,
+    /// Repositories, sorted by name bytes.
+    pub repos: Vec<Repo>,
+    /// The repository-name hierarchy, sorted by path.
+    pub tree: Vec<TreeDir>,
+    pub entries: Vec<Entry>,
+    /// Every manifest blob that a revision, tag or index names and that exists, parsed.
+    pub manifests: HashMap<Digest, manifest::Parsed>,
+    pub stats: ScanStats,
+}
+
+impl Inventory {
+    pub fn blob(&self, d: &Digest) -> Option<&Blob> {
+        self.blobs
+            .binary_search_by(|b| b.digest.cmp(d))
+            .ok()
+            .map(|i| &self.blobs[i])
+    }
+
+    pub fn blob_index(&self, d: &Digest) -> Option<usize> {
+        self.blobs.binary_search_by(|b| b.digest.cmp(d)).ok()
+    }
+
+    pub fn repo(&self, name: &str) -> Option<&Repo> {
+        self.repos
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.repos[i])
+    }
+
+    pub fn manifest(&self, d: &Digest) -> Option<&manifest::Parsed> {
+        self.manifests.get(d)
+    }
+
+    /// Sort everything into the canonical order the lookups rely on.
+    pub fn normalize(&mut self) {
+        self.blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+        self.repos.sort_by(|a, b| a.name.cmp(&b.name));
+        for r in &mut self.repos {
+            r.layers.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
+            r.revisions.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
+            r.tags.sort_by(|a, b| a.name.cmp(&b.name));
+            for t in &mut r.tags {
+                t.index.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
+            }
+            r.uploads.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+            r.odd_layer_links.sort_by(|a, b| a.path.cmp(&b.path));
+            r.odd_revision_links.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        self.tree.sort_by(|a, b| a.path.cmp(&b.path));
+        for t in &mut self.tree {
+            t.children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        }
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+}

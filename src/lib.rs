@@ -1,0 +1,12 @@
+//! regfsck library: scan, check, report and repair a distribution registry's filesystem store.
+//!
+//! Data flow: `scan` (the only module that reads the store) builds an `inventory`; `verify` hashes
+//! blob data; `checks` are pure functions from the inventory to `finding`s; `gc` and `usage`
+//! predict and account; `report` renders; `repair` plans, applies with a journal, and undoes.
+
+pub mod digest;
+pub mod finding;
+pub mod inventory;
+pub mod layout;
+pub mod manifest;
+pub mod progress;
