@@ -30,7 +30,7 @@ impl Algorithm {
     }
 
     /// Length of the raw digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn byte_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 32,
             Algorithm::Sha384 => 48,
@@ -39,7 +39,7 @@ impl Algorithm {
     }
 
     pub fn hex_len(self) -> usize {
-        self.len() * 2
+        self.byte_len() * 2
     }
 }
 
@@ -132,9 +132,10 @@ impl Digest {
         // go-digest checks the character class before the length, so a newline-terminated
         // 64-hex link reports "length"; mirror that order for faithful messages.
         if !hex.iter().all(|&c| hex_val(c).is_some()) {
-            if hex.len() != alg.hex_len() && hex[..hex.len().min(alg.hex_len())]
-                .iter()
-                .all(|&c| hex_val(c).is_some())
+            if hex.len() != alg.hex_len()
+                && hex[..hex.len().min(alg.hex_len())]
+                    .iter()
+                    .all(|&c| hex_val(c).is_some())
             {
                 return Err(DigestError::Length);
             }
@@ -260,10 +261,19 @@ mod tests {
         assert_eq!(Digest::parse("sha256"), Err(DigestError::Format));
         assert_eq!(Digest::parse(&format!("{E}\n")), Err(DigestError::Length));
         assert_eq!(Digest::parse(&E[..40]), Err(DigestError::Length));
-        assert_eq!(Digest::parse(&E.to_uppercase().replace("SHA256", "sha256")), Err(DigestError::Hex));
-        assert_eq!(Digest::parse(&E.replace("sha256", "md5")), Err(DigestError::Algorithm));
+        assert_eq!(
+            Digest::parse(&E.to_uppercase().replace("SHA256", "sha256")),
+            Err(DigestError::Hex)
+        );
+        assert_eq!(
+            Digest::parse(&E.replace("sha256", "md5")),
+            Err(DigestError::Algorithm)
+        );
         assert_eq!(Digest::parse(&format!(" {E}")), Err(DigestError::Algorithm));
-        assert_eq!(Digest::parse("sha256:../../etc/passwd"), Err(DigestError::Hex));
+        assert_eq!(
+            Digest::parse("sha256:../../etc/passwd"),
+            Err(DigestError::Hex)
+        );
         assert!(Digest::parse_bytes(b"sha256:\xff\xfe").is_err());
     }
 

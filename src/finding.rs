@@ -287,7 +287,11 @@ mod tests {
         for &c in Code::ALL {
             let s = c.as_str();
             assert!(seen.insert(s), "duplicate code {s}");
-            assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{s}");
+            assert!(
+                s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{s}"
+            );
             assert_eq!(Code::parse(s), Some(c));
             assert!(c.meaning().len() > 20 && c.fix().len() > 3, "{s}");
         }

@@ -41,9 +41,14 @@ pub enum LinkState {
     /// Strictly valid content.
     Ok(Digest),
     /// Content that is not a digest; `len` is the file size.
-    Malformed { error: DigestError, len: u64 },
+    Malformed {
+        error: DigestError,
+        len: u64,
+    },
     /// Larger than any digest (read capped): `len` is the file size.
-    TooLarge { len: u64 },
+    TooLarge {
+        len: u64,
+    },
     /// `link` is a directory, symlink or special file.
     NotFile,
     /// The folder exists but holds no `link` (residue of an API delete, or damage).
@@ -155,7 +160,8 @@ impl Repo {
 
     /// Revisions the registry would serve: a valid link whose content names this folder.
     pub fn live_revision(&self, d: &Digest) -> bool {
-        self.revision(d).is_some_and(|l| l.state.digest() == Some(d))
+        self.revision(d)
+            .is_some_and(|l| l.state.digest() == Some(d))
     }
 
     pub fn tag(&self, name: &str) -> Option<&Tag> {
@@ -209,7 +215,10 @@ pub enum EntryKind {
     /// An empty registry folder (deleted link or blob residue).
     EmptyDir,
     /// Malformed path in `blobs/`; `size` of the data file when it is a file.
-    BlobPath { fault: BlobFault, size: Option<u64> },
+    BlobPath {
+        fault: BlobFault,
+        size: Option<u64>,
+    },
     /// A file in `blobs/` other than a blob's `data` (temp residue, foreign file).
     BlobStray,
     /// A blob folder `blobs/<alg>/<hh>/<hex>/` without `data`.
@@ -294,7 +303,8 @@ impl Inventory {
         self.repos.sort_by(|a, b| a.name.cmp(&b.name));
         for r in &mut self.repos {
             r.layers.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
-            r.revisions.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
+            r.revisions
+                .sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
             r.tags.sort_by(|a, b| a.name.cmp(&b.name));
             for t in &mut r.tags {
                 t.index.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
@@ -305,7 +315,8 @@ impl Inventory {
         }
         self.tree.sort_by(|a, b| a.path.cmp(&b.path));
         for t in &mut self.tree {
-            t.children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            t.children
+                .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         }
         self.entries.sort_by(|a, b| a.path.cmp(&b.path));
     }

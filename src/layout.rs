@@ -41,7 +41,10 @@ pub fn revisions_dir(repo: &str) -> String {
 }
 
 pub fn revision_link(repo: &str, d: &Digest) -> String {
-    format!("repositories/{repo}/_manifests/revisions/{}/link", alg_hex(d))
+    format!(
+        "repositories/{repo}/_manifests/revisions/{}/link",
+        alg_hex(d)
+    )
 }
 
 pub fn tags_dir(repo: &str) -> String {
@@ -57,7 +60,10 @@ pub fn tag_current_link(repo: &str, tag: &str) -> String {
 }
 
 pub fn tag_index_link(repo: &str, tag: &str, d: &Digest) -> String {
-    format!("repositories/{repo}/_manifests/tags/{tag}/index/{}/link", alg_hex(d))
+    format!(
+        "repositories/{repo}/_manifests/tags/{tag}/index/{}/link",
+        alg_hex(d)
+    )
 }
 
 pub fn uploads_dir(repo: &str) -> String {
@@ -105,10 +111,7 @@ pub fn is_valid_path_component(c: &str) -> bool {
 fn is_domain_component(c: &str) -> bool {
     let b = c.as_bytes();
     let an = |x: u8| x.is_ascii_alphanumeric();
-    !b.is_empty()
-        && an(b[0])
-        && an(b[b.len() - 1])
-        && b.iter().all(|&x| an(x) || x == b'-')
+    !b.is_empty() && an(b[0]) && an(b[b.len() - 1]) && b.iter().all(|&x| an(x) || x == b'-')
 }
 
 fn is_domain(first: &str) -> bool {
@@ -139,7 +142,10 @@ pub fn repo_name_problem(name: &str) -> Option<&'static str> {
 pub fn is_valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     let w = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    !b.is_empty() && b.len() <= 128 && w(b[0]) && b[1..].iter().all(|&x| w(x) || x == b'.' || x == b'-')
+    !b.is_empty()
+        && b.len() <= 128
+        && w(b[0])
+        && b[1..].iter().all(|&x| w(x) || x == b'.' || x == b'-')
 }
 
 /// An upload id: the registry writes 36-character hyphenated UUIDs (v4 on 2.x, v7 on 3.1+).
@@ -175,10 +181,20 @@ mod tests {
 
     #[test]
     fn repo_names() {
-        for ok in ["a", "library/alpine", "team/proj/app", "a-b__c.d", "a---b", "Localhost.X/a", "x.io/a/b"] {
+        for ok in [
+            "a",
+            "library/alpine",
+            "team/proj/app",
+            "a-b__c.d",
+            "a---b",
+            "Localhost.X/a",
+            "x.io/a/b",
+        ] {
             assert_eq!(repo_name_problem(ok), None, "{ok}");
         }
-        for bad in ["BadName", "a/B", "_a", "a_", "a..b", "a___b", "", "a//b", "-a", "a/.b", "Host"] {
+        for bad in [
+            "BadName", "a/B", "_a", "a_", "a..b", "a___b", "", "a//b", "-a", "a/.b", "Host",
+        ] {
             assert!(repo_name_problem(bad).is_some(), "{bad}");
         }
         assert!(repo_name_problem(&"a".repeat(256)).is_some());
@@ -192,7 +208,9 @@ mod tests {
         assert!(!is_valid_tag(&"a".repeat(129)));
         assert!(is_upload_uuid("7a7b9f0e-1a2b-4c3d-8e9f-0123456789ab"));
         assert!(!is_upload_uuid("7a7b9f0e1a2b4c3d8e9f0123456789ab"));
-        assert!(is_temp_residue("link.01a2038b-a7e0-7487-8e9f-0123456789ab.tmp"));
+        assert!(is_temp_residue(
+            "link.01a2038b-a7e0-7487-8e9f-0123456789ab.tmp"
+        ));
         assert!(!is_temp_residue("link.tmp"));
     }
 

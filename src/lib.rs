@@ -4,9 +4,13 @@
 //! blob data; `checks` are pure functions from the inventory to `finding`s; `gc` and `usage`
 //! predict and account; `report` renders; `repair` plans, applies with a journal, and undoes.
 
+pub mod config;
 pub mod digest;
+pub mod duration;
 pub mod finding;
 pub mod inventory;
 pub mod layout;
 pub mod manifest;
+pub mod policy;
 pub mod progress;
+pub mod report;

@@ -326,9 +326,7 @@ pub fn parse(bytes: &[u8]) -> Parsed {
                     Ok(_) => image(bytes, Kind::OciManifest),
                 }
             }
-            other => Err(abort(format!(
-                "unrecognized manifest content type {other}"
-            ))),
+            other => Err(abort(format!("unrecognized manifest content type {other}"))),
         },
         n => Err(abort(format!("unrecognized manifest schema version {n}"))),
     }
@@ -351,13 +349,16 @@ mod tests {
         assert_eq!(m.refs.len(), 2);
         assert_eq!(m.refs[0].role, Role::Config);
         assert_eq!(m.refs[1].size, Some(5));
-        let no_mt = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[]}}"#);
+        let no_mt =
+            format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[]}}"#);
         assert_eq!(parse(no_mt.as_bytes()).unwrap().kind, Kind::OciManifest);
     }
 
     #[test]
     fn indexes() {
-        let body = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{D1}","size":9,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#);
+        let body = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"digest":"{D1}","size":9,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#
+        );
         let m = parse(body.as_bytes()).unwrap();
         assert_eq!(m.kind, Kind::OciIndex);
         assert_eq!(m.children().count(), 1);
@@ -366,7 +367,9 @@ mod tests {
 
     #[test]
     fn schema1() {
-        let body = format!(r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{D1}"}},{{"blobSum":"{D1}"}}]}}"#);
+        let body = format!(
+            r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{D1}"}},{{"blobSum":"{D1}"}}]}}"#
+        );
         let m = parse(body.as_bytes()).unwrap();
         assert_eq!(m.kind, Kind::Schema1);
         assert_eq!(m.refs.len(), 2);
@@ -376,10 +379,18 @@ mod tests {
     fn what_the_gc_chokes_on() {
         assert_eq!(parse(b"garbage").unwrap_err().gc, GcFailure::Abort);
         assert_eq!(parse(b"").unwrap_err().gc, GcFailure::Abort);
-        assert_eq!(parse(br#"{"schemaVersion":2,"manifests":"x"}"#).unwrap_err().gc, GcFailure::Panic);
+        assert_eq!(
+            parse(br#"{"schemaVersion":2,"manifests":"x"}"#)
+                .unwrap_err()
+                .gc,
+            GcFailure::Panic
+        );
         let e = parse(br#"{"schemaVersion":2,"mediaType":"text/plain"}"#).unwrap_err();
         assert!(e.reason.contains("unrecognized manifest content type"));
-        assert!(parse(br#"{"mediaType":"x"}"#).unwrap_err().reason.contains("schema version 0"));
+        assert!(parse(br#"{"mediaType":"x"}"#)
+            .unwrap_err()
+            .reason
+            .contains("schema version 0"));
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(parse(deep.as_bytes()).is_err());
     }
