@@ -1,0 +1,140 @@
+//! `regfsck check`: scan, verify, run every check and the GC hazard analysis, report. Never writes
+//! to the store.
+
+use super::{Failure, Format, StoreArgs};
+use crate::checks::CheckOptions;
+use crate::policy::Policy;
+use crate::report::{self, human};
+use crate::verify::VerifyOptions;
+use crate::{checks, config, gc, scan, verify};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Structure only: do not hash blob contents.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Hashing threads (default: all cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Show every finding (default: the first --limit per code).
+    #[arg(long)]
+    pub all: bool,
+    /// Findings shown per code in human output.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub limit: usize,
+    /// Override a code's severity: CODE=error|warn|info (repeatable).
+    #[arg(long = "severity", value_name = "CODE=LEVEL")]
+    pub severity: Vec<String>,
+    /// Warnings count as errors for the exit status.
+    #[arg(long)]
+    pub strict: bool,
+    /// File of known paths (relative to docker/registry/v2; trailing / for folders) or digests to skip.
+    #[arg(long, value_name = "FILE")]
+    pub skip_list: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Upload age after which an unfinished upload is stale (default: the config's
+    /// uploadpurging.age, else 168h).
+    #[arg(long, value_name = "DURATION")]
+    pub purge_age: Option<String>,
+    /// Objects younger than this mean the registry looks live.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub grace: String,
+    /// Evaluate ages as of this time (unix seconds), for reproducible reports.
+    #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
+    pub now: Option<i64>,
+}
+
+fn duration(flag: &str, text: &str) -> Result<Duration, Failure> {
+    crate::duration::parse(text).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
+}
+
+/// Options shared by every command that runs the checks.
+pub fn check_options(
+    purge_age: Option<&str>,
+    grace: &str,
+    now: Option<i64>,
+    registry: Option<&config::RegistryConfig>,
+) -> Result<CheckOptions, Failure> {
+    let purge = match purge_age {
+        Some(t) => duration("--purge-age", t)?,
+        None => registry
+            .and_then(|c| c.purge_age)
+            .unwrap_or(config::DEFAULT_PURGE_AGE),
+    };
+    let now = now.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    });
+    Ok(CheckOptions {
+        now,
+        purge_age: purge.as_secs() as i64,
+        grace: duration("--grace", grace)?.as_secs() as i64,
+    })
+}
+
+pub fn policy(severity: &[String], strict: bool, skip: Option<&PathBuf>) -> Result<Policy, Failure> {
+    let mut p = Policy {
+        strict,
+        ..Policy::default()
+    };
+    for s in severity {
+        p.add_override(s).map_err(Failure::Usage)?;
+    }
+    if let Some(path) = skip {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("cannot read skip list {}: {e}", path.display())))?;
+        p.add_skip_list(&text).map_err(Failure::Usage)?;
+    }
+    Ok(p)
+}
+
+pub fn run(args: CheckArgs) -> Result<i32, Failure> {
+    let policy = policy(&args.severity, args.strict, args.skip_list.as_ref())?;
+    let located = args.store.locate().map_err(Failure::Operational)?;
+    let opts = check_options(
+        args.purge_age.as_deref(),
+        &args.grace,
+        args.now,
+        located.registry.as_ref(),
+    )?;
+    super::configure_threads(args.jobs);
+    let interrupt = super::install_interrupt();
+    let progress = super::progress_bar::for_run(args.quiet);
+
+    let mut inv = scan::scan(&located.store, progress.as_ref())?;
+    if !args.no_verify {
+        let vopts = VerifyOptions {
+            cancel: Some(interrupt.clone()),
+            ..VerifyOptions::default()
+        };
+        let started = Instant::now();
+        verify::verify(&mut inv, &vopts, progress.as_ref());
+        inv.stats.hash_seconds = started.elapsed().as_secs_f64();
+    }
+    let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
+    let mut findings = checks::run(&inv, &opts);
+    findings.extend(gc::hazards(&inv));
+    let report = report::build(&inv, findings, &policy, interrupted);
+    let text = match args.format {
+        Format::Json => report::to_json(&report) + "\n",
+        Format::Human => human::render(
+            &report,
+            &human::HumanOptions {
+                per_code: (!args.all).then_some(args.limit),
+            },
+        ),
+    };
+    super::print_stdout(&text);
+    Ok(report.exit_code)
+}

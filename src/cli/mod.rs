@@ -1,0 +1,140 @@
+//! Command line: clap arguments become plain option values before any work starts; each
+//! subcommand runs the library pipeline and maps the outcome to an fsck(8) exit status.
+
+mod check;
+pub mod progress_bar;
+
+use crate::config;
+use crate::report::exit;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "regfsck",
+    version,
+    about = "Offline fsck, auditor and repair tool for Docker/OCI distribution registry storage",
+    long_about = "Offline fsck, auditor and repair tool for the filesystem storage of a Docker/OCI \
+                  distribution registry (registry:2, registry:3, Debian's docker-registry). Run it \
+                  with the registry stopped or read-only.\n\nExit status (fsck(8) bits): 0 no errors, \
+                  1 errors corrected, 4 errors left, 8 operational error, 16 usage error, 32 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Audit the store: verify every blob, every link, revision, tag and upload (never writes).
+    Check(check::CheckArgs),
+}
+
+/// Where the store is.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The registry's rootdirectory (holding docker/registry/v2), or the v2 folder itself.
+    /// Default: from --config, else $REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, else /var/lib/registry.
+    pub root: Option<PathBuf>,
+    /// The registry's config.yml: use its storage.filesystem.rootdirectory and maintenance settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// A store location and the registry settings that matter to regfsck.
+pub struct Located {
+    pub store: crate::scan::Store,
+    pub registry: Option<config::RegistryConfig>,
+}
+
+impl StoreArgs {
+    /// Resolve the store: ROOT > --config (with the environment override) > environment > default.
+    pub fn locate(&self) -> Result<Located, String> {
+        let registry = match &self.config {
+            Some(path) => Some(config::load(path)?),
+            None => None,
+        };
+        let root = match (&self.root, &registry) {
+            (Some(r), _) => r.clone(),
+            (None, Some(c)) => c.rootdirectory.clone(),
+            (None, None) => std::env::var_os(config::ROOT_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ROOT)),
+        };
+        let store = crate::scan::locate(&root).map_err(|e| e.to_string())?;
+        Ok(Located { store, registry })
+    }
+}
+
+/// Set by Ctrl-C; long phases stop at a safe point and the run still reports.
+pub fn install_interrupt() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // A second handler install (tests calling run twice) is harmless to ignore.
+    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    flag
+}
+
+pub fn configure_threads(jobs: Option<usize>) {
+    if let Some(n) = jobs.filter(|&n| n > 0) {
+        // Fails only if a pool already exists (library use); the existing pool is then used.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}
+
+/// Print to stdout; a closed pipe (`| head`) ends the program quietly.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+        std::process::exit(exit::OK);
+    }
+}
+
+/// Parse arguments and run; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("regfsck: {msg}");
+            exit::USAGE
+        }
+        Err(Failure::Operational(msg)) => {
+            eprintln!("regfsck: {msg}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+/// Why a command could not do its job.
+#[derive(Debug)]
+pub enum Failure {
+    Usage(String),
+    Operational(String),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Operational(format!("{e:#}"))
+    }
+}
