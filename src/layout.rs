@@ -175,6 +175,111 @@ pub fn digest_from_components(alg: &str, hex: &str) -> Option<Digest> {
     Digest::from_hex(alg, hex.as_bytes()).ok()
 }
 
+/// What a path relative to v2 names, by the strict grammar (§1.13). Built only from validated
+/// components, so a `Parsed` value is safe to turn back into a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    BlobDir(Digest),
+    BlobData(Digest),
+    LayerLink {
+        repo: String,
+        digest: Digest,
+    },
+    RevisionLink {
+        repo: String,
+        digest: Digest,
+    },
+    TagDir {
+        repo: String,
+        tag: String,
+    },
+    TagCurrent {
+        repo: String,
+        tag: String,
+    },
+    TagIndexLink {
+        repo: String,
+        tag: String,
+        digest: Digest,
+    },
+    UploadDir {
+        repo: String,
+        uuid: String,
+    },
+    RepoDir(String),
+    Other,
+}
+
+fn repo_part(name: &str) -> Option<String> {
+    // Any non-empty hierarchy of names without `_` prefixes or dot segments; validity of the
+    // name itself is a separate finding, not a reason to refuse the path.
+    let ok = !name.is_empty()
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with('_'));
+    ok.then(|| name.to_string())
+}
+
+/// Classify a v2-relative path.
+pub fn parse_path(path: &str) -> Parsed {
+    let parts: Vec<&str> = path.split('/').collect();
+    if let ["blobs", alg, fan, hex, rest @ ..] = parts.as_slice() {
+        if let Some(d) = digest_from_components(alg, hex) {
+            if d.fan_out() == *fan {
+                return match rest {
+                    [] => Parsed::BlobDir(d),
+                    ["data"] => Parsed::BlobData(d),
+                    _ => Parsed::Other,
+                };
+            }
+        }
+        return Parsed::Other;
+    }
+    let Some(rel) = path.strip_prefix("repositories/") else {
+        return Parsed::Other;
+    };
+    let Some(pos) = rel.find("/_") else {
+        return repo_part(rel).map_or(Parsed::Other, Parsed::RepoDir);
+    };
+    let Some(repo) = repo_part(&rel[..pos]) else {
+        return Parsed::Other;
+    };
+    let tail: Vec<&str> = rel[pos + 1..].split('/').collect();
+    match tail.as_slice() {
+        ["_layers", alg, hex, "link"] => match digest_from_components(alg, hex) {
+            Some(digest) => Parsed::LayerLink { repo, digest },
+            None => Parsed::Other,
+        },
+        ["_manifests", "revisions", alg, hex, "link"] => match digest_from_components(alg, hex) {
+            Some(digest) => Parsed::RevisionLink { repo, digest },
+            None => Parsed::Other,
+        },
+        ["_manifests", "tags", tag] if is_valid_tag(tag) => Parsed::TagDir {
+            repo,
+            tag: tag.to_string(),
+        },
+        ["_manifests", "tags", tag, "current", "link"] if is_valid_tag(tag) => Parsed::TagCurrent {
+            repo,
+            tag: tag.to_string(),
+        },
+        ["_manifests", "tags", tag, "index", alg, hex, "link"] if is_valid_tag(tag) => {
+            match digest_from_components(alg, hex) {
+                Some(digest) => Parsed::TagIndexLink {
+                    repo,
+                    tag: tag.to_string(),
+                    digest,
+                },
+                None => Parsed::Other,
+            }
+        }
+        ["_uploads", uuid] if is_upload_uuid(uuid) => Parsed::UploadDir {
+            repo,
+            uuid: uuid.to_string(),
+        },
+        _ => Parsed::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +317,70 @@ mod tests {
             "link.01a2038b-a7e0-7487-8e9f-0123456789ab.tmp"
         ));
         assert!(!is_temp_residue("link.tmp"));
+    }
+
+    #[test]
+    fn parses_paths_back() {
+        let d = Digest::empty_sha256();
+        for (path, want) in [
+            (blob_data(&d), Parsed::BlobData(d.clone())),
+            (blob_dir(&d), Parsed::BlobDir(d.clone())),
+            (
+                layer_link("a/b", &d),
+                Parsed::LayerLink {
+                    repo: "a/b".into(),
+                    digest: d.clone(),
+                },
+            ),
+            (
+                revision_link("a", &d),
+                Parsed::RevisionLink {
+                    repo: "a".into(),
+                    digest: d.clone(),
+                },
+            ),
+            (
+                tag_current_link("a", "v1"),
+                Parsed::TagCurrent {
+                    repo: "a".into(),
+                    tag: "v1".into(),
+                },
+            ),
+            (
+                tag_index_link("a", "v1", &d),
+                Parsed::TagIndexLink {
+                    repo: "a".into(),
+                    tag: "v1".into(),
+                    digest: d.clone(),
+                },
+            ),
+            (
+                tag_dir("a", "v1"),
+                Parsed::TagDir {
+                    repo: "a".into(),
+                    tag: "v1".into(),
+                },
+            ),
+            (
+                upload_dir("a", "7a7b9f0e-1a2b-4c3d-8e9f-0123456789ab"),
+                Parsed::UploadDir {
+                    repo: "a".into(),
+                    uuid: "7a7b9f0e-1a2b-4c3d-8e9f-0123456789ab".into(),
+                },
+            ),
+            (repo_dir("x/y"), Parsed::RepoDir("x/y".into())),
+        ] {
+            assert_eq!(parse_path(&path), want, "{path}");
+        }
+        for other in [
+            "blobs/sha256/00/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/data",
+            "repositories/../x/_layers/sha256/ab/link",
+            "repositories/a/_manifests/tags/../current/link",
+            "repositories/a/_uploads/nope",
+            "x",
+        ] {
+            assert_eq!(parse_path(other), Parsed::Other, "{other}");
+        }
     }
 
     #[test]
