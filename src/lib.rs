@@ -4,6 +4,7 @@
 //! blob data; `checks` are pure functions from the inventory to `finding`s; `gc` and `usage`
 //! predict and account; `report` renders; `repair` plans, applies with a journal, and undoes.
 
+pub mod checks;
 pub mod config;
 pub mod digest;
 pub mod duration;
@@ -13,4 +14,5 @@ pub mod layout;
 pub mod manifest;
 pub mod policy;
 pub mod progress;
+pub mod reach;
 pub mod report;
