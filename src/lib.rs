@@ -16,3 +16,4 @@ pub mod policy;
 pub mod progress;
 pub mod reach;
 pub mod report;
+pub mod usage;
