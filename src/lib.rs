@@ -5,6 +5,7 @@
 //! predict and account; `report` renders; `repair` plans, applies with a journal, and undoes.
 
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod duration;
@@ -16,4 +17,7 @@ pub mod policy;
 pub mod progress;
 pub mod reach;
 pub mod report;
+pub mod scan;
+pub mod timefmt;
 pub mod usage;
+pub mod verify;

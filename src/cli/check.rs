@@ -6,10 +6,10 @@ use crate::checks::CheckOptions;
 use crate::policy::Policy;
 use crate::report::{self, human};
 use crate::verify::VerifyOptions;
-use crate::{checks, config, gc, scan, verify};
+use crate::{checks, config, scan, verify};
 use clap::Args;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -83,17 +83,20 @@ pub fn check_options(
     })
 }
 
-pub fn policy(severity: &[String], strict: bool, skip: Option<&PathBuf>) -> Result<Policy, Failure> {
-    let mut p = Policy {
-        strict,
-        ..Policy::default()
-    };
+pub fn policy(
+    severity: &[String],
+    strict: bool,
+    skip: Option<&PathBuf>,
+) -> Result<Policy, Failure> {
+    let mut p = Policy::default();
+    p.strict = strict;
     for s in severity {
         p.add_override(s).map_err(Failure::Usage)?;
     }
     if let Some(path) = skip {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::Usage(format!("cannot read skip list {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::Usage(format!("cannot read skip list {}: {e}", path.display()))
+        })?;
         p.add_skip_list(&text).map_err(Failure::Usage)?;
     }
     Ok(p)
@@ -118,13 +121,10 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             cancel: Some(interrupt.clone()),
             ..VerifyOptions::default()
         };
-        let started = Instant::now();
         verify::verify(&mut inv, &vopts, progress.as_ref());
-        inv.stats.hash_seconds = started.elapsed().as_secs_f64();
     }
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
-    let mut findings = checks::run(&inv, &opts);
-    findings.extend(gc::hazards(&inv));
+    let findings = checks::run(&inv, &opts);
     let report = report::build(&inv, findings, &policy, interrupted);
     let text = match args.format {
         Format::Json => report::to_json(&report) + "\n",

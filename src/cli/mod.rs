@@ -87,7 +87,9 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
 pub fn configure_threads(jobs: Option<usize>) {
     if let Some(n) = jobs.filter(|&n| n > 0) {
         // Fails only if a pool already exists (library use); the existing pool is then used.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
 }
 
@@ -95,7 +97,11 @@ pub fn configure_threads(jobs: Option<usize>) {
 pub fn print_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         std::process::exit(exit::OK);
     }
 }
@@ -105,7 +111,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }

@@ -1,0 +1,229 @@
+//! Walks `blobs/` in parallel over its fan-out shards and classifies every entry by the strict
+//! grammar `blobs/<alg>/<hex[0:2]>/<hex>/data`.
+
+use super::fsio::{self, Child};
+use super::Sink;
+use crate::digest::Algorithm;
+use crate::inventory::{Blob, BlobFault, EntryKind, EntryType, Verify};
+use crate::layout;
+use rayon::prelude::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+fn name_of(c: &Child) -> Option<&str> {
+    c.name.to_str()
+}
+
+/// Anything below `blobs/` off the grammar: report every `data` file as a malformed blob path
+/// (the registry's GC parses those) and every other file as stray. Iterative, so depth is free.
+fn foreign_subtree(v2: &Path, rel: String, sink: &mut Sink) {
+    let mut stack = vec![rel];
+    while let Some(dir) = stack.pop() {
+        let children = match fsio::list(&v2.join(&dir)) {
+            Ok(c) => c,
+            Err(e) => {
+                sink.io_error(&dir, e);
+                continue;
+            }
+        };
+        if children.is_empty() {
+            sink.entry(dir.clone(), EntryKind::EmptyDir);
+        }
+        for c in children {
+            let Some(name) = name_of(&c) else {
+                sink.non_utf8(&dir, &c.name);
+                continue;
+            };
+            let path = format!("{dir}/{name}");
+            match c.kind {
+                EntryType::Dir => stack.push(path),
+                EntryType::Symlink => sink.entry(path, EntryKind::Symlink),
+                EntryType::File if name == "data" => {
+                    let size = std::fs::symlink_metadata(v2.join(&path))
+                        .ok()
+                        .map(|m| m.len());
+                    sink.entry(
+                        path,
+                        EntryKind::BlobPath {
+                            fault: BlobFault::BadPath,
+                            size,
+                        },
+                    );
+                }
+                _ => stray(path, name, sink),
+            }
+        }
+    }
+}
+
+fn stray(path: String, name: &str, sink: &mut Sink) {
+    let kind = if layout::is_temp_residue(name) {
+        EntryKind::TempResidue
+    } else {
+        EntryKind::BlobStray
+    };
+    sink.entry(path, kind);
+}
+
+/// One fan-out shard `blobs/<alg>/<fan>/`.
+fn shard(v2: &Path, alg: Option<Algorithm>, alg_name: &str, fan: &str, sink: &mut Sink) {
+    let dir = format!("blobs/{alg_name}/{fan}");
+    let children = match fsio::list(&v2.join(&dir)) {
+        Ok(c) => c,
+        Err(e) => return sink.io_error(&dir, e),
+    };
+    if children.is_empty() {
+        sink.entry(dir.clone(), EntryKind::EmptyDir);
+    }
+    for c in children {
+        let Some(hex) = name_of(&c) else {
+            sink.non_utf8(&dir, &c.name);
+            continue;
+        };
+        let path = format!("{dir}/{hex}");
+        match c.kind {
+            EntryType::Dir => {}
+            EntryType::Symlink => {
+                sink.entry(path, EntryKind::Symlink);
+                continue;
+            }
+            EntryType::File if hex == "data" => {
+                // blobs/<alg>/<hex>/data: the fan-out folder is missing.
+                let size = std::fs::symlink_metadata(v2.join(&path))
+                    .ok()
+                    .map(|m| m.len());
+                sink.entry(
+                    path,
+                    EntryKind::BlobPath {
+                        fault: BlobFault::BadPath,
+                        size,
+                    },
+                );
+                continue;
+            }
+            _ => {
+                stray(path, hex, sink);
+                continue;
+            }
+        }
+        let digest = alg
+            .and_then(|a| crate::digest::Digest::from_hex(a, hex.as_bytes()).ok())
+            .filter(|d| d.fan_out() == fan);
+        let Some(digest) = digest else {
+            foreign_subtree(v2, path, sink);
+            continue;
+        };
+        let inner = match fsio::list(&v2.join(&path)) {
+            Ok(c) => c,
+            Err(e) => {
+                sink.io_error(&path, e);
+                continue;
+            }
+        };
+        let mut has_data = false;
+        for e in inner {
+            let Some(name) = name_of(&e) else {
+                sink.non_utf8(&path, &e.name);
+                continue;
+            };
+            let p = format!("{path}/{name}");
+            match (name, e.kind) {
+                ("data", EntryType::File) => {
+                    has_data = true;
+                    match std::fs::symlink_metadata(v2.join(&p)) {
+                        Ok(m) => sink.blobs.push(Blob {
+                            digest: digest.clone(),
+                            size: m.len(),
+                            mtime: m.mtime(),
+                            inode: m.ino(),
+                            verify: Verify::NotChecked,
+                        }),
+                        Err(err) => sink.io_error(&p, err),
+                    }
+                }
+                ("data", EntryType::Symlink) => {
+                    has_data = true;
+                    sink.entry(p, EntryKind::Symlink);
+                }
+                ("data", _) => {
+                    has_data = true;
+                    sink.entry(
+                        p,
+                        EntryKind::BlobPath {
+                            fault: BlobFault::DataNotFile,
+                            size: None,
+                        },
+                    );
+                }
+                (_, EntryType::Dir) => foreign_subtree(v2, p, sink),
+                (_, EntryType::Symlink) => sink.entry(p, EntryKind::Symlink),
+                _ => stray(p, name, sink),
+            }
+        }
+        if !has_data {
+            sink.entry(path, EntryKind::BlobDataMissing(digest));
+        }
+    }
+}
+
+/// Scan `blobs/`; returns false when it does not exist.
+pub fn scan(v2: &Path, sink: &mut Sink) -> bool {
+    let top = match fsio::list(&v2.join("blobs")) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            sink.io_error("blobs", e);
+            return true;
+        }
+    };
+    let mut shards = Vec::new();
+    for a in top {
+        let Some(alg_name) = name_of(&a).map(str::to_string) else {
+            sink.non_utf8("blobs", &a.name);
+            continue;
+        };
+        let rel = format!("blobs/{alg_name}");
+        match a.kind {
+            EntryType::Dir => {}
+            EntryType::Symlink => {
+                sink.entry(rel, EntryKind::Symlink);
+                continue;
+            }
+            _ => {
+                stray(rel, &alg_name, sink);
+                continue;
+            }
+        }
+        let fans = match fsio::list(&v2.join(&rel)) {
+            Ok(c) => c,
+            Err(e) => {
+                sink.io_error(&rel, e);
+                continue;
+            }
+        };
+        for f in fans {
+            let Some(fan) = name_of(&f) else {
+                sink.non_utf8(&rel, &f.name);
+                continue;
+            };
+            let p = format!("{rel}/{fan}");
+            match f.kind {
+                EntryType::Dir => shards.push((alg_name.clone(), fan.to_string())),
+                EntryType::Symlink => sink.entry(p, EntryKind::Symlink),
+                _ => stray(p, fan, sink),
+            }
+        }
+    }
+    let parts: Vec<Sink> = shards
+        .par_iter()
+        .map(|(alg_name, fan)| {
+            let mut s = Sink::default();
+            shard(v2, Algorithm::from_name(alg_name), alg_name, fan, &mut s);
+            s
+        })
+        .collect();
+    for p in parts {
+        sink.merge(p);
+    }
+    true
+}

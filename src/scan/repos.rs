@@ -1,0 +1,479 @@
+//! Walks `repositories/`: the repository-name hierarchy (iteratively, any depth), then each
+//! repository's `_layers`, `_manifests` and `_uploads` in parallel.
+
+use super::fsio::{self, Child};
+use super::Sink;
+use crate::digest::Digest;
+use crate::inventory::*;
+use crate::layout;
+use rayon::prelude::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+pub(crate) struct Walked {
+    pub found: bool,
+    pub repos: Vec<Repo>,
+    pub tree: Vec<TreeDir>,
+    pub sink: Sink,
+}
+
+const MARKERS: [&str; 3] = ["_layers", "_manifests", "_uploads"];
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+pub(crate) fn scan(v2: &Path) -> Walked {
+    let mut w = Walked {
+        found: true,
+        repos: Vec::new(),
+        tree: Vec::new(),
+        sink: Sink::default(),
+    };
+    let base = v2.join("repositories");
+    match std::fs::symlink_metadata(&base) {
+        Err(_) => {
+            w.found = false;
+            return w;
+        }
+        Ok(m) if !m.is_dir() => {
+            w.found = false;
+            w.sink.entry(
+                "repositories".into(),
+                EntryKind::Unrecognized("repositories is not a folder".into()),
+            );
+            return w;
+        }
+        Ok(_) => {}
+    }
+    // The name hierarchy: "" is repositories/ itself.
+    let mut stack = vec![String::new()];
+    let mut repo_names = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let rel = join("repositories", &dir);
+        let children = match fsio::list(&base.join(&dir)) {
+            Ok(c) => c,
+            Err(e) => {
+                w.sink.io_error(&rel, e);
+                continue;
+            }
+        };
+        let mut tree_children = Vec::with_capacity(children.len());
+        let mut is_repo = false;
+        for c in &children {
+            let Some(name) = c.name.to_str() else {
+                w.sink.non_utf8(&rel, &c.name);
+                continue;
+            };
+            tree_children.push((name.to_string(), c.kind));
+            let path = join(&rel, name);
+            match c.kind {
+                EntryType::Symlink => w.sink.entry(path, EntryKind::Symlink),
+                EntryType::Dir if name.starts_with('_') => {
+                    if MARKERS.contains(&name) && !dir.is_empty() {
+                        is_repo = true;
+                    } else {
+                        w.sink.entry(
+                            path,
+                            EntryKind::Unrecognized(
+                                "a _ folder the registry never writes here".into(),
+                            ),
+                        );
+                    }
+                }
+                EntryType::Dir => stack.push(join(&dir, name)),
+                _ if name.starts_with('_') => w.sink.entry(path, EntryKind::StrayUnderscore),
+                _ if layout::is_temp_residue(name) => w.sink.entry(path, EntryKind::TempResidue),
+                _ => w.sink.entry(
+                    path,
+                    EntryKind::Unrecognized("a file among repositories".into()),
+                ),
+            }
+        }
+        if is_repo {
+            if let Some(why) = layout::repo_name_problem(&dir) {
+                w.sink.entry(rel.clone(), EntryKind::RepoNameInvalid(why));
+            }
+            repo_names.push((dir.clone(), children));
+        } else if children.is_empty() && !dir.is_empty() {
+            w.sink.entry(rel.clone(), EntryKind::EmptyDir);
+        }
+        w.tree.push(TreeDir {
+            path: dir,
+            children: tree_children,
+        });
+    }
+    let parts: Vec<(Repo, Sink)> = repo_names
+        .into_par_iter()
+        .map(|(name, children)| scan_repo(v2, name, &children))
+        .collect();
+    for (r, s) in parts {
+        w.repos.push(r);
+        w.sink.merge(s);
+    }
+    w
+}
+
+fn scan_repo(v2: &Path, name: String, children: &[Child]) -> (Repo, Sink) {
+    let mut s = Sink::default();
+    let mut repo = Repo {
+        name,
+        ..Repo::default()
+    };
+    let has = |n: &str| {
+        children
+            .iter()
+            .any(|c| c.name == n && c.kind == EntryType::Dir)
+    };
+    repo.has_layers = has("_layers");
+    repo.has_manifests = has("_manifests");
+    repo.has_uploads = has("_uploads");
+    if repo.has_layers {
+        let rel = layout::layers_dir(&repo.name);
+        let (links, odd) = link_tree(v2, &rel, false, &mut s);
+        repo.layers = links;
+        repo.odd_layer_links = odd;
+    }
+    if repo.has_manifests {
+        manifests_dir(v2, &mut repo, &mut s);
+    }
+    if repo.has_uploads {
+        uploads(v2, &mut repo, &mut s);
+    }
+    (repo, s)
+}
+
+fn list_or_report(v2: &Path, rel: &str, s: &mut Sink) -> Option<Vec<Child>> {
+    match fsio::list(&v2.join(rel)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            s.io_error(rel, e);
+            None
+        }
+    }
+}
+
+/// Any entry where only folders are expected: report it and say whether to descend.
+fn unexpected(path: String, c: &Child, what: &str, s: &mut Sink) {
+    match c.kind {
+        EntryType::Symlink => s.entry(path, EntryKind::Symlink),
+        _ if c.name.to_str().is_some_and(layout::is_temp_residue) => {
+            s.entry(path, EntryKind::TempResidue)
+        }
+        _ => s.entry(path, EntryKind::Unrecognized(what.to_string())),
+    }
+}
+
+/// Every file named `link` below `rel` (off the grammar): the registry's GC reads them all.
+fn odd_links(v2: &Path, rel: String, legacy: bool, odd: &mut Vec<OddLink>, s: &mut Sink) {
+    let mut stack = vec![rel];
+    while let Some(dir) = stack.pop() {
+        let Some(children) = list_or_report(v2, &dir, s) else {
+            continue;
+        };
+        if children.is_empty() {
+            s.entry(dir.clone(), EntryKind::EmptyDir);
+        }
+        for c in children {
+            let Some(name) = c.name.to_str() else {
+                s.non_utf8(&dir, &c.name);
+                continue;
+            };
+            let path = format!("{dir}/{name}");
+            match c.kind {
+                EntryType::Dir => stack.push(path),
+                _ if name == "link" => {
+                    if c.kind == EntryType::Symlink {
+                        s.entry(path.clone(), EntryKind::Symlink);
+                    }
+                    let (state, _, vanished) = fsio::read_link(&v2.join(&path));
+                    if vanished {
+                        s.entry(
+                            path.clone(),
+                            EntryKind::Changed("vanished during the scan".into()),
+                        );
+                    }
+                    odd.push(OddLink {
+                        path,
+                        state,
+                        legacy_signature: legacy,
+                    });
+                }
+                _ => unexpected(path, &c, "not a link file", s),
+            }
+        }
+    }
+}
+
+/// A `<rel>/<alg>/<hex>/link` tree (`_layers`, `_manifests/revisions`, tag `index`).
+/// `revisions` records folders without a link as `Absent` (the registry's API-delete residue).
+fn link_tree(v2: &Path, rel: &str, revisions: bool, s: &mut Sink) -> (Vec<Link>, Vec<OddLink>) {
+    let mut links = Vec::new();
+    let mut odd = Vec::new();
+    let Some(algs) = list_or_report(v2, rel, s) else {
+        return (links, odd);
+    };
+    for a in algs {
+        let Some(alg) = a.name.to_str() else {
+            s.non_utf8(rel, &a.name);
+            continue;
+        };
+        let arel = format!("{rel}/{alg}");
+        if a.kind != EntryType::Dir {
+            unexpected(arel, &a, "not an algorithm folder", s);
+            continue;
+        }
+        let Some(hexes) = list_or_report(v2, &arel, s) else {
+            continue;
+        };
+        for h in hexes {
+            let Some(hex) = h.name.to_str() else {
+                s.non_utf8(&arel, &h.name);
+                continue;
+            };
+            let hrel = format!("{arel}/{hex}");
+            if h.kind != EntryType::Dir {
+                unexpected(hrel, &h, "not a digest folder", s);
+                continue;
+            }
+            let Some(digest) = layout::digest_from_components(alg, hex) else {
+                s.entry(
+                    hrel.clone(),
+                    EntryKind::Unrecognized("folder name is not a digest".into()),
+                );
+                odd_links(v2, hrel, false, &mut odd, s);
+                continue;
+            };
+            link_dir(v2, hrel, digest, revisions, &mut links, &mut odd, s);
+        }
+    }
+    (links, odd)
+}
+
+fn link_dir(
+    v2: &Path,
+    hrel: String,
+    digest: Digest,
+    revisions: bool,
+    links: &mut Vec<Link>,
+    odd: &mut Vec<OddLink>,
+    s: &mut Sink,
+) {
+    let Some(inner) = list_or_report(v2, &hrel, s) else {
+        return;
+    };
+    let mut found = false;
+    for e in inner {
+        let Some(name) = e.name.to_str() else {
+            s.non_utf8(&hrel, &e.name);
+            continue;
+        };
+        let p = format!("{hrel}/{name}");
+        if name == "link" {
+            found = true;
+            if e.kind == EntryType::Symlink {
+                s.entry(p.clone(), EntryKind::Symlink);
+            }
+            let (state, mtime, vanished) = fsio::read_link(&v2.join(&p));
+            if vanished {
+                s.entry(p, EntryKind::Changed("vanished during the scan".into()));
+            }
+            links.push(Link {
+                path_digest: digest.clone(),
+                state,
+                mtime,
+            });
+        } else if revisions && name == "signatures" && e.kind == EntryType::Dir {
+            odd_links(v2, p, true, odd, s);
+        } else if e.kind == EntryType::Dir {
+            s.entry(
+                p.clone(),
+                EntryKind::Unrecognized("unexpected folder in a link folder".into()),
+            );
+            odd_links(v2, p, false, odd, s);
+        } else {
+            unexpected(p, &e, "unexpected file in a link folder", s);
+        }
+    }
+    if !found {
+        s.entry(hrel, EntryKind::EmptyDir);
+        if revisions {
+            links.push(Link {
+                path_digest: digest,
+                state: LinkState::Absent,
+                mtime: 0,
+            });
+        }
+    }
+}
+
+fn manifests_dir(v2: &Path, repo: &mut Repo, s: &mut Sink) {
+    let rel = layout::manifests_dir(&repo.name);
+    let Some(children) = list_or_report(v2, &rel, s) else {
+        return;
+    };
+    for c in children {
+        let name = c.name.to_str().unwrap_or("");
+        let p = format!("{rel}/{}", c.name.to_string_lossy());
+        match (name, c.kind) {
+            ("revisions", EntryType::Dir) => {
+                repo.has_revisions = true;
+                let (links, odd) = link_tree(v2, &layout::revisions_dir(&repo.name), true, s);
+                repo.revisions = links;
+                repo.odd_revision_links = odd;
+            }
+            ("tags", EntryType::Dir) => {
+                repo.has_tags = true;
+                tags(v2, repo, s);
+            }
+            _ if c.name.to_str().is_none() => s.non_utf8(&rel, &c.name),
+            _ => unexpected(
+                p,
+                &c,
+                "the registry writes only revisions/ and tags/ here",
+                s,
+            ),
+        }
+    }
+}
+
+fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
+    let rel = layout::tags_dir(&repo.name);
+    let Some(children) = list_or_report(v2, &rel, s) else {
+        return;
+    };
+    for c in children {
+        let Some(name) = c.name.to_str() else {
+            s.non_utf8(&rel, &c.name);
+            continue;
+        };
+        let trel = format!("{rel}/{name}");
+        if c.kind != EntryType::Dir {
+            unexpected(trel, &c, "not a tag folder", s);
+            continue;
+        }
+        if !layout::is_valid_tag(name) {
+            s.entry(trel.clone(), EntryKind::TagNameInvalid);
+        }
+        let mut tag = Tag {
+            name: name.to_string(),
+            current: LinkState::Absent,
+            current_mtime: 0,
+            index: Vec::new(),
+        };
+        let Some(parts) = list_or_report(v2, &trel, s) else {
+            continue;
+        };
+        for p in parts {
+            let pname = p.name.to_str().unwrap_or("");
+            let prel = format!("{trel}/{}", p.name.to_string_lossy());
+            match (pname, p.kind) {
+                ("current", EntryType::Dir) => {
+                    let Some(inner) = list_or_report(v2, &prel, s) else {
+                        continue;
+                    };
+                    for e in inner {
+                        let erel = format!("{prel}/{}", e.name.to_string_lossy());
+                        if e.name == "link" {
+                            if e.kind == EntryType::Symlink {
+                                s.entry(erel.clone(), EntryKind::Symlink);
+                            }
+                            let (state, mtime, vanished) = fsio::read_link(&v2.join(&erel));
+                            if vanished {
+                                s.entry(
+                                    erel,
+                                    EntryKind::Changed("vanished during the scan".into()),
+                                );
+                            }
+                            tag.current = state;
+                            tag.current_mtime = mtime;
+                        } else {
+                            unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
+                        }
+                    }
+                }
+                ("index", EntryType::Dir) => {
+                    let (links, odd) = link_tree(v2, &prel, false, s);
+                    tag.index = links;
+                    for o in odd {
+                        s.entry(
+                            o.path,
+                            EntryKind::Unrecognized("a link outside the tag index grammar".into()),
+                        );
+                    }
+                }
+                _ if p.name.to_str().is_none() => s.non_utf8(&trel, &p.name),
+                _ => unexpected(
+                    prel,
+                    &p,
+                    "the registry writes only current/ and index/ here",
+                    s,
+                ),
+            }
+        }
+        repo.tags.push(tag);
+    }
+}
+
+fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
+    let rel = layout::uploads_dir(&repo.name);
+    let Some(children) = list_or_report(v2, &rel, s) else {
+        return;
+    };
+    for c in children {
+        let Some(uuid) = c.name.to_str() else {
+            s.non_utf8(&rel, &c.name);
+            continue;
+        };
+        let urel = format!("{rel}/{uuid}");
+        if c.kind != EntryType::Dir || !layout::is_upload_uuid(uuid) {
+            unexpected(urel, &c, "not an upload folder", s);
+            continue;
+        }
+        let mut up = Upload {
+            uuid: uuid.to_string(),
+            started_at: StartedAt::Missing,
+            bytes: 0,
+            mtime: 0,
+        };
+        // Total size and newest mtime of everything inside, without following links.
+        let mut stack = vec![urel.clone()];
+        while let Some(dir) = stack.pop() {
+            let Some(items) = list_or_report(v2, &dir, s) else {
+                continue;
+            };
+            for it in items {
+                let p = format!("{dir}/{}", it.name.to_string_lossy());
+                match it.kind {
+                    EntryType::Dir => stack.push(p),
+                    EntryType::Symlink => s.entry(p, EntryKind::Symlink),
+                    _ => {
+                        if let Ok(m) = std::fs::symlink_metadata(v2.join(&p)) {
+                            up.bytes += m.len();
+                            up.mtime = up.mtime.max(m.mtime());
+                        }
+                    }
+                }
+            }
+        }
+        let started = v2.join(&urel).join("startedat");
+        up.started_at = match fsio::read_small(&started, 64) {
+            fsio::Small::Bytes(b, _) => match std::str::from_utf8(&b)
+                .ok()
+                .and_then(crate::timefmt::parse_rfc3339)
+            {
+                Some(t) => StartedAt::Ok(t),
+                None => StartedAt::Invalid(format!("{:?}", String::from_utf8_lossy(&b))),
+            },
+            fsio::Small::Vanished => StartedAt::Missing,
+            fsio::Small::TooLarge(n) => StartedAt::Invalid(format!("{n} bytes")),
+            fsio::Small::NotFile => StartedAt::Invalid("not a regular file".into()),
+            fsio::Small::Error(e) => StartedAt::Invalid(e),
+        };
+        repo.uploads.push(up);
+    }
+}
