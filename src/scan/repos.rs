@@ -20,7 +20,9 @@ pub(crate) struct Walked {
 const MARKERS: [&str; 3] = ["_layers", "_manifests", "_uploads"];
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
+    if name.is_empty() {
+        dir.to_string()
+    } else if dir.is_empty() {
         name.to_string()
     } else {
         format!("{dir}/{name}")

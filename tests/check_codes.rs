@@ -1,0 +1,839 @@
+//! Every finding code: take the clean store written by the real registry, break exactly one
+//! thing, and assert that exact code at that exact path — and no other new warning or error
+//! beyond the ones the break necessarily implies.
+
+mod common;
+
+use common::store::{self, fixture, fixture_now, run_json, v2};
+use regfsck::digest::Digest;
+use regfsck::layout;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+struct Ctx {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    v2: PathBuf,
+    exp: Value,
+    now: i64,
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        let tmp = fixture("sample");
+        let root = tmp.path().to_path_buf();
+        let now = fixture_now(&root);
+        Ctx {
+            v2: v2(&root),
+            root,
+            _tmp: tmp,
+            exp: store::expected("sample"),
+            now,
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.v2.join(rel)
+    }
+
+    fn tag(&self, repo: &str, tag: &str) -> Digest {
+        Digest::parse(
+            self.exp["repositories"][repo]["tags"][tag]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The manifest JSON of a digest, read from the store.
+    fn manifest(&self, d: &Digest) -> Value {
+        serde_json::from_slice(&fs::read(self.p(&layout::blob_data(d))).unwrap()).unwrap()
+    }
+
+    /// The digests of a manifest's layers.
+    fn layers(&self, d: &Digest) -> Vec<Digest> {
+        self.manifest(d)["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| Digest::parse(l["digest"].as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    fn config(&self, d: &Digest) -> Digest {
+        Digest::parse(self.manifest(d)["config"]["digest"].as_str().unwrap()).unwrap()
+    }
+
+    fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.p(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+
+    /// Store a new blob with correct content at its canonical path.
+    fn add_blob(&self, data: &[u8]) -> Digest {
+        let d = Digest::of_bytes(data);
+        self.write(&layout::blob_data(&d), data);
+        d
+    }
+
+    fn rm(&self, rel: &str) {
+        let p = self.p(rel);
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            fs::remove_dir_all(p).unwrap();
+        } else {
+            fs::remove_file(p).unwrap();
+        }
+    }
+
+    fn check(&self, extra: &[&str]) -> (i32, Value) {
+        let now = self.now.to_string();
+        let mut args = vec!["check", self.root.to_str().unwrap(), "--now", &now];
+        args.extend_from_slice(extra);
+        run_json(&args)
+    }
+}
+
+fn findings(doc: &Value) -> Vec<(String, String, String)> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The clean sample store's warn/error findings (all legitimate: see `clean_store_findings`).
+fn baseline() -> BTreeSet<(String, String)> {
+    let ctx = Ctx::new();
+    let (_, doc) = ctx.check(&[]);
+    findings(&doc)
+        .into_iter()
+        .filter(|f| f.2 != "info")
+        .map(|f| (f.0, f.1))
+        .collect()
+}
+
+/// Break something, then assert `code` at `path` and that every other new warning or error has a
+/// code in `allowed`.
+fn assert_break(ctx: &Ctx, code: &str, path: &str, allowed: &[&str], args: &[&str]) -> Value {
+    let (exit, doc) = ctx.check(args);
+    let all = findings(&doc);
+    assert!(
+        all.iter().any(|f| f.0 == code && f.1 == path),
+        "expected {code} at {path}; got:\n{:#?}",
+        all
+    );
+    let base = baseline();
+    for f in &all {
+        if f.2 == "info" || f.0 == code || base.contains(&(f.0.clone(), f.1.clone())) {
+            continue;
+        }
+        assert!(
+            allowed.contains(&f.0.as_str()),
+            "unrelated {} at {} after breaking for {code}",
+            f.0,
+            f.1
+        );
+    }
+    let errors = all.iter().any(|f| f.2 == "error");
+    assert_eq!(
+        exit & 4 != 0,
+        errors,
+        "exit status {exit} vs errors {errors}"
+    );
+    doc
+}
+
+#[test]
+fn clean_store_findings() {
+    let ctx = Ctx::new();
+    let (exit, doc) = ctx.check(&[]);
+    assert_eq!(exit, 0, "{doc:#}");
+    let all = findings(&doc);
+    let codes: BTreeSet<&str> = all.iter().map(|f| f.0.as_str()).collect();
+    // Exactly the legitimate facts of a store the registry wrote: untagged revision (moved tag),
+    // index children (2.8 -m trap), blobs only GC frees, layer links 2.8 never cleans, the API
+    // delete's empty revision folder and emptied repository, the mount-only repository.
+    let want: BTreeSet<&str> = [
+        "revision-untagged",
+        "revision-untagged-child",
+        "blob-unreferenced",
+        "layer-link-unused",
+        "dir-empty",
+        "repo-empty",
+        "repo-missing-manifests",
+        "gc-would-delete-tagged",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(codes, want, "{all:#?}");
+    assert!(all.iter().all(|f| f.2 != "error"), "{all:#?}");
+    let untagged = ctx.exp["untagged"]["library/alpine"][0].as_str().unwrap();
+    assert!(doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "revision-untagged" && f["digest"] == untagged));
+    assert_eq!(
+        all.iter()
+            .filter(|f| f.0 == "revision-untagged-child")
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn minimal_store_is_spotless() {
+    let tmp = fixture("minimal");
+    let (exit, doc) = run_json(&["check", tmp.path().to_str().unwrap()]);
+    assert_eq!(exit, 0);
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 0, "{doc:#}");
+    assert_eq!(doc["summary"]["fully_verified"], true);
+}
+
+#[test]
+fn blob_digest_mismatch() {
+    let ctx = Ctx::new();
+    let layer = ctx.layers(&ctx.tag("team/proj", "v1"))[1].clone();
+    let path = layout::blob_data(&layer);
+    let mut data = fs::read(ctx.p(&path)).unwrap();
+    data[10] ^= 0xff;
+    ctx.write(&path, &data);
+    assert_break(&ctx, "blob-digest-mismatch", &path, &[], &[]);
+    // Structure-only runs cannot see it.
+    let (_, doc) = ctx.check(&["--no-verify"]);
+    assert!(!findings(&doc).iter().any(|f| f.0 == "blob-digest-mismatch"));
+}
+
+#[test]
+fn blob_size_mismatch() {
+    let ctx = Ctx::new();
+    let cfg = ctx.config(&ctx.tag("team/proj", "v1"));
+    let path = layout::blob_data(&cfg);
+    let mut data = fs::read(ctx.p(&path)).unwrap();
+    data.extend_from_slice(b"  ");
+    ctx.write(&path, &data);
+    assert_break(&ctx, "blob-size-mismatch", &path, &[], &["--no-verify"]);
+}
+
+#[test]
+fn blob_empty() {
+    let ctx = Ctx::new();
+    let layer = ctx.layers(&ctx.tag("team/proj", "v1"))[1].clone();
+    let path = layout::blob_data(&layer);
+    ctx.write(&path, b"");
+    assert_break(&ctx, "blob-empty", &path, &[], &[]);
+}
+
+/// A blob only the deleted manifest referenced: moving it cannot break any image.
+fn orphan(ctx: &Ctx) -> Digest {
+    let doomed = Digest::parse(ctx.exp["deleted_manifest"]["digest"].as_str().unwrap()).unwrap();
+    ctx.config(&doomed)
+}
+
+#[test]
+fn blob_path_invalid() {
+    let ctx = Ctx::new();
+    let d = orphan(&ctx);
+    let wrong = format!("blobs/sha256/zz/{}", d.hex());
+    fs::create_dir_all(ctx.p("blobs/sha256/zz")).unwrap();
+    fs::rename(ctx.p(&layout::blob_dir(&d)), ctx.p(&wrong)).unwrap();
+    assert_break(
+        &ctx,
+        "blob-path-invalid",
+        &format!("{wrong}/data"),
+        &["gc-would-abort", "layer-link-dangling"],
+        &[],
+    );
+}
+
+#[test]
+fn blob_data_missing() {
+    let ctx = Ctx::new();
+    let d = orphan(&ctx);
+    ctx.rm(&layout::blob_data(&d));
+    let doc = assert_break(
+        &ctx,
+        "blob-data-missing",
+        &layout::blob_dir(&d),
+        &["layer-link-dangling"],
+        &[],
+    );
+    assert_eq!(doc["exit_code"], 0);
+}
+
+#[test]
+fn blob_unreferenced() {
+    let ctx = Ctx::new();
+    let d = ctx.add_blob(b"a blob nobody references");
+    assert_break(&ctx, "blob-unreferenced", &layout::blob_data(&d), &[], &[]);
+}
+
+#[test]
+fn blob_stray_file() {
+    let ctx = Ctx::new();
+    let d = orphan(&ctx);
+    let path = format!("{}/notes.txt", layout::blob_dir(&d));
+    ctx.write(&path, b"hand-written");
+    assert_break(&ctx, "blob-stray-file", &path, &[], &[]);
+}
+
+#[test]
+fn link_malformed() {
+    let ctx = Ctx::new();
+    let d = ctx.tag("library/alpine", "latest");
+    let path = layout::revision_link("library/alpine", &d);
+    ctx.write(&path, format!("{d}\n").as_bytes());
+    assert_break(&ctx, "link-malformed", &path, &["gc-would-abort"], &[]);
+}
+
+#[test]
+fn link_mismatch() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj/app", "v1");
+    let layers = ctx.layers(&m);
+    let path = layout::layer_link("team/proj/app", &layers[0]);
+    ctx.write(&path, layers[1].to_string().as_bytes());
+    assert_break(&ctx, "link-mismatch", &path, &[], &[]);
+}
+
+#[test]
+fn link_not_file() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj/app", "v1");
+    let path = layout::layer_link("team/proj/app", &ctx.layers(&m)[0]);
+    ctx.rm(&path);
+    fs::create_dir(ctx.p(&path)).unwrap();
+    assert_break(&ctx, "link-not-file", &path, &[], &[]);
+}
+
+#[test]
+fn link_alias_is_info() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj/app", "v1");
+    let layer = ctx.layers(&m)[0].clone();
+    let alias = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+    let path = layout::layer_link("team/proj/app", &alias);
+    ctx.write(&path, layer.to_string().as_bytes());
+    let doc = assert_break(&ctx, "link-alias", &path, &[], &[]);
+    assert_eq!(doc["exit_code"], 0);
+}
+
+#[test]
+fn layer_link_dangling() {
+    let ctx = Ctx::new();
+    let ghost = Digest::of_bytes(b"never uploaded");
+    let path = layout::layer_link("library/alpine", &ghost);
+    ctx.write(&path, ghost.to_string().as_bytes());
+    assert_break(&ctx, "layer-link-dangling", &path, &[], &[]);
+}
+
+#[test]
+fn layer_link_unused() {
+    let ctx = Ctx::new();
+    let d = orphan(&ctx);
+    let path = layout::layer_link("library/alpine", &d);
+    ctx.write(&path, d.to_string().as_bytes());
+    assert_break(&ctx, "layer-link-unused", &path, &[], &[]);
+}
+
+#[test]
+fn revision_blob_missing() {
+    let ctx = Ctx::new();
+    let old = Digest::parse(ctx.exp["untagged"]["library/alpine"][0].as_str().unwrap()).unwrap();
+    ctx.rm(&layout::blob_dir(&old));
+    assert_break(
+        &ctx,
+        "revision-blob-missing",
+        &layout::revision_link("library/alpine", &old),
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn revision_legacy_signature() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    let sig = Digest::of_bytes(b"old jws signature");
+    let path = format!(
+        "repositories/team/proj/_manifests/revisions/sha256/{}/signatures/sha256/{}/link",
+        m.hex(),
+        sig.hex()
+    );
+    ctx.write(&path, sig.to_string().as_bytes());
+    assert_break(&ctx, "revision-legacy-signature", &path, &[], &[]);
+}
+
+#[test]
+fn manifest_invalid() {
+    let ctx = Ctx::new();
+    let d = ctx.add_blob(b"this is not JSON");
+    ctx.write(
+        &layout::revision_link("team/proj", &d),
+        d.to_string().as_bytes(),
+    );
+    assert_break(
+        &ctx,
+        "manifest-invalid",
+        &layout::blob_data(&d),
+        &["gc-would-abort"],
+        &[],
+    );
+}
+
+#[test]
+fn manifest_invalid_that_panics_gc() {
+    let ctx = Ctx::new();
+    let d = ctx.add_blob(br#"{"schemaVersion":2,"manifests":"x"}"#);
+    ctx.write(
+        &layout::revision_link("team/proj", &d),
+        d.to_string().as_bytes(),
+    );
+    let doc = assert_break(
+        &ctx,
+        "manifest-invalid",
+        &layout::blob_data(&d),
+        &["gc-would-abort"],
+        &[],
+    );
+    let msg = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "manifest-invalid")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("panic"), "{msg}");
+}
+
+#[test]
+fn manifest_schema1() {
+    let ctx = Ctx::new();
+    let layer = ctx.layers(&ctx.tag("team/proj", "v1"))[0].clone();
+    let body = format!(
+        r#"{{"schemaVersion":1,"name":"team/proj","tag":"old","architecture":"amd64","fsLayers":[{{"blobSum":"{layer}"}}],"history":[{{"v1Compatibility":"{{}}"}}]}}"#
+    );
+    let d = ctx.add_blob(body.as_bytes());
+    ctx.write(
+        &layout::revision_link("team/proj", &d),
+        d.to_string().as_bytes(),
+    );
+    assert_break(
+        &ctx,
+        "manifest-schema1",
+        &layout::blob_data(&d),
+        &["gc-would-abort"],
+        &[],
+    );
+}
+
+#[test]
+fn manifest_ref_missing() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    let layer = ctx.layers(&m)[1].clone();
+    ctx.rm(&layout::blob_dir(&layer));
+    assert_break(
+        &ctx,
+        "manifest-ref-missing",
+        &layout::blob_data(&layer),
+        &["layer-link-dangling"],
+        &[],
+    );
+}
+
+#[test]
+fn manifest_ref_unlinked() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj/app", "v1");
+    let cfg = ctx.config(&m);
+    let path = layout::layer_link("team/proj/app", &cfg);
+    ctx.rm(&path);
+    assert_break(&ctx, "manifest-ref-unlinked", &path, &[], &[]);
+}
+
+#[test]
+fn index_child_missing() {
+    let ctx = Ctx::new();
+    let ix = ctx.tag("multi/oci", "latest");
+    let child = Digest::parse(
+        ctx.manifest(&ix)["manifests"][0]["digest"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let path = layout::revision_link("multi/oci", &child);
+    ctx.rm(path.strip_suffix("/link").unwrap());
+    assert_break(
+        &ctx,
+        "index-child-missing",
+        &path,
+        &["gc-would-delete-tagged"],
+        &[],
+    );
+}
+
+#[test]
+fn revision_untagged() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    ctx.rm(&layout::tag_dir("team/proj", "v1"));
+    assert_break(
+        &ctx,
+        "revision-untagged",
+        &layout::revision_link("team/proj", &m),
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn revision_untagged_child() {
+    let ctx = Ctx::new();
+    let ix = ctx.tag("multi/docker", "latest");
+    let child = Digest::parse(
+        ctx.manifest(&ix)["manifests"][1]["digest"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let (_, doc) = ctx.check(&[]);
+    let path = layout::revision_link("multi/docker", &child);
+    assert!(findings(&doc)
+        .iter()
+        .any(|f| f.0 == "revision-untagged-child" && f.1 == path));
+    // Tag the child: it is no longer a trap for 2.8's --delete-untagged.
+    ctx.write(
+        &layout::tag_current_link("multi/docker", "arm"),
+        child.to_string().as_bytes(),
+    );
+    ctx.write(
+        &layout::tag_index_link("multi/docker", "arm", &child),
+        child.to_string().as_bytes(),
+    );
+    let (_, doc) = ctx.check(&[]);
+    assert!(!findings(&doc)
+        .iter()
+        .any(|f| f.0 == "revision-untagged-child" && f.1 == path));
+}
+
+#[test]
+fn tag_current_missing() {
+    let ctx = Ctx::new();
+    let path = layout::tag_current_link("library/alpine", "3.19");
+    ctx.rm(path.strip_suffix("/link").unwrap());
+    assert_break(&ctx, "tag-current-missing", &path, &[], &[]);
+}
+
+#[test]
+fn tag_dangling() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    ctx.rm(layout::revision_link("team/proj", &m)
+        .strip_suffix("/link")
+        .unwrap());
+    assert_break(
+        &ctx,
+        "tag-dangling",
+        &layout::tag_current_link("team/proj", "v1"),
+        &["gc-would-delete-tagged"],
+        &[],
+    );
+}
+
+#[test]
+fn tag_index_missing_current() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("library/alpine", "3.19");
+    let path = layout::tag_index_link("library/alpine", "3.19", &m);
+    ctx.rm(path.strip_suffix("/link").unwrap());
+    assert_break(&ctx, "tag-index-missing-current", &path, &[], &[]);
+}
+
+#[test]
+fn tag_index_dangling() {
+    let ctx = Ctx::new();
+    let ghost = Digest::of_bytes(b"a manifest long gone");
+    let path = layout::tag_index_link("team/proj", "v1", &ghost);
+    ctx.write(&path, ghost.to_string().as_bytes());
+    assert_break(&ctx, "tag-index-dangling", &path, &[], &[]);
+}
+
+#[test]
+fn tag_name_invalid() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    ctx.write(
+        &layout::tag_current_link("team/proj", ".hidden"),
+        m.to_string().as_bytes(),
+    );
+    ctx.write(
+        &layout::tag_index_link("team/proj", ".hidden", &m),
+        m.to_string().as_bytes(),
+    );
+    assert_break(
+        &ctx,
+        "tag-name-invalid",
+        "repositories/team/proj/_manifests/tags/.hidden",
+        &[],
+        &[],
+    );
+}
+
+#[test]
+fn repo_name_invalid() {
+    let ctx = Ctx::new();
+    fs::rename(
+        ctx.p("repositories/beta/app"),
+        ctx.p("repositories/beta/App"),
+    )
+    .unwrap();
+    assert_break(
+        &ctx,
+        "repo-name-invalid",
+        "repositories/beta/App",
+        &["gc-would-abort"],
+        &[],
+    );
+}
+
+#[test]
+fn repo_missing_layers() {
+    let ctx = Ctx::new();
+    ctx.rm("repositories/team/proj/app/_layers");
+    assert_break(
+        &ctx,
+        "repo-missing-layers",
+        "repositories/team/proj/app/_layers",
+        &[
+            "manifest-ref-unlinked",
+            "gc-would-abort",
+            "gc-would-delete-tagged",
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn repo_missing_manifests() {
+    let ctx = Ctx::new();
+    ctx.rm("repositories/scratch/doomed/_manifests");
+    let doc = assert_break(
+        &ctx,
+        "repo-missing-manifests",
+        "repositories/scratch/doomed/_manifests",
+        &[],
+        &[],
+    );
+    assert_eq!(doc["exit_code"], 0);
+}
+
+#[test]
+fn repo_missing_tags() {
+    let ctx = Ctx::new();
+    ctx.rm("repositories/team/proj/_manifests/tags");
+    assert_break(
+        &ctx,
+        "repo-missing-tags",
+        "repositories/team/proj/_manifests/tags",
+        &["gc-would-abort", "gc-would-delete-tagged"],
+        &[],
+    );
+}
+
+#[test]
+fn repo_stray_underscore() {
+    let ctx = Ctx::new();
+    ctx.write("repositories/team/_notes", b"who owns proj?");
+    assert_break(
+        &ctx,
+        "repo-stray-underscore",
+        "repositories/team/_notes",
+        &["gc-would-delete-tagged"],
+        &[],
+    );
+}
+
+#[test]
+fn repo_empty() {
+    let ctx = Ctx::new();
+    let (_, doc) = ctx.check(&[]);
+    assert!(findings(&doc)
+        .iter()
+        .any(|f| f.0 == "repo-empty" && f.1 == "repositories/scratch/doomed"));
+    ctx.rm("repositories/team/proj/_manifests/tags/v1");
+    ctx.rm("repositories/team/proj/_manifests/revisions");
+    let (_, doc) = ctx.check(&[]);
+    assert!(findings(&doc)
+        .iter()
+        .any(|f| f.0 == "repo-empty" && f.1 == "repositories/team/proj"));
+}
+
+fn upload_path(ctx: &Ctx) -> String {
+    layout::upload_dir(
+        ctx.exp["upload"]["repo"].as_str().unwrap(),
+        ctx.exp["upload"]["uuid"].as_str().unwrap(),
+    )
+}
+
+#[test]
+fn upload_stale() {
+    let mut ctx = Ctx::new();
+    ctx.now += 200 * 3600;
+    assert_break(&ctx, "upload-stale", &upload_path(&ctx), &[], &[]);
+    // The config's purge age is honoured (here: a day).
+    ctx.now -= 200 * 3600;
+    let (_, doc) = ctx.check(&["--purge-age", "12h"]);
+    assert!(findings(&doc).iter().any(|f| f.0 == "upload-stale"));
+}
+
+#[test]
+fn upload_no_startedat() {
+    let ctx = Ctx::new();
+    ctx.rm(&format!("{}/startedat", upload_path(&ctx)));
+    assert_break(&ctx, "upload-no-startedat", &upload_path(&ctx), &[], &[]);
+}
+
+#[test]
+fn upload_recent() {
+    let mut ctx = Ctx::new();
+    ctx.now -= 86_400 - 60;
+    let doc = assert_break(&ctx, "upload-recent", &upload_path(&ctx), &[], &[]);
+    assert!(doc["next_steps"].to_string().contains("looks active"));
+}
+
+#[test]
+fn path_unrecognized() {
+    let ctx = Ctx::new();
+    ctx.write("backup.tar", b"not the registry's");
+    assert_break(&ctx, "path-unrecognized", "backup.tar", &[], &[]);
+}
+
+#[test]
+fn path_unreadable() {
+    let ctx = Ctx::new();
+    let dir = ctx.p("repositories/team/proj/app/_manifests/tags");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads anything: run the check as nobody, with the rest of the store readable.
+    let mut p = ctx.root.clone();
+    while p.pop() {
+        if p == Path::new("/") || p == std::env::temp_dir() {
+            break;
+        }
+    }
+    fs::set_permissions(ctx._tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_regfsck");
+    let as_root = unsafe_is_root();
+    let mut cmd = if as_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    let out = cmd
+        .args([
+            "check",
+            ctx.root.to_str().unwrap(),
+            "--format",
+            "json",
+            "--now",
+            &ctx.now.to_string(),
+        ])
+        .output()
+        .unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        findings(&doc).iter().any(
+            |f| f.0 == "path-unreadable" && f.1 == "repositories/team/proj/app/_manifests/tags"
+        ),
+        "{doc:#}"
+    );
+    assert_eq!(out.status.code(), Some(4));
+}
+
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn path_symlink() {
+    let ctx = Ctx::new();
+    std::os::unix::fs::symlink("/etc", ctx.p("repositories/team/elsewhere")).unwrap();
+    let doc = assert_break(
+        &ctx,
+        "path-symlink",
+        "repositories/team/elsewhere",
+        &[],
+        &[],
+    );
+    assert!(
+        !doc.to_string().contains("passwd"),
+        "the symlink was followed"
+    );
+}
+
+#[test]
+fn path_non_utf8() {
+    let ctx = Ctx::new();
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    fs::create_dir_all(ctx.p("repositories").join(name).join("_layers")).unwrap();
+    assert_break(&ctx, "path-non-utf8", "repositories/caf\u{fffd}", &[], &[]);
+}
+
+#[test]
+fn path_temp_residue() {
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    let path = format!(
+        "{}.01a2038b-a7e0-7487-8e9f-0123456789ab.tmp",
+        layout::tag_current_link("team/proj", "v1")
+    );
+    ctx.write(&path, m.to_string().as_bytes());
+    assert_break(&ctx, "path-temp-residue", &path, &[], &[]);
+}
+
+#[test]
+fn dir_empty() {
+    let ctx = Ctx::new();
+    let doomed = Digest::parse(ctx.exp["deleted_manifest"]["digest"].as_str().unwrap()).unwrap();
+    let (_, doc) = ctx.check(&[]);
+    let path = layout::revision_link("scratch/doomed", &doomed);
+    assert!(findings(&doc)
+        .iter()
+        .any(|f| f.0 == "dir-empty" && f.1 == path.strip_suffix("/link").unwrap()));
+}
+
+#[test]
+fn check_never_writes() {
+    let ctx = Ctx::new();
+    // A damaged store, so that every code path that could "fix" something runs.
+    ctx.write(
+        &layout::revision_link("team/proj", &ctx.tag("team/proj", "v1")),
+        b"",
+    );
+    ctx.write("repositories/team/_notes", b"x");
+    let before = store::fingerprint(&ctx.root, &[]);
+    let (exit, _) = ctx.check(&["--all"]);
+    assert_eq!(exit, 4);
+    assert_eq!(before, store::fingerprint(&ctx.root, &[]));
+}

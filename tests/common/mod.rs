@@ -1,0 +1,5 @@
+//! Shared integration-test support: fixture stores and the real registry.
+#![allow(dead_code)]
+
+pub mod registry;
+pub mod store;

@@ -1,0 +1,148 @@
+//! Fixture stores copied into temporary folders (with their empty folders restored), store
+//! fingerprints, and running the regfsck binary.
+
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The mtime every fixture file gets (2023-11-14), older than any upload's startedat.
+pub const FIXTURE_MTIME: i64 = 1_700_000_000;
+
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let ft = e.file_type().unwrap();
+        let dest = to.join(e.file_name());
+        if ft.is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), &dest).unwrap();
+            // A checkout's mtimes are "now"; pin them so that age-based findings are reproducible.
+            let f = std::fs::File::options().write(true).open(&dest).unwrap();
+            f.set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXTURE_MTIME as u64),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// A private copy of `testdata/stores/<name>` with the registry's empty folders restored.
+pub fn fixture(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = testdata().join("stores").join(name);
+    copy_tree(&src, tmp.path());
+    let dirs = std::fs::read_to_string(testdata().join("stores").join(format!("{name}.emptydirs")))
+        .unwrap();
+    for d in dirs.lines().filter(|l| !l.is_empty()) {
+        std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+    }
+    tmp
+}
+
+pub fn v2(root: &Path) -> PathBuf {
+    root.join("docker/registry/v2")
+}
+
+pub fn expected(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(
+        testdata()
+            .join("stores")
+            .join(format!("{name}.expected.json")),
+    )
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every path below `root` (except the named top-level entries) -> "kind mode size sha256",
+/// symlinks read, never followed.
+pub fn fingerprint(root: &Path, exclude_top: &[&str]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            if exclude_top
+                .iter()
+                .any(|x| rel == *x || rel.starts_with(&format!("{x}/")))
+            {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let desc = if ft.is_dir() {
+                stack.push(p.clone());
+                format!("dir {:o}", m.mode())
+            } else if ft.is_symlink() {
+                format!("symlink {}", std::fs::read_link(&p).unwrap().display())
+            } else if ft.is_file() {
+                let data = std::fs::read(&p).unwrap();
+                format!(
+                    "file {:o} {} {:x}",
+                    m.mode(),
+                    m.len(),
+                    Sha256::digest(&data)
+                )
+            } else {
+                format!("other {:o}", m.mode())
+            };
+            out.insert(rel, desc);
+        }
+    }
+    out
+}
+
+/// "Now" for reproducible reports: a day after the newest upload started (so the fixture's upload
+/// is neither recent nor stale), or the fixture mtime for stores without uploads.
+pub fn fixture_now(root: &Path) -> i64 {
+    let mut newest = FIXTURE_MTIME;
+    let mut stack = vec![v2(root).join("repositories")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(p);
+            } else if e.file_name() == "startedat" {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                if let Some(t) = regfsck::timefmt::parse_rfc3339(&text) {
+                    newest = newest.max(t);
+                }
+            }
+        }
+    }
+    newest + 86_400
+}
+
+pub fn regfsck() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_regfsck"))
+}
+
+/// Run `regfsck <args>` and parse its JSON stdout; returns (exit code, document).
+pub fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let out = regfsck()
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "regfsck {args:?} printed no JSON ({e}); exit {code}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, doc)
+}
