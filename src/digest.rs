@@ -104,6 +104,18 @@ fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// go-digest's `DigestRegexp`: `[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+`.
+fn looks_like_digest(alg: &[u8], enc: &[u8]) -> bool {
+    let an = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let alg_ok = alg
+        .split(|b| b".+_-".contains(b))
+        .all(|p| !p.is_empty() && p.iter().all(an));
+    let enc_ok = enc
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(b));
+    alg_ok && enc_ok
+}
+
 impl Digest {
     /// Parse `<alg>:<hex>` exactly as the registry does (no trimming, lowercase hex only).
     pub fn parse(text: &str) -> Result<Digest, DigestError> {
@@ -111,6 +123,9 @@ impl Digest {
     }
 
     /// Parse raw link-file bytes. Non-UTF-8 bytes simply fail validation.
+    ///
+    /// Error order follows go-digest's `Validate`: no separator -> format; unknown algorithm ->
+    /// unsupported when the text still looks like a digest, else format; then length; then charset.
     pub fn parse_bytes(bytes: &[u8]) -> Result<Digest, DigestError> {
         let colon = bytes
             .iter()
@@ -120,27 +135,15 @@ impl Digest {
         if alg.is_empty() || hex.is_empty() {
             return Err(DigestError::Format);
         }
-        let alg = std::str::from_utf8(alg)
-            .ok()
-            .and_then(Algorithm::from_name)
-            .ok_or(DigestError::Algorithm)?;
-        Self::from_hex(alg, hex)
+        match std::str::from_utf8(alg).ok().and_then(Algorithm::from_name) {
+            Some(a) => Self::from_hex(a, hex),
+            None if looks_like_digest(alg, hex) => Err(DigestError::Algorithm),
+            None => Err(DigestError::Format),
+        }
     }
 
     /// Build a digest from an algorithm and its hex text (e.g. from a path component).
     pub fn from_hex(alg: Algorithm, hex: &[u8]) -> Result<Digest, DigestError> {
-        // go-digest checks the character class before the length, so a newline-terminated
-        // 64-hex link reports "length"; mirror that order for faithful messages.
-        if !hex.iter().all(|&c| hex_val(c).is_some()) {
-            if hex.len() != alg.hex_len()
-                && hex[..hex.len().min(alg.hex_len())]
-                    .iter()
-                    .all(|&c| hex_val(c).is_some())
-            {
-                return Err(DigestError::Length);
-            }
-            return Err(DigestError::Hex);
-        }
         if hex.len() != alg.hex_len() {
             return Err(DigestError::Length);
         }
@@ -269,9 +272,15 @@ mod tests {
             Digest::parse(&E.replace("sha256", "md5")),
             Err(DigestError::Algorithm)
         );
-        assert_eq!(Digest::parse(&format!(" {E}")), Err(DigestError::Algorithm));
+        assert_eq!(Digest::parse(&format!(" {E}")), Err(DigestError::Format));
+        assert_eq!(Digest::parse("cd:abab"), Err(DigestError::Algorithm));
+        assert_eq!(Digest::parse("sha256:xyz"), Err(DigestError::Length));
         assert_eq!(
             Digest::parse("sha256:../../etc/passwd"),
+            Err(DigestError::Length)
+        );
+        assert_eq!(
+            Digest::parse(&format!("sha256:{}", "g".repeat(64))),
             Err(DigestError::Hex)
         );
         assert!(Digest::parse_bytes(b"sha256:\xff\xfe").is_err());

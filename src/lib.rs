@@ -10,6 +10,7 @@ pub mod config;
 pub mod digest;
 pub mod duration;
 pub mod finding;
+pub mod gc;
 pub mod inventory;
 pub mod layout;
 pub mod manifest;

@@ -172,7 +172,6 @@ fn clean_store_findings() {
         "dir-empty",
         "repo-empty",
         "repo-missing-manifests",
-        "gc-would-delete-tagged",
     ]
     .into_iter()
     .collect();

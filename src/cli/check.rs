@@ -6,7 +6,7 @@ use crate::checks::CheckOptions;
 use crate::policy::Policy;
 use crate::report::{self, human};
 use crate::verify::VerifyOptions;
-use crate::{checks, config, scan, verify};
+use crate::{checks, config, gc, reach, scan, verify};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -124,7 +124,14 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         verify::verify(&mut inv, &vopts, progress.as_ref());
     }
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
-    let findings = checks::run(&inv, &opts);
+    let reach = reach::compute(&inv);
+    let mut findings = checks::run_with(&inv, &reach, &opts);
+    findings.extend(gc::hazards_with(
+        &inv,
+        &reach,
+        &gc::predict_all(&inv),
+        false,
+    ));
     let report = report::build(&inv, findings, &policy, interrupted);
     let text = match args.format {
         Format::Json => report::to_json(&report) + "\n",

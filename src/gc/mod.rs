@@ -1,0 +1,701 @@
+//! Predicts exactly what the registry's own `garbage-collect [--delete-untagged]` does to a
+//! store, for registry 2.8 (registry:2, Debian's docker-registry) and 3.x (registry:3), and turns
+//! the dangerous outcomes into `gc-would-abort` / `gc-would-delete-tagged` findings. Pure.
+//!
+//! Semantics (registry-storage.md §3, verified against the real 2.8.2 binary by the differential
+//! tests in `tests/gc_oracle.rs`):
+//! - mark walks the repositories the version's catalog walk sees (`walk`), enumerates every file
+//!   named `link` under `_manifests/revisions` (an unreadable one aborts; one whose target
+//!   revision or blob is missing is skipped), optionally looks up tags (`-m`), marks the manifest
+//!   and its references (2.8: one level; 3.x: recursing into child manifests that exist in the
+//!   repository), and on 3.x also enumerates `_layers` (missing folder aborts);
+//! - 3.x then keeps every queued untagged manifest whose digest is marked anywhere;
+//! - sweep enumerates every file named `data` under `blobs/` (`digestFromPath`: a malformed path
+//!   aborts, a hex shorter than two characters panics) and deletes what is unmarked.
+//!
+//! When a run aborts, `eligible_blobs` is empty (the dry-run prints none), and
+//! `eligible_manifests` holds what a real run would already have deleted: nothing when the
+//! abort happens during mark, the queued manifests when it happens during the blob sweep.
+
+mod walk;
+
+use crate::digest::Digest;
+use crate::finding::{Code, Finding};
+use crate::inventory::{BlobFault, EntryKind, Inventory, LinkState, Repo};
+use crate::layout;
+use crate::manifest::{GcFailure, Kind};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Version {
+    V2_8,
+    V3,
+}
+
+impl Version {
+    pub const ALL: [Version; 2] = [Version::V2_8, Version::V3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V2_8 => "2.8",
+            Version::V3 => "3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Version> {
+        match s {
+            "2" | "2.8" | "2.8.x" => Some(Version::V2_8),
+            "3" | "3.x" | "3.0" | "3.1" => Some(Version::V3),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Abort {
+    /// The error text the real GC prints (after `failed to garbage collect: `), or the panic.
+    pub reason: String,
+    /// Relative to v2, where known.
+    pub path: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RepoDigest {
+    pub repo: String,
+    pub digest: Digest,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub registry_version: Version,
+    pub delete_untagged: bool,
+    pub abort: Option<Abort>,
+    /// The real GC would panic (exit status 2) rather than fail cleanly.
+    pub panic: bool,
+    pub eligible_blobs: Vec<Digest>,
+    pub eligible_manifests: Vec<RepoDigest>,
+    pub freed_bytes: u64,
+    /// 3.x only: `_layers` link files it deletes.
+    pub layer_links_deleted: Vec<RepoDigest>,
+    /// Repositories with manifests that this version's catalog walk never sees.
+    pub invisible_repos: Vec<String>,
+}
+
+impl Prediction {
+    /// What the real `--dry-run` lists: (blobs, (repo, digest) manifests, aborted).
+    pub fn dry_run_view(&self) -> (BTreeSet<String>, BTreeSet<(String, String)>, bool) {
+        (
+            self.eligible_blobs.iter().map(|d| d.to_string()).collect(),
+            self.eligible_manifests
+                .iter()
+                .map(|m| (m.repo.clone(), m.digest.to_string()))
+                .collect(),
+            self.abort.is_some(),
+        )
+    }
+}
+
+const MARK: &str = "failed to mark: filesystem: ";
+
+enum Stop {
+    Abort(Abort),
+    Panic(Abort),
+}
+
+fn abort(reason: String, path: Option<String>) -> Stop {
+    Stop::Abort(Abort { reason, path })
+}
+
+struct Marker<'a> {
+    inv: &'a Inventory,
+    version: Version,
+    delete_untagged: bool,
+    marked: HashSet<Digest>,
+    queued: Vec<RepoDigest>,
+    layer_links: Vec<RepoDigest>,
+}
+
+/// The blob behind a link state, if the link reads and its blob is a regular file.
+fn resolves(inv: &Inventory, state: &LinkState) -> Result<Option<Digest>, String> {
+    match state {
+        LinkState::Ok(d) => Ok(inv.blob(d).map(|_| d.clone())),
+        LinkState::Absent | LinkState::NotFile => Ok(None),
+        other => Err(other.read_error().unwrap_or_default()),
+    }
+}
+
+impl Marker<'_> {
+    /// `linkedBlobStatter.Stat` for a manifest digest: via the revision link (2.8 also via the
+    /// 2.1-era `_layers` link); Ok(None) = unknown (skipped), Err = read error (abort).
+    fn manifest_target(&self, repo: &Repo, d: &Digest) -> Result<Option<Digest>, String> {
+        let via_revision = match repo.revision(d) {
+            Some(l) => resolves(self.inv, &l.state)?,
+            None => None,
+        };
+        let revision_present = repo
+            .revision(d)
+            .is_some_and(|l| !matches!(l.state, LinkState::Absent));
+        if via_revision.is_some() || revision_present || self.version == Version::V3 {
+            return Ok(via_revision);
+        }
+        match repo.layer(d) {
+            Some(l) => resolves(self.inv, &l.state),
+            None => Ok(None),
+        }
+    }
+
+    fn tags_name(&self, repo: &Repo, d: &Digest) -> Result<bool, Stop> {
+        for t in &repo.tags {
+            match &t.current {
+                LinkState::Absent => {}
+                LinkState::Ok(c) => {
+                    if c == d {
+                        return Ok(true);
+                    }
+                }
+                other => {
+                    return Err(abort(
+                        format!(
+                            "{MARK}filesystem: failed to retrieve tags for digest {d}: {}",
+                            other.read_error().unwrap_or_default()
+                        ),
+                        Some(layout::tag_current_link(&repo.name, &t.name)),
+                    ))
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn get(
+        &self,
+        repo: &Repo,
+        d: &Digest,
+        target: &Digest,
+    ) -> Result<&crate::manifest::Manifest, Stop> {
+        let path = Some(layout::blob_data(target));
+        match self.inv.manifest(target) {
+            Some(Ok(m)) if m.kind == Kind::Schema1 && self.version == Version::V3 => Err(abort(
+                format!("{MARK}filesystem: failed to retrieve manifest for digest {d}: unrecognized manifest schema version 1"),
+                path,
+            )),
+            Some(Ok(m)) => Ok(m),
+            Some(Err(e)) if e.gc == GcFailure::Panic => Err(Stop::Panic(Abort {
+                reason: format!(
+                    "panic: interface conversion: distribution.Manifest is nil, not *{}",
+                    match self.version {
+                        Version::V2_8 => "manifestlist.DeserializedManifestList",
+                        Version::V3 => "ocischema.DeserializedImageIndex",
+                    }
+                ),
+                path,
+            })),
+            Some(Err(e)) => Err(abort(
+                format!("{MARK}filesystem: failed to retrieve manifest for digest {d}: {}", e.reason),
+                path,
+            )),
+            None => Err(abort(
+                format!("{MARK}filesystem: failed to retrieve manifest for digest {d}: unknown blob ({})", repo.name),
+                path,
+            )),
+        }
+    }
+
+    /// 3.x `markManifestReferences`: mark new references and recurse into those that exist as
+    /// manifests of this repository.
+    fn mark_references(&mut self, repo: &Repo, d: &Digest, target: &Digest) -> Result<(), Stop> {
+        let refs: Vec<Digest> = self
+            .get(repo, d, target)?
+            .refs
+            .iter()
+            .map(|r| r.digest.clone())
+            .collect();
+        for r in refs {
+            if !self.marked.insert(r.clone()) {
+                continue;
+            }
+            if let Ok(Some(t)) = self.manifest_target(repo, &r) {
+                self.mark_references(repo, &r, &t)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, repo: &Repo, d: &Digest, target: &Digest) -> Result<(), Stop> {
+        if self.delete_untagged && !self.tags_name(repo, d)? {
+            if !repo.has_tags {
+                if self.version == Version::V2_8 {
+                    return Err(abort(
+                        format!(
+                            "{MARK}filesystem: failed to retrieve tags unknown repository name={}",
+                            repo.name
+                        ),
+                        Some(layout::tags_dir(&repo.name)),
+                    ));
+                }
+                // 3.x: "manifest tags path ... does not exist": neither marked nor queued.
+                return Ok(());
+            }
+            self.queued.push(RepoDigest {
+                repo: repo.name.clone(),
+                digest: d.clone(),
+            });
+            return Ok(());
+        }
+        self.marked.insert(d.clone());
+        match self.version {
+            Version::V2_8 => {
+                let refs: Vec<Digest> = self
+                    .get(repo, d, target)?
+                    .refs
+                    .iter()
+                    .map(|r| r.digest.clone())
+                    .collect();
+                self.marked.extend(refs);
+                Ok(())
+            }
+            Version::V3 => self.mark_references(repo, d, target),
+        }
+    }
+
+    fn mark_repo(&mut self, name: &str) -> Result<(), Stop> {
+        if layout::repo_name_problem(name).is_some() {
+            return Err(abort(
+                format!("{MARK}failed to parse repo name {name}: invalid reference format"),
+                Some(layout::repo_dir(name)),
+            ));
+        }
+        let empty = Repo::default();
+        let repo = self.inv.repo(name).unwrap_or(&empty);
+        // Every file named `link` under revisions: the regular ones, then the odd ones.
+        let mut links: Vec<(String, &LinkState)> = repo
+            .revisions
+            .iter()
+            .filter(|l| l.state != LinkState::Absent)
+            .map(|l| (layout::revision_link(name, &l.path_digest), &l.state))
+            .collect();
+        links.extend(
+            repo.odd_revision_links
+                .iter()
+                .map(|o| (o.path.clone(), &o.state)),
+        );
+        links.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, state) in links {
+            let d = match state {
+                LinkState::Ok(d) => d.clone(),
+                LinkState::Absent | LinkState::NotFile => continue,
+                other => {
+                    return Err(abort(
+                        format!(
+                            "{MARK}filesystem: {}",
+                            other.read_error().unwrap_or_default()
+                        ),
+                        Some(path),
+                    ))
+                }
+            };
+            match self.manifest_target(repo, &d) {
+                Ok(Some(target)) => self.ingest(repo, &d, &target)?,
+                Ok(None) => {}
+                Err(e) => return Err(abort(format!("{MARK}filesystem: {e}"), Some(path))),
+            }
+        }
+        if self.version == Version::V3 {
+            if !repo.has_layers {
+                return Err(abort(
+                    format!("{MARK}filesystem: Path not found: /docker/registry/v2/repositories/{name}/_layers"),
+                    Some(layout::layers_dir(name)),
+                ));
+            }
+            let mut layer_links: Vec<(String, &LinkState)> = repo
+                .layers
+                .iter()
+                .map(|l| (layout::layer_link(name, &l.path_digest), &l.state))
+                .collect();
+            layer_links.extend(
+                repo.odd_layer_links
+                    .iter()
+                    .map(|o| (o.path.clone(), &o.state)),
+            );
+            for (path, state) in layer_links {
+                let d = match state {
+                    LinkState::Ok(d) => d.clone(),
+                    LinkState::Absent | LinkState::NotFile => continue,
+                    other => {
+                        return Err(abort(
+                            format!(
+                                "{MARK}filesystem: {}",
+                                other.read_error().unwrap_or_default()
+                            ),
+                            Some(path),
+                        ))
+                    }
+                };
+                // Stat through the layer link of the content digest; a missing blob is skipped.
+                let known = match repo.layer(&d) {
+                    Some(l) => resolves(self.inv, &l.state)
+                        .map_err(|e| abort(format!("{MARK}filesystem: {e}"), Some(path.clone())))?,
+                    None => None,
+                };
+                if known.is_some() && !self.marked.contains(&d) {
+                    self.layer_links.push(RepoDigest {
+                        repo: name.to_string(),
+                        digest: d,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// go's `digestFromPath` on a v2-relative `.../data` path.
+fn digest_from_path(path: &str) -> Result<Digest, Stop> {
+    let trimmed = path.strip_suffix("/data").unwrap_or(path);
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    let hex = parts.last().copied().unwrap_or("");
+    let next = if parts.len() >= 2 {
+        parts[parts.len() - 2]
+    } else {
+        ""
+    };
+    let fail = |e: &str| {
+        abort(
+            format!("error enumerating blobs: filesystem: {e}"),
+            Some(path.to_string()),
+        )
+    };
+    if hex.len() < 2 || !hex.is_char_boundary(2) {
+        return Err(Stop::Panic(Abort {
+            reason: format!(
+                "panic: runtime error: slice bounds out of range [:2] with length {}",
+                hex.len()
+            ),
+            path: Some(path.to_string()),
+        }));
+    }
+    let algo = if next == &hex[..2] {
+        if parts.len() >= 3 {
+            parts[parts.len() - 3]
+        } else {
+            ""
+        }
+    } else {
+        next
+    };
+    let text = format!("{algo}:{hex}");
+    match Digest::parse(&text) {
+        Ok(d) => Ok(d),
+        Err(e) => Err(fail(e.registry_message())),
+    }
+}
+
+fn run(
+    inv: &Inventory,
+    version: Version,
+    delete_untagged: bool,
+) -> (Marker<'_>, Option<Stop>, Vec<(Digest, u64)>) {
+    let mut m = Marker {
+        inv,
+        version,
+        delete_untagged,
+        marked: HashSet::new(),
+        queued: Vec::new(),
+        layer_links: Vec::new(),
+    };
+    if !inv.has_repositories_dir {
+        let stop = abort(
+            format!("{MARK}Path not found: /docker/registry/v2/repositories"),
+            Some("repositories".into()),
+        );
+        return (m, Some(stop), Vec::new());
+    }
+    for name in walk::repositories(inv, version) {
+        if let Err(stop) = m.mark_repo(&name) {
+            m.queued.clear();
+            return (m, Some(stop), Vec::new());
+        }
+    }
+    if version == Version::V3 {
+        let marked = &m.marked;
+        m.queued.retain(|q| !marked.contains(&q.digest));
+    }
+    if !inv.has_blobs_dir {
+        let stop = abort(
+            "error enumerating blobs: filesystem: Path not found: /docker/registry/v2/blobs".into(),
+            Some("blobs".into()),
+        );
+        return (m, Some(stop), Vec::new());
+    }
+    let mut candidates: Vec<(Digest, u64)> = Vec::new();
+    for e in &inv.entries {
+        if let EntryKind::BlobPath {
+            fault: BlobFault::BadPath,
+            size,
+        } = &e.kind
+        {
+            match digest_from_path(&e.path) {
+                Ok(d) => candidates.push((d, size.unwrap_or(0))),
+                Err(stop) => return (m, Some(stop), Vec::new()),
+            }
+        }
+    }
+    candidates.extend(inv.blobs.iter().map(|b| (b.digest.clone(), b.size)));
+    let eligible = candidates
+        .into_iter()
+        .filter(|(d, _)| !m.marked.contains(d))
+        .collect();
+    (m, None, eligible)
+}
+
+/// Predict one version and mode.
+pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Prediction {
+    let (m, stop, eligible) = run(inv, version, delete_untagged);
+    let mut eligible_blobs: Vec<Digest> = eligible.iter().map(|(d, _)| d.clone()).collect();
+    eligible_blobs.sort();
+    eligible_blobs.dedup();
+    let freed_bytes = {
+        let mut seen = HashSet::new();
+        eligible
+            .iter()
+            .filter(|(d, _)| seen.insert(d.clone()))
+            .map(|(_, s)| s)
+            .sum()
+    };
+    let mut eligible_manifests = m.queued.clone();
+    eligible_manifests.sort();
+    eligible_manifests.dedup();
+    let mut layer_links_deleted = if stop.is_none() {
+        m.layer_links.clone()
+    } else {
+        Vec::new()
+    };
+    layer_links_deleted.sort();
+    let visible: HashSet<String> = walk::repositories(inv, version).into_iter().collect();
+    let invisible_repos = inv
+        .repos
+        .iter()
+        .filter(|r| !r.revisions.is_empty() && !visible.contains(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    let (abort, panic) = match stop {
+        None => (None, false),
+        Some(Stop::Abort(a)) => (Some(a), false),
+        Some(Stop::Panic(a)) => (Some(a), true),
+    };
+    Prediction {
+        registry_version: version,
+        delete_untagged,
+        abort,
+        panic,
+        eligible_blobs,
+        eligible_manifests,
+        freed_bytes,
+        layer_links_deleted,
+        invisible_repos,
+    }
+}
+
+/// All four predictions: 2.8 and 3.x, with and without `--delete-untagged`.
+pub fn predict_all(inv: &Inventory) -> Vec<Prediction> {
+    let mut out = Vec::new();
+    for v in Version::ALL {
+        for m in [false, true] {
+            out.push(predict(inv, v, m));
+        }
+    }
+    out
+}
+
+fn mode(p: &Prediction) -> String {
+    format!(
+        "registry {} garbage-collect{}",
+        p.registry_version.name(),
+        if p.delete_untagged {
+            " --delete-untagged"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Why tagged data would go, as far as the inventory tells.
+fn reasons(inv: &Inventory, p: &Prediction, hit_repos: &BTreeSet<String>) -> Vec<String> {
+    let mut why = Vec::new();
+    for r in &p.invisible_repos {
+        why.push(format!("repository {r} is invisible to its catalog walk"));
+    }
+    if p.registry_version == Version::V2_8 {
+        for e in &inv.entries {
+            if e.kind == EntryKind::StrayUnderscore {
+                why.push(format!(
+                    "the file {} hides the repositories sorted after it",
+                    e.path
+                ));
+            }
+        }
+    }
+    if p.delete_untagged {
+        for name in hit_repos {
+            let Some(repo) = inv.repo(name) else { continue };
+            if p.registry_version == Version::V2_8
+                && repo
+                    .tags
+                    .iter()
+                    .filter_map(|t| t.current.digest())
+                    .any(|d| matches!(inv.manifest(d), Some(Ok(m)) if m.kind.is_index()))
+            {
+                why.push(format!(
+                    "{name} holds multi-arch images whose untagged children 2.8 deletes"
+                ));
+            }
+            if p.registry_version == Version::V3 && !repo.has_tags {
+                why.push(format!(
+                    "{name} has no tags folder, so 3.x sweeps its manifests' blobs"
+                ));
+            }
+        }
+    }
+    if why.is_empty() {
+        why.push("a manifest they belong to is not marked".into());
+    }
+    why
+}
+
+/// `gc-would-abort` and `gc-would-delete-tagged` for every version and mode.
+///
+/// With `child_trap = false` (what `check` uses), data lost *only* because 2.8's
+/// `--delete-untagged` deletes the untagged children of tagged indexes is left to the
+/// `revision-untagged-child` warnings, so that a healthy multi-arch store has no error; `regfsck gc`
+/// passes `true`, because there the operator asks about running exactly that mode.
+pub fn hazards(inv: &Inventory, child_trap: bool) -> Vec<Finding> {
+    let reach = crate::reach::compute(inv);
+    hazards_with(inv, &reach, &predict_all(inv), child_trap)
+}
+
+/// Blobs reachable from index children that no tag names directly.
+fn child_reachable(inv: &Inventory, reach: &crate::reach::Reach) -> HashSet<Digest> {
+    let mut out = HashSet::new();
+    for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
+        for (d, class) in &rr.revisions {
+            if *class != crate::reach::RevisionClass::TaggedChild {
+                continue;
+            }
+            out.insert(d.clone());
+            if let Some(Ok(m)) = inv.manifest(d) {
+                out.extend(m.refs.iter().map(|r| r.digest.clone()));
+            }
+            let _ = repo;
+        }
+    }
+    out
+}
+
+pub fn hazards_with(
+    inv: &Inventory,
+    reach: &crate::reach::Reach,
+    predictions: &[Prediction],
+    child_trap: bool,
+) -> Vec<Finding> {
+    let children = child_reachable(inv, reach);
+    let mut out = Vec::new();
+    for p in predictions {
+        if let Some(a) = &p.abort {
+            let what = if p.panic { "panic" } else { "abort" };
+            let msg = format!("{} would {what}: {}", mode(p), a.reason);
+            out.push(match &a.path {
+                Some(path) => Finding::new(Code::GcWouldAbort, path, msg),
+                None => Finding::global(Code::GcWouldAbort, msg),
+            });
+            continue;
+        }
+        // Without the child trap, losses explained by revision-untagged-child do not count.
+        let excuse_children =
+            !child_trap && p.registry_version == Version::V2_8 && p.delete_untagged;
+        let eligible: HashSet<&Digest> = p
+            .eligible_blobs
+            .iter()
+            .filter(|d| !(excuse_children && children.contains(*d)))
+            .collect();
+        let mut hit_repos = BTreeSet::new();
+        let mut hit_blobs = BTreeSet::new();
+        for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
+            for &i in &rr.blobs_tagged {
+                let d = &inv.blobs[i as usize].digest;
+                if eligible.contains(d) {
+                    hit_repos.insert(repo.name.clone());
+                    hit_blobs.insert(d.clone());
+                }
+            }
+            for q in p.eligible_manifests.iter().filter(|q| q.repo == repo.name) {
+                let class = rr.revisions.get(&q.digest);
+                let child = class == Some(&crate::reach::RevisionClass::TaggedChild);
+                if class.is_some_and(|c| *c != crate::reach::RevisionClass::Untagged)
+                    && !(child && excuse_children)
+                {
+                    hit_repos.insert(repo.name.clone());
+                }
+            }
+        }
+        if hit_repos.is_empty() {
+            continue;
+        }
+        let why = reasons(inv, p, &hit_repos);
+        let first = hit_repos.iter().next().cloned().unwrap_or_default();
+        out.push(
+            Finding::new(
+                Code::GcWouldDeleteTagged,
+                layout::repo_dir(&first),
+                format!(
+                    "{} would delete {} blobs reachable from tags of {}: {}",
+                    mode(p),
+                    hit_blobs.len(),
+                    hit_repos.iter().cloned().collect::<Vec<_>>().join(", "),
+                    why.join("; ")
+                ),
+            )
+            .repo(first),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_from_path_like_go() {
+        let hex = "ab".repeat(32);
+        assert!(digest_from_path(&format!("blobs/sha256/ab/{hex}/data")).is_ok());
+        // Missing fan-out: still a valid digest.
+        assert!(digest_from_path(&format!("blobs/sha256/{hex}/data")).is_ok());
+        match digest_from_path(&format!("blobs/sha256/zz/{hex}/data")) {
+            Err(Stop::Abort(a)) => assert!(
+                a.reason.ends_with("unsupported digest algorithm"),
+                "{}",
+                a.reason
+            ),
+            _ => panic!("wrong fan-out must abort"),
+        }
+        assert!(matches!(
+            digest_from_path("blobs/sha256/ab/x/data"),
+            Err(Stop::Panic(_))
+        ));
+        match digest_from_path("blobs/sha256/ab/nothex/data") {
+            Err(Stop::Abort(a)) => assert!(
+                a.reason.contains("unsupported digest algorithm"),
+                "{}",
+                a.reason
+            ),
+            _ => panic!(),
+        }
+    }
+}
