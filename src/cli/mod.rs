@@ -2,6 +2,8 @@
 //! subcommand runs the library pipeline and maps the outcome to an fsck(8) exit status.
 
 mod check;
+mod du;
+mod gc;
 pub mod progress_bar;
 
 use crate::config;
@@ -30,6 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Audit the store: verify every blob, every link, revision, tag and upload (never writes).
     Check(check::CheckArgs),
+    /// Disk usage per repository: referenced, exclusive and shared bytes.
+    Du(du::DuArgs),
+    /// Predict what the registry's garbage-collect (2.8 and 3.x) would delete, and whether it is safe.
+    Gc(gc::GcArgs),
 }
 
 /// Where the store is.
@@ -122,6 +128,8 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Du(args) => du::run(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(code) => code,

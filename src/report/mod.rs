@@ -38,6 +38,21 @@ pub struct ReportFinding {
     pub fix: &'static str,
 }
 
+impl ReportFinding {
+    pub fn new(f: Finding, severity: Severity) -> ReportFinding {
+        ReportFinding {
+            code: f.code,
+            severity,
+            path: f.path,
+            repo: f.repo,
+            tag: f.tag,
+            digest: f.digest.map(|d| d.to_string()),
+            message: f.message,
+            fix: f.code.fix(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub repositories: u64,
@@ -111,16 +126,7 @@ pub fn build(
             Severity::Info => summary.infos += 1,
         }
         *summary.by_code.entry(f.code.as_str()).or_default() += 1;
-        out.push(ReportFinding {
-            code: f.code,
-            severity,
-            path: f.path,
-            repo: f.repo,
-            tag: f.tag,
-            digest: f.digest.map(|d| d.to_string()),
-            message: f.message,
-            fix: f.code.fix(),
-        });
+        out.push(ReportFinding::new(f, severity));
     }
     // Most severe first, then by code and path, so output is stable run to run.
     out.sort_by(|a, b| {
