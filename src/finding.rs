@@ -300,14 +300,22 @@ mod tests {
     /// docs/checks.md documents exactly the codes in `Code::ALL`, with their default severities.
     #[test]
     fn checks_doc_matches_the_code_table() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/checks.md")).unwrap();
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/checks.md"))
+            .unwrap();
         let headings: Vec<&str> = doc.lines().filter_map(|l| l.strip_prefix("## ")).collect();
         let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(headings, codes, "docs/checks.md and Code::ALL drifted apart");
+        assert_eq!(
+            headings, codes,
+            "docs/checks.md and Code::ALL drifted apart"
+        );
         for c in Code::ALL {
             let section = doc.split(&format!("## {}\n", c.as_str())).nth(1).unwrap();
             let sev = format!("- **Severity:** {}", c.default_severity());
-            assert!(section.lines().any(|l| l == sev), "{}: severity differs in docs/checks.md", c.as_str());
+            assert!(
+                section.lines().any(|l| l == sev),
+                "{}: severity differs in docs/checks.md",
+                c.as_str()
+            );
         }
     }
 }

@@ -33,26 +33,55 @@ pub struct VerifyOptions {
     pub select: Option<Selector>,
 }
 
-fn hash_reader(f: &mut File, buf: &mut [u8]) -> std::io::Result<Digest> {
+/// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob.
+const CANCEL_CHUNK: usize = 64 << 20;
+
+fn cancelled(cancel: Option<&AtomicBool>) -> bool {
+    cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+}
+
+fn interrupted() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled")
+}
+
+fn hash_reader(
+    f: &mut File,
+    buf: &mut [u8],
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<Digest> {
     let mut h = Sha256::new();
+    let mut since_check = 0;
     loop {
         let n = f.read(buf)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        since_check += n;
+        if since_check >= CANCEL_CHUNK {
+            since_check = 0;
+            if cancelled(cancel) {
+                return Err(interrupted());
+            }
+        }
     }
     Ok(Digest::sha256(h.finalize().into()))
 }
 
-fn hash_mapped(f: &File) -> std::io::Result<Digest> {
+fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest> {
     // SAFETY: the map is read-only and dropped before returning; the registry is stopped or
     // read-only while regfsck runs, and a concurrent truncation (which could SIGBUS) is the one
     // risk we accept for large files — the size/mtime check around hashing reports such changes.
     let map = unsafe { memmap2::Mmap::map(f)? };
-    #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(Digest::sha256(Sha256::digest(&map[..]).into()))
+    let mut h = Sha256::new();
+    for chunk in map.chunks(CANCEL_CHUNK) {
+        if cancelled(cancel) {
+            return Err(interrupted());
+        }
+        h.update(chunk);
+    }
+    Ok(Digest::sha256(h.finalize().into()))
 }
 
 /// Hash one file; compare identity before and after so that a file changed mid-hash is reported.
@@ -61,6 +90,7 @@ pub fn hash_file(
     expect_size: u64,
     expect_inode: u64,
     buf: &mut [u8],
+    cancel: Option<&AtomicBool>,
 ) -> Result<Digest, Verify> {
     let mut f = match crate::scan::fsio::open_nofollow(path) {
         Ok(f) => f,
@@ -83,11 +113,19 @@ pub fn hash_file(
         )));
     }
     let result = if before.len() >= MMAP_THRESHOLD {
-        hash_mapped(&f).or_else(|_| hash_reader(&mut f, buf))
+        match hash_mapped(&f, cancel) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                hash_reader(&mut f, buf, cancel)
+            }
+            other => other,
+        }
     } else {
-        hash_reader(&mut f, buf)
+        hash_reader(&mut f, buf, cancel)
     };
-    let d = result.map_err(|e| Verify::Unreadable(e.to_string()))?;
+    let d = result.map_err(|e| match e.kind() {
+        std::io::ErrorKind::Interrupted => Verify::NotChecked,
+        _ => Verify::Unreadable(e.to_string()),
+    })?;
     match f.metadata() {
         Ok(after)
             if after.len() == before.len()
@@ -133,11 +171,15 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
                 }
                 let b = &blobs[i];
                 let path = v2.join(layout::blob_data(&b.digest));
-                let v = match hash_file(&path, b.size, b.inode, buf) {
+                let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
                     Ok(d) if d == b.digest => Verify::Ok,
                     Ok(d) => Verify::Mismatch(d),
                     Err(v) => v,
                 };
+                if v == Verify::NotChecked {
+                    stopped.store(true, Ordering::Relaxed);
+                    return (i, v);
+                }
                 hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
                 bar.inc(b.size);
                 (i, v)

@@ -12,7 +12,12 @@ use std::fs;
 use std::path::Path;
 
 fn tag(repo: &str, t: &str) -> Digest {
-    Digest::parse(expected("sample")["repositories"][repo]["tags"][t].as_str().unwrap()).unwrap()
+    Digest::parse(
+        expected("sample")["repositories"][repo]["tags"][t]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn manifest(root: &Path, d: &Digest) -> serde_json::Value {
@@ -49,8 +54,10 @@ fn every_tag_of_the_clean_stores_pulls() {
         let exp = expected(name);
         for (repo, r) in exp["repositories"].as_object().unwrap() {
             for (t, d) in r["tags"].as_object().unwrap() {
-                reg.pull(repo, t).unwrap_or_else(|e| panic!("{repo}:{t}: {e}"));
-                reg.pull(repo, d.as_str().unwrap()).unwrap_or_else(|e| panic!("{repo}@{d}: {e}"));
+                reg.pull(repo, t)
+                    .unwrap_or_else(|e| panic!("{repo}:{t}: {e}"));
+                reg.pull(repo, d.as_str().unwrap())
+                    .unwrap_or_else(|e| panic!("{repo}@{d}: {e}"));
             }
         }
     }
@@ -82,14 +89,30 @@ fn unpullable_codes_really_break_pulls() {
             data.extend_from_slice(b"\n\n");
             write(r, &p, &data);
         }),
-        ("link-malformed", "team/proj", "v1", |r| write(r, &layout::tag_current_link("team/proj", "v1"), b"")),
-        ("revision-blob-missing", "team/proj", "v1", |r| rm(r, &layout::blob_dir(&tag("team/proj", "v1")))),
+        ("link-malformed", "team/proj", "v1", |r| {
+            write(r, &layout::tag_current_link("team/proj", "v1"), b"")
+        }),
+        ("revision-blob-missing", "team/proj", "v1", |r| {
+            rm(r, &layout::blob_dir(&tag("team/proj", "v1")))
+        }),
         ("manifest-invalid", "team/proj", "broken", |r| {
             let d = Digest::of_bytes(b"{not json");
             write(r, &layout::blob_data(&d), b"{not json");
-            write(r, &layout::revision_link("team/proj", &d), d.to_string().as_bytes());
-            write(r, &layout::tag_current_link("team/proj", "broken"), d.to_string().as_bytes());
-            write(r, &layout::tag_index_link("team/proj", "broken", &d), d.to_string().as_bytes());
+            write(
+                r,
+                &layout::revision_link("team/proj", &d),
+                d.to_string().as_bytes(),
+            );
+            write(
+                r,
+                &layout::tag_current_link("team/proj", "broken"),
+                d.to_string().as_bytes(),
+            );
+            write(
+                r,
+                &layout::tag_index_link("team/proj", "broken", &d),
+                d.to_string().as_bytes(),
+            );
         }),
         ("manifest-ref-missing", "team/proj", "v1", |r| {
             let l = digest_at(&manifest(r, &tag("team/proj", "v1"))["layers"][1]);
@@ -101,31 +124,63 @@ fn unpullable_codes_really_break_pulls() {
         }),
         ("index-child-missing", "multi/oci", "latest", |r| {
             let child = digest_at(&manifest(r, &tag("multi/oci", "latest"))["manifests"][1]);
-            rm(r, layout::revision_link("multi/oci", &child).strip_suffix("/link").unwrap());
+            rm(
+                r,
+                layout::revision_link("multi/oci", &child)
+                    .strip_suffix("/link")
+                    .unwrap(),
+            );
         }),
         ("tag-current-missing", "library/alpine", "3.19", |r| {
-            rm(r, layout::tag_current_link("library/alpine", "3.19").strip_suffix("/link").unwrap())
+            rm(
+                r,
+                layout::tag_current_link("library/alpine", "3.19")
+                    .strip_suffix("/link")
+                    .unwrap(),
+            )
         }),
         ("tag-dangling", "team/proj", "v1", |r| {
-            rm(r, layout::revision_link("team/proj", &tag("team/proj", "v1")).strip_suffix("/link").unwrap())
+            rm(
+                r,
+                layout::revision_link("team/proj", &tag("team/proj", "v1"))
+                    .strip_suffix("/link")
+                    .unwrap(),
+            )
         }),
-        ("repo-missing-layers", "team/proj/app", "v1", |r| rm(r, "repositories/team/proj/app/_layers")),
+        ("repo-missing-layers", "team/proj/app", "v1", |r| {
+            rm(r, "repositories/team/proj/app/_layers")
+        }),
     ];
     for (code, repo, t, damage) in cases {
         let tmp = fixture("sample");
         damage(tmp.path());
         // Hashing reports a grown blob as a digest mismatch; the size check alone needs no hashing.
-        let mode = if code == "blob-size-mismatch" { "--no-verify" } else { "--quiet" };
+        let mode = if code == "blob-size-mismatch" {
+            "--no-verify"
+        } else {
+            "--quiet"
+        };
         let (exit, doc) = run_json(&["check", tmp.path().to_str().unwrap(), mode]);
         assert_eq!(exit & 4, 4, "{code}: check must fail");
         assert!(
-            doc["findings"].as_array().unwrap().iter().any(|f| f["code"] == code),
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["code"] == code),
             "{code} not reported"
         );
         let reg = Registry::start(tmp.path());
-        assert!(reg.pull(repo, t).is_err(), "{code}: the real registry still serves {repo}:{t}");
+        assert!(
+            reg.pull(repo, t).is_err(),
+            "{code}: the real registry still serves {repo}:{t}"
+        );
         // The damage is local: an unrelated tag still pulls.
-        let control = if repo == "library/alpine" { ("beta/app", "v1") } else { ("library/alpine", "latest") };
+        let control = if repo == "library/alpine" {
+            ("beta/app", "v1")
+        } else {
+            ("library/alpine", "latest")
+        };
         reg.pull(control.0, control.1)
             .unwrap_or_else(|e| panic!("{code}: {}:{} broke too: {e}", control.0, control.1));
     }
