@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod policy;
 pub mod progress;
 pub mod reach;
+pub mod repair;
 pub mod report;
 pub mod scan;
 pub mod timefmt;

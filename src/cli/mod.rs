@@ -5,6 +5,7 @@ mod check;
 mod du;
 mod gc;
 pub mod progress_bar;
+mod repair;
 
 use crate::config;
 use crate::report::exit;
@@ -36,6 +37,10 @@ pub enum Command {
     Du(du::DuArgs),
     /// Predict what the registry's garbage-collect (2.8 and 3.x) would delete, and whether it is safe.
     Gc(gc::GcArgs),
+    /// Plan repairs; --apply executes them reversibly (journal + quarantine).
+    Repair(repair::RepairArgs),
+    /// Undo a repair run byte for byte.
+    Undo(repair::UndoArgs),
 }
 
 /// Where the store is.
@@ -59,6 +64,13 @@ pub enum Format {
 pub struct Located {
     pub store: crate::scan::Store,
     pub registry: Option<config::RegistryConfig>,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Located {
+    pub fn store_config(&self) -> Option<&PathBuf> {
+        self.config_path.as_ref()
+    }
 }
 
 impl StoreArgs {
@@ -77,7 +89,11 @@ impl StoreArgs {
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ROOT)),
         };
         let store = crate::scan::locate(&root).map_err(|e| e.to_string())?;
-        Ok(Located { store, registry })
+        Ok(Located {
+            store,
+            registry,
+            config_path: self.config.clone(),
+        })
     }
 }
 
@@ -130,6 +146,8 @@ pub fn main() -> i32 {
         Command::Check(args) => check::run(args),
         Command::Du(args) => du::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Repair(args) => repair::run(args),
+        Command::Undo(args) => repair::run_undo(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,345 @@
+//! `regfsck repair` (plan; `--apply` executes it with a journal and a quarantine) and
+//! `regfsck undo` (restore a run byte for byte).
+
+use super::check::check_options;
+use super::{Failure, StoreArgs};
+use crate::checks::CheckOptions;
+use crate::finding::{Code, Finding, Severity};
+use crate::inventory::{BlobFault, EntryKind, Inventory};
+use crate::repair::apply::{self, ApplyOptions};
+use crate::repair::{self, live, Plan, PlanOptions};
+use crate::verify::VerifyOptions;
+use crate::{checks, gc, reach, scan, verify};
+use clap::Args;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Execute the safe actions (default: only print the plan).
+    #[arg(long)]
+    pub apply: bool,
+    /// Also drop references that are already broken (tags and revisions whose manifest is gone).
+    #[arg(long)]
+    pub lossy: bool,
+    /// Confirm lossy actions without a prompt.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Write the plan as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Never touch anything modified more recently than this; recent uploads mean "live".
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub grace: String,
+    /// Apply even though the registry looks live.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not hash blobs (then no link can be proven rebuildable and no corrupt blob is found).
+    #[arg(long)]
+    pub no_verify: bool,
+    #[arg(long, value_name = "DURATION")]
+    pub purge_age: Option<String>,
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
+    pub now: Option<i64>,
+}
+
+#[derive(Args, Debug)]
+pub struct UndoArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The run to undo (printed by `repair --apply`; `--list` shows all).
+    #[arg(long, value_name = "RUN_ID", required_unless_present = "list")]
+    pub run: Option<String>,
+    /// List the repair runs of this store.
+    #[arg(long)]
+    pub list: bool,
+}
+
+struct Checked {
+    inv: Inventory,
+    findings: Vec<Finding>,
+}
+
+fn check_store(
+    store: &scan::Store,
+    opts: &CheckOptions,
+    no_verify: bool,
+    quiet: bool,
+) -> Result<Checked, Failure> {
+    let progress = super::progress_bar::for_run(quiet);
+    let mut inv = scan::scan(store, progress.as_ref())?;
+    if !no_verify {
+        verify::verify(&mut inv, &VerifyOptions::default(), progress.as_ref());
+    }
+    let r = reach::compute(&inv);
+    let mut findings = checks::run_with(&inv, &r, opts);
+    findings.extend(gc::hazards_with(&inv, &r, &gc::predict_all(&inv), false));
+    Ok(Checked { inv, findings })
+}
+
+fn errors(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.code.default_severity() == Severity::Error)
+        .collect()
+}
+
+/// sha256 of every data file at a malformed path under blobs/ (the planner moves them home).
+fn misplaced_content(inv: &Inventory) -> HashMap<String, crate::digest::Digest> {
+    let mut out = HashMap::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for e in &inv.entries {
+        if let EntryKind::BlobPath {
+            fault: BlobFault::BadPath,
+            size: Some(size),
+        } = &e.kind
+        {
+            let p = inv.v2.join(&e.path);
+            let ino = std::fs::symlink_metadata(&p)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            if let Ok(d) = verify::hash_file(&p, *size, ino, &mut buf, None) {
+                out.insert(e.path.clone(), d);
+            }
+        }
+    }
+    out
+}
+
+fn render_plan(plan: &Plan) -> String {
+    let mut o = String::new();
+    if plan.actions.is_empty() {
+        let _ = writeln!(o, "Nothing to repair.");
+        return o;
+    }
+    let _ = writeln!(o, "Repair plan ({} actions):", plan.actions.len());
+    for a in &plan.actions {
+        let what = match &a.kind {
+            repair::ActionKind::Quarantine { path } => format!("quarantine {path}"),
+            repair::ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
+            repair::ActionKind::CreateDir { path } => format!("create folder {path}"),
+            repair::ActionKind::MoveBlob { from, to } => format!("move {from} -> {to}"),
+        };
+        let _ = writeln!(
+            o,
+            "  {}{what}\n      {}: {}",
+            if a.lossy { "[lossy] " } else { "" },
+            a.code,
+            a.reason
+        );
+    }
+    o
+}
+
+fn confirm_lossy(plan: &Plan, yes: bool) -> Result<(), Failure> {
+    let lossy = plan.actions.iter().filter(|a| a.lossy).count();
+    if lossy == 0 || yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(format!(
+            "{lossy} lossy actions need --yes when not on a terminal"
+        )));
+    }
+    eprint!("Apply {lossy} lossy actions (broken tags and revisions are moved to the quarantine)? [y/N] ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::Usage("not confirmed; nothing was changed".into()))
+    }
+}
+
+fn gc_advice(inv: &Inventory, config: Option<&PathBuf>) -> String {
+    let cfg = config
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/etc/docker/registry/config.yml".into());
+    let preds = gc::predict_all(inv);
+    let r = reach::compute(inv);
+    let mut o = String::new();
+    for p in &preds {
+        let bad = p.abort.is_some()
+            || !gc::hazards_with(inv, &r, std::slice::from_ref(p), true).is_empty();
+        let flag = if p.delete_untagged {
+            " --delete-untagged"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "  registry {}: `registry garbage-collect{flag} {cfg}` {}",
+            p.registry_version.name(),
+            if bad {
+                "is NOT safe yet (see regfsck gc)"
+            } else {
+                "is safe now"
+            }
+        );
+    }
+    o
+}
+
+pub fn run(args: RepairArgs) -> Result<i32, Failure> {
+    let located = args.store.locate().map_err(Failure::Operational)?;
+    let opts = check_options(
+        args.purge_age.as_deref(),
+        &args.grace,
+        args.now,
+        located.registry.as_ref(),
+    )?;
+    super::configure_threads(args.jobs);
+    let root = located.store.root.clone();
+    let apply_opts = ApplyOptions {
+        grace: opts.grace,
+        now: opts.now,
+    };
+    let mut out = String::new();
+    if args.apply {
+        for run_id in apply::incomplete_runs(&root) {
+            let r = apply::resume(&root, &run_id, &apply_opts)?;
+            let _ = writeln!(
+                out,
+                "Resumed interrupted run {run_id}: {} more actions applied.",
+                r.applied
+            );
+        }
+    }
+    let before = check_store(&located.store, &opts, args.no_verify, args.quiet)?;
+    let plan = repair::plan(
+        &before.inv,
+        &before.findings,
+        &PlanOptions {
+            lossy: args.lossy,
+            now: opts.now,
+            purge_age: opts.purge_age,
+            misplaced_content: misplaced_content(&before.inv),
+        },
+    );
+    if let Some(path) = &args.plan {
+        let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::Operational(format!("cannot write {}: {e}", path.display())))?;
+    }
+    out.push_str(&render_plan(&plan));
+    let errors_before = errors(&before.findings).len();
+    if !args.apply {
+        if !plan.actions.is_empty() {
+            let lossy_hint = if args.lossy {
+                ""
+            } else {
+                " (add --lossy to also drop references that are already broken)"
+            };
+            let _ = writeln!(
+                out,
+                "\nNothing was changed. Run with --apply to execute{lossy_hint}."
+            );
+        }
+        super::print_stdout(&out);
+        return Ok(if errors_before > 0 {
+            crate::report::exit::UNCORRECTED
+        } else {
+            crate::report::exit::OK
+        });
+    }
+    // Guards: never repair under a live registry unless told to.
+    let mut live_reasons: Vec<String> = before
+        .findings
+        .iter()
+        .filter(|f| matches!(f.code, Code::UploadRecent | Code::PathChanged))
+        .map(|f| format!("{}: {}", f.code, f.path.as_deref().unwrap_or("")))
+        .collect();
+    live_reasons.extend(live::processes_using(&root));
+    if !live_reasons.is_empty() && !args.force {
+        super::print_stdout(&out);
+        return Err(Failure::Operational(format!(
+            "the registry looks live, refusing to apply (stop it or pass --force):\n  {}",
+            live_reasons.join("\n  ")
+        )));
+    }
+    confirm_lossy(&plan, args.yes)?;
+    if plan.actions.is_empty() {
+        super::print_stdout(&out);
+        return Ok(if errors_before > 0 {
+            crate::report::exit::UNCORRECTED
+        } else {
+            crate::report::exit::OK
+        });
+    }
+    let outcome = apply::apply(&root, &plan, &apply_opts)?;
+    let _ = writeln!(
+        out,
+        "\nApplied {} actions as run {} (undo: regfsck undo {} --run {}).",
+        outcome.applied,
+        outcome.run_id,
+        root.display(),
+        outcome.run_id
+    );
+    for (i, why) in &outcome.skipped {
+        let _ = writeln!(out, "  skipped {}: {why}", plan.actions[*i].kind.path());
+    }
+    let after = check_store(&located.store, &opts, args.no_verify, true)?;
+    let remaining = errors(&after.findings);
+    if remaining.is_empty() {
+        let _ = writeln!(out, "No errors remain.");
+    } else {
+        let _ = writeln!(out, "{} errors remain:", remaining.len());
+        for f in remaining.iter().take(20) {
+            let _ = writeln!(
+                out,
+                "  {}: {}: {} — {}",
+                f.code,
+                f.path.as_deref().unwrap_or(""),
+                f.message,
+                f.code.fix()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nRestart the registry now: its blob-descriptor cache still believes in moved blobs.\nGarbage collection:\n{}",
+        gc_advice(&after.inv, located.store_config())
+    );
+    super::print_stdout(&out);
+    let mut code = 0;
+    if remaining.len() < errors_before {
+        code |= crate::report::exit::CORRECTED;
+    }
+    if !remaining.is_empty() {
+        code |= crate::report::exit::UNCORRECTED;
+    }
+    Ok(code)
+}
+
+pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
+    let located = args.store.locate().map_err(Failure::Operational)?;
+    let root = located.store.root.clone();
+    if args.list {
+        let mut out = String::new();
+        for r in apply::runs(&root) {
+            let _ = writeln!(out, "{}  {:>4} actions  {}", r.id, r.actions, r.state);
+        }
+        super::print_stdout(&out);
+        return Ok(0);
+    }
+    let run_id = args.run.unwrap_or_default();
+    if !apply::valid_run_id(&run_id) {
+        return Err(Failure::Usage(format!(
+            "{run_id:?} is not a regfsck run id (see regfsck undo --list)"
+        )));
+    }
+    let o = apply::undo(&root, &run_id)?;
+    super::print_stdout(&format!(
+        "Undid run {run_id}: {} actions reversed. Restart the registry.\n",
+        o.restored
+    ));
+    Ok(0)
+}

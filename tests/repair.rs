@@ -1,0 +1,595 @@
+//! `regfsck repair` / `undo` against the real registry: for each fixable finding (and all of them
+//! at once) the tags served before are still served with the same digest, tags broken only by
+//! fixable damage are served again, the real GC no longer aborts, no fixable error remains, and
+//! undo restores the damaged store byte for byte. Crash safety: SIGKILL at every step, then
+//! resume or undo.
+
+mod common;
+
+use common::registry::{gc_dry_run, registry_available, Registry};
+use common::store::{expected, fingerprint, fixture, fixture_now, regfsck, v2};
+use regfsck::digest::Digest;
+use regfsck::layout;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+const Q: &str = "regfsck-quarantine";
+
+fn tag(repo: &str, t: &str) -> Digest {
+    Digest::parse(
+        expected("sample")["repositories"][repo]["tags"][t]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn manifest(root: &Path, d: &Digest) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(v2(root).join(layout::blob_data(d))).unwrap()).unwrap()
+}
+
+/// Write damage with the fixture's pinned mtime, so it reads as old, not as registry activity.
+fn write(root: &Path, rel: &str, data: &[u8]) {
+    let p = v2(root).join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, data).unwrap();
+    let pinned =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(common::store::FIXTURE_MTIME as u64);
+    fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(pinned)
+        .unwrap();
+}
+
+fn rm(root: &Path, rel: &str) {
+    let p = v2(root).join(rel);
+    if fs::symlink_metadata(&p).unwrap().is_dir() {
+        fs::remove_dir_all(p).unwrap()
+    } else {
+        fs::remove_file(p).unwrap()
+    }
+}
+
+fn all_tags() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (repo, r) in expected("sample")["repositories"].as_object().unwrap() {
+        for t in r["tags"].as_object().unwrap().keys() {
+            out.push((repo.clone(), t.clone()));
+        }
+    }
+    out
+}
+
+/// Tags the real registry serves completely, with the digest each tag names.
+fn served(root: &Path) -> BTreeMap<(String, String), String> {
+    let reg = Registry::start(root);
+    let mut out = BTreeMap::new();
+    for (repo, t) in all_tags() {
+        if reg.pull(&repo, &t).is_ok() {
+            let cur = fs::read_to_string(v2(root).join(layout::tag_current_link(&repo, &t)))
+                .unwrap_or_default();
+            out.insert((repo, t), cur);
+        }
+    }
+    out
+}
+
+fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let now = fixture_now(root).to_string();
+    let out = regfsck()
+        .args(args)
+        .arg(root)
+        .args(["--now", &now, "--grace", "0s", "--quiet"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn error_codes(root: &Path) -> BTreeSet<String> {
+    let now = fixture_now(root).to_string();
+    let out = regfsck()
+        .args([
+            "check",
+            root.to_str().unwrap(),
+            "--format",
+            "json",
+            "--now",
+            &now,
+        ])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn run_id(stdout: &str) -> String {
+    let i = stdout.find(" as run ").expect("run id printed");
+    stdout[i + 8..].split(' ').next().unwrap().to_string()
+}
+
+/// Codes repair cannot fix: the content is gone and must be pushed again.
+const NEEDS_REPUSH: &[&str] = &["manifest-ref-missing", "index-child-missing"];
+
+type Damage = fn(&Path);
+
+fn cases() -> Vec<(&'static str, bool, Damage)> {
+    vec![
+        ("link-malformed (revision, empty)", false, |r| {
+            write(
+                r,
+                &layout::revision_link("team/proj", &tag("team/proj", "v1")),
+                b"",
+            )
+        }),
+        ("link-malformed (layer, newline)", false, |r| {
+            let c = Digest::parse(
+                manifest(r, &tag("team/proj/app", "v1"))["config"]["digest"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            write(
+                r,
+                &layout::layer_link("team/proj/app", &c),
+                format!("{c}\n").as_bytes(),
+            )
+        }),
+        ("link-malformed (tag current, truncated)", false, |r| {
+            write(
+                r,
+                &layout::tag_current_link("library/alpine", "3.19"),
+                b"sha256:c326",
+            )
+        }),
+        ("link-mismatch", false, |r| {
+            let a = tag("team/proj", "v1");
+            write(
+                r,
+                &layout::revision_link("team/proj", &a),
+                tag("beta/app", "v1").to_string().as_bytes(),
+            )
+        }),
+        ("link-not-file", false, |r| {
+            let p = layout::revision_link("beta/app", &tag("beta/app", "v1"));
+            rm(r, &p);
+            fs::create_dir(v2(r).join(p)).unwrap();
+        }),
+        ("manifest-ref-unlinked", false, |r| {
+            let l = Digest::parse(
+                manifest(r, &tag("team/proj", "v1"))["layers"][1]["digest"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            rm(r, &layout::layer_link("team/proj", &l));
+        }),
+        ("repo-missing-layers", false, |r| {
+            rm(r, "repositories/team/proj/app/_layers")
+        }),
+        ("repo-missing-tags", false, |r| {
+            rm(r, "repositories/team/proj/_manifests/tags")
+        }),
+        ("tag-index-missing-current", false, |r| {
+            let d = tag("library/alpine", "3.19");
+            rm(
+                r,
+                layout::tag_index_link("library/alpine", "3.19", &d)
+                    .strip_suffix("/link")
+                    .unwrap(),
+            )
+        }),
+        ("tag-current-missing", false, |r| {
+            rm(
+                r,
+                layout::tag_current_link("team/proj", "v1")
+                    .strip_suffix("/link")
+                    .unwrap(),
+            )
+        }),
+        ("blob-path-invalid (misplaced blob)", false, |r| {
+            let l = Digest::parse(
+                manifest(r, &tag("team/proj", "v1"))["layers"][1]["digest"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            fs::create_dir_all(v2(r).join("blobs/sha256/zz")).unwrap();
+            fs::rename(
+                v2(r).join(layout::blob_dir(&l)),
+                v2(r).join(format!("blobs/sha256/zz/{}", l.hex())),
+            )
+            .unwrap();
+        }),
+        ("blob-digest-mismatch", false, |r| {
+            let l = Digest::parse(
+                manifest(r, &tag("team/proj", "v1"))["layers"][1]["digest"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            let p = layout::blob_data(&l);
+            let mut b = fs::read(v2(r).join(&p)).unwrap();
+            b[30] ^= 1;
+            write(r, &p, &b);
+        }),
+        ("blob-empty", false, |r| {
+            let l = Digest::parse(
+                manifest(r, &tag("team/proj/app", "v1"))["layers"][1]["digest"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            write(r, &layout::blob_data(&l), b"");
+        }),
+        (
+            "strays: _notes, temp residue, stray blob file, symlink, dangling layer link",
+            false,
+            |r| {
+                write(r, "repositories/team/_notes", b"x");
+                write(r, "repositories/beta/app/_manifests/tags/v1/current/link.01a2038b-a7e0-7487-8e9f-0123456789ab.tmp", b"x");
+                let d = tag("team/proj", "v1");
+                write(r, &format!("{}/data.tmp", layout::blob_dir(&d)), b"x");
+                std::os::unix::fs::symlink("/etc", v2(r).join("repositories/team/etc")).unwrap();
+                let ghost = Digest::of_bytes(b"ghost");
+                write(
+                    r,
+                    &layout::layer_link("library/alpine", &ghost),
+                    ghost.to_string().as_bytes(),
+                );
+            },
+        ),
+        ("upload-stale", false, |r| {
+            let up = layout::upload_dir(
+                "library/alpine",
+                expected("sample")["upload"]["uuid"].as_str().unwrap(),
+            );
+            write(r, &format!("{up}/startedat"), b"2020-01-01T00:00:00Z");
+        }),
+        ("tag-dangling (lossy)", true, |r| {
+            rm(
+                r,
+                layout::revision_link("team/proj", &tag("team/proj", "v1"))
+                    .strip_suffix("/link")
+                    .unwrap(),
+            )
+        }),
+        ("revision-blob-missing (lossy)", true, |r| {
+            rm(r, &layout::blob_dir(&tag("team/proj", "v1")))
+        }),
+        ("manifest-invalid (lossy)", true, |r| {
+            let d = Digest::of_bytes(b"{broken");
+            write(r, &layout::blob_data(&d), b"{broken");
+            write(
+                r,
+                &layout::revision_link("team/proj", &d),
+                d.to_string().as_bytes(),
+            );
+            write(
+                r,
+                &layout::tag_current_link("team/proj", "bad"),
+                d.to_string().as_bytes(),
+            );
+            write(
+                r,
+                &layout::tag_index_link("team/proj", "bad", &d),
+                d.to_string().as_bytes(),
+            );
+        }),
+        ("repo-name-invalid (lossy)", true, |r| {
+            fs::rename(
+                v2(r).join("repositories/beta/app"),
+                v2(r).join("repositories/beta/App"),
+            )
+            .unwrap()
+        }),
+    ]
+}
+
+/// Damage everything fixable at once (in different repositories where they would collide).
+fn all_at_once(r: &Path) {
+    for (name, lossy, damage) in cases() {
+        let skip = lossy
+            || name.starts_with("link-mismatch")
+            || name.starts_with("tag-current-missing")
+            || name.starts_with("tag-index-missing-current")
+            || name.starts_with("repo-missing-tags")
+            || name.starts_with("manifest-ref-unlinked")
+            || name.starts_with("blob-digest-mismatch")
+            || name.starts_with("link-malformed (revision");
+        if !skip {
+            damage(r);
+        }
+    }
+}
+
+fn verify_repair(damaged: &Path, lossy: bool, what: &str) {
+    let before_fp = fingerprint(damaged, &[Q]);
+    let before = served(damaged);
+    let args: Vec<&str> = if lossy {
+        vec!["repair", "--apply", "--lossy", "--yes"]
+    } else {
+        vec!["repair", "--apply"]
+    };
+    let (code, out, err) = run(damaged, &args);
+    assert!(
+        code & 8 == 0 && code & 16 == 0,
+        "{what}: exit {code}\n{out}\n{err}"
+    );
+    let remaining = error_codes(damaged);
+    assert!(
+        remaining.iter().all(|c| NEEDS_REPUSH.contains(&c.as_str())),
+        "{what}: fixable errors remain: {remaining:?}\n{out}"
+    );
+    let after = served(damaged);
+    for (k, digest) in &before {
+        assert_eq!(
+            after.get(k),
+            Some(digest),
+            "{what}: {k:?} was served before the repair and is not now"
+        );
+    }
+    // (Deleting a tags folder deletes its tags: those cannot come back.)
+    if remaining.is_empty() && !lossy && !what.starts_with("repo-missing-tags") {
+        assert_eq!(
+            after.len(),
+            all_tags().len(),
+            "{what}: every tag is served again ({after:?})"
+        );
+    }
+    for m in [false, true] {
+        let g = gc_dry_run(damaged, m);
+        assert!(
+            g.aborted.is_none(),
+            "{what}: the real GC (-m={m}) still aborts: {:?}",
+            g.aborted
+        );
+    }
+    // A second repair finds nothing to do.
+    let (_, out2, _) = run(damaged, &args);
+    assert!(
+        out2.contains("Nothing to repair."),
+        "{what}: second run planned more:\n{out2}"
+    );
+    // Undo restores the damaged store exactly.
+    let id = run_id(&out);
+    let (code, _, err) = run_undo(damaged, &id);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fingerprint(damaged, &[Q]),
+        before_fp,
+        "{what}: undo did not restore the store"
+    );
+}
+
+fn run_undo(root: &Path, id: &str) -> (i32, String, String) {
+    let out = regfsck()
+        .args(["undo"])
+        .arg(root)
+        .args(["--run", id])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn each_fixable_finding_is_repaired_and_undone() {
+    if !registry_available() {
+        return;
+    }
+    for (what, lossy, damage) in cases() {
+        let tmp = fixture("sample");
+        damage(tmp.path());
+        verify_repair(tmp.path(), lossy, what);
+    }
+}
+
+#[test]
+fn everything_at_once() {
+    if !registry_available() {
+        return;
+    }
+    let tmp = fixture("sample");
+    all_at_once(tmp.path());
+    verify_repair(tmp.path(), false, "all at once");
+}
+
+#[test]
+fn plan_only_writes_nothing_and_plan_file_is_json() {
+    let tmp = fixture("sample");
+    all_at_once(tmp.path());
+    let fp = fingerprint(tmp.path(), &[]);
+    let plan = tmp.path().join("plan.json");
+    let out = regfsck()
+        .args([
+            "repair",
+            tmp.path().to_str().unwrap(),
+            "--quiet",
+            "--plan",
+            plan.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let mut after = fingerprint(tmp.path(), &[]);
+    after.remove("plan.json");
+    assert_eq!(fp, after, "repair without --apply changed the store");
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&plan).unwrap()).unwrap();
+    let actions = doc["actions"].as_array().unwrap();
+    assert!(actions.len() >= 8);
+    assert!(actions
+        .iter()
+        .all(|a| a["kind"].is_string() && a["code"].is_string() && a["reason"].is_string()));
+}
+
+#[test]
+fn lossy_needs_confirmation_and_live_registries_are_refused() {
+    let tmp = fixture("sample");
+    rm(tmp.path(), &layout::blob_dir(&tag("team/proj", "v1")));
+    let (code, _, err) = run(tmp.path(), &["repair", "--apply", "--lossy"]);
+    assert_eq!(code, 16, "{err}");
+    assert!(err.contains("--yes"));
+
+    // A fresh upload means the registry is live.
+    let tmp = fixture("sample");
+    write(tmp.path(), "repositories/team/_notes", b"x");
+    let now = fixture_now(tmp.path());
+    let up = layout::upload_dir(
+        "library/alpine",
+        expected("sample")["upload"]["uuid"].as_str().unwrap(),
+    );
+    write(
+        tmp.path(),
+        &format!("{up}/startedat"),
+        regfsck::timefmt::format_rfc3339(now - 5).as_bytes(),
+    );
+    let at = |extra: &[&str]| {
+        let out = regfsck()
+            .args([
+                "repair",
+                "--apply",
+                "--quiet",
+                "--grace",
+                "1m",
+                "--now",
+                &now.to_string(),
+            ])
+            .args(extra)
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = at(&[]);
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("looks live"));
+    let (code, err) = at(&["--force"]);
+    assert_eq!(code & 1, 1, "{err}");
+
+    // A process working inside the store.
+    let tmp = fixture("sample");
+    write(tmp.path(), "repositories/team/_notes", b"x");
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .current_dir(v2(tmp.path()))
+        .spawn()
+        .unwrap();
+    let (code, _, err) = run(tmp.path(), &["repair", "--apply"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("sleep"), "{err}");
+}
+
+#[test]
+fn the_lock_keeps_two_repairs_apart() {
+    let tmp = fixture("sample");
+    write(tmp.path(), "repositories/team/_notes", b"x");
+    let _held = regfsck::repair::apply::Lock::acquire(tmp.path()).unwrap();
+    let (code, _, err) = run(tmp.path(), &["repair", "--apply"]);
+    assert_eq!(code, 8);
+    assert!(err.contains("holds the lock"), "{err}");
+}
+
+#[test]
+fn sigkill_at_every_step_then_resume_or_undo() {
+    let damaged = fixture("sample");
+    all_at_once(damaged.path());
+    let damaged_fp = fingerprint(damaged.path(), &[Q]);
+    // The uninterrupted result.
+    let clean = fixture("sample");
+    all_at_once(clean.path());
+    let (code, _, _) = run(clean.path(), &["repair", "--apply"]);
+    assert_eq!(code & 1, 1);
+    let want = fingerprint(clean.path(), &[Q]);
+    let mut killed = 0;
+    for k in 1..200 {
+        let tmp = fixture("sample");
+        all_at_once(tmp.path());
+        let now = fixture_now(tmp.path()).to_string();
+        let out = regfsck()
+            .args([
+                "repair", "--apply", "--quiet", "--grace", "0s", "--now", &now,
+            ])
+            .arg(tmp.path())
+            .env("REGFSCK_TEST_KILL_AT", k.to_string())
+            .output()
+            .unwrap();
+        if out.status.code().is_some() {
+            break; // k is past the last step: the run completed.
+        }
+        killed += 1;
+        let twin = tempfile::tempdir().unwrap();
+        copy(tmp.path(), twin.path());
+        // (a) re-running repair resumes the journal and ends where an uninterrupted run ends.
+        let (code, out, err) = run(tmp.path(), &["repair", "--apply"]);
+        assert!(code & 8 == 0, "k={k}: {out}{err}");
+        assert_eq!(
+            fingerprint(tmp.path(), &[Q]),
+            want,
+            "k={k}: resume diverged\n{out}"
+        );
+        // (b) undo of the interrupted run restores the damaged store.
+        let runs = regfsck()
+            .args(["undo"])
+            .arg(twin.path())
+            .arg("--list")
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&runs.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let (code, _, err) = run_undo(twin.path(), &id);
+        assert_eq!(code, 0, "k={k}: {err}");
+        assert_eq!(
+            fingerprint(twin.path(), &[Q]),
+            damaged_fp,
+            "k={k}: undo after a crash diverged"
+        );
+    }
+    assert!(killed > 20, "only {killed} kill points exercised");
+}
+
+fn copy(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from).follow_links(false) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        let ft = e.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(e.path()).unwrap(), &dest).unwrap();
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+            let m = fs::metadata(e.path()).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&dest)
+                .unwrap()
+                .set_modified(m.modified().unwrap())
+                .unwrap();
+        }
+    }
+}
