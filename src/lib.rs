@@ -20,6 +20,7 @@ pub mod reach;
 pub mod repair;
 pub mod report;
 pub mod scan;
+pub mod state;
 pub mod timefmt;
 pub mod usage;
 pub mod verify;

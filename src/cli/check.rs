@@ -48,6 +48,18 @@ pub struct CheckArgs {
     /// Objects younger than this mean the registry looks live.
     #[arg(long, default_value = "10m", value_name = "DURATION")]
     pub grace: String,
+    /// Hash only a deterministic shard (`n/t`: runs 1/t … t/t cover everything) or a random share (`x%`).
+    #[arg(long, value_name = "n/t|x%")]
+    pub verify_subset: Option<String>,
+    /// Stop hashing cleanly after this long (e.g. 6h) and report the coverage reached.
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+    /// Hash only blobs never verified, changed since, or verified longer ago than this (uses the state file).
+    #[arg(long, value_name = "DURATION")]
+    pub reverify_after: Option<String>,
+    /// The incremental state file (default: $XDG_STATE_HOME/regfsck/<store>.state).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
     /// Evaluate ages as of this time (unix seconds), for reproducible reports.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
@@ -115,13 +127,69 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     let interrupt = super::install_interrupt();
     let progress = super::progress_bar::for_run(args.quiet);
 
+    let subset = args
+        .verify_subset
+        .as_deref()
+        .map(crate::state::SubsetSpec::parse)
+        .transpose()
+        .map_err(Failure::Usage)?;
+    let deadline = match &args.max_duration {
+        Some(t) => Some(std::time::Instant::now() + duration("--max-duration", t)?),
+        None => None,
+    };
+    let window = match &args.reverify_after {
+        Some(t) => Some(duration("--reverify-after", t)?.as_secs() as i64),
+        None => None,
+    };
+    let use_state = window.is_some() || args.state.is_some();
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| crate::state::default_path(&located.store.root));
+    let (mut state, warning) = if use_state {
+        crate::state::State::load(&state_path, &located.store.root)
+    } else {
+        (crate::state::State::default(), None)
+    };
+    if let Some(w) = warning {
+        eprintln!("regfsck: warning: {w}");
+    }
+
     let mut inv = scan::scan(&located.store, progress.as_ref())?;
+    let mut coverage = None;
     if !args.no_verify {
+        let seed = opts.now as u64 ^ std::process::id() as u64;
+        let prior = state.clone();
+        let now = opts.now;
+        let select: Option<verify::Selector> = match (subset, window) {
+            (None, None) => None,
+            (sub, win) => Some(Box::new(move |b: &crate::inventory::Blob| {
+                sub.is_none_or(|s| s.selects(&b.digest, seed))
+                    && win.is_none_or(|w| prior.needs_hash(b, now, w))
+            })),
+        };
         let vopts = VerifyOptions {
             cancel: Some(interrupt.clone()),
-            ..VerifyOptions::default()
+            deadline,
+            select,
         };
         verify::verify(&mut inv, &vopts, progress.as_ref());
+        if use_state {
+            state.record(&inv, opts.now);
+            if let Err(e) = state.save(&state_path) {
+                eprintln!(
+                    "regfsck: warning: cannot save state file {}: {e}",
+                    state_path.display()
+                );
+            }
+            let w = window.unwrap_or(i64::MAX / 4);
+            let (blobs, bytes) = state.coverage(&inv, opts.now, w);
+            coverage = Some(report::Coverage {
+                blobs,
+                bytes,
+                window_seconds: window,
+            });
+        }
     }
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
     let reach = reach::compute(&inv);
@@ -132,7 +200,8 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         &gc::predict_all(&inv),
         false,
     ));
-    let report = report::build(&inv, findings, &policy, interrupted);
+    let mut report = report::build(&inv, findings, &policy, interrupted);
+    report.summary.coverage = coverage;
     let text = match args.format {
         Format::Json => report::to_json(&report) + "\n",
         Format::Human => human::render(

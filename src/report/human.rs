@@ -79,7 +79,20 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
             if s.fully_verified { "" } else { " (partial)" },
         );
     } else {
-        let _ = writeln!(o, "  content not verified (--no-verify)");
+        let _ = writeln!(o, "  content not verified in this run");
+    }
+    if let Some(c) = &s.coverage {
+        let _ = writeln!(
+            o,
+            "  coverage: {} of {} blobs ({} of {}) verified sound{}",
+            c.blobs,
+            s.blobs,
+            size(c.bytes),
+            size(s.blob_bytes),
+            c.window_seconds
+                .map(|w| format!(" within the last {}h", w / 3600))
+                .unwrap_or_default()
+        );
     }
     let _ = writeln!(
         o,

@@ -74,7 +74,18 @@ pub struct Summary {
     pub infos: u64,
     /// Findings suppressed by the skip list.
     pub skipped: u64,
+    /// With the state file: blobs and bytes verified sound within the window, this run included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
     pub by_code: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Coverage {
+    pub blobs: u64,
+    pub bytes: u64,
+    /// `--reverify-after` in seconds; absent when every recorded verification counts.
+    pub window_seconds: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
