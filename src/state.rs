@@ -287,8 +287,10 @@ mod tests {
     }
 
     fn inv(n: u32) -> Inventory {
-        let mut inv = Inventory::default();
-        inv.blobs = (0..n).map(blob).collect();
+        let mut inv = Inventory {
+            blobs: (0..n).map(blob).collect(),
+            ..Inventory::default()
+        };
         inv.normalize();
         inv
     }
