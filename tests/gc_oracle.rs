@@ -19,21 +19,12 @@ fn inventory(root: &Path) -> regfsck::inventory::Inventory {
     regfsck::scan::scan(&store, &regfsck::progress::Silent).unwrap()
 }
 
-fn expected(name: &str) -> serde_json::Value {
-    common::store::expected(name)
-}
-
 fn tag(repo: &str, t: &str) -> Digest {
-    Digest::parse(
-        expected("sample")["repositories"][repo]["tags"][t]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap()
+    common::store::tag_digest("sample", repo, t)
 }
 
 fn manifest(root: &Path, d: &Digest) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(v2(root).join(layout::blob_data(d))).unwrap()).unwrap()
+    common::store::manifest_json(root, d)
 }
 
 /// Compare prediction and reality for both modes; returns (plain, -m) predictions.
@@ -75,9 +66,7 @@ fn agree(root: &Path, what: &str) -> (gc::Prediction, gc::Prediction) {
 }
 
 fn write(root: &Path, rel: &str, data: &[u8]) {
-    let p = v2(root).join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
+    common::store::write_v2(root, rel, data)
 }
 
 #[test]

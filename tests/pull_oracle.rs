@@ -12,16 +12,11 @@ use std::fs;
 use std::path::Path;
 
 fn tag(repo: &str, t: &str) -> Digest {
-    Digest::parse(
-        expected("sample")["repositories"][repo]["tags"][t]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap()
+    common::store::tag_digest("sample", repo, t)
 }
 
 fn manifest(root: &Path, d: &Digest) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(v2(root).join(layout::blob_data(d))).unwrap()).unwrap()
+    common::store::manifest_json(root, d)
 }
 
 fn digest_at(v: &serde_json::Value) -> Digest {
@@ -29,18 +24,11 @@ fn digest_at(v: &serde_json::Value) -> Digest {
 }
 
 fn write(root: &Path, rel: &str, data: &[u8]) {
-    let p = v2(root).join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
+    common::store::write_v2(root, rel, data)
 }
 
 fn rm(root: &Path, rel: &str) {
-    let p = v2(root).join(rel);
-    if p.is_dir() {
-        fs::remove_dir_all(p).unwrap()
-    } else {
-        fs::remove_file(p).unwrap()
-    }
+    common::store::rm_v2(root, rel)
 }
 
 #[test]

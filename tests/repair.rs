@@ -17,40 +17,19 @@ use std::path::Path;
 const Q: &str = "regfsck-quarantine";
 
 fn tag(repo: &str, t: &str) -> Digest {
-    Digest::parse(
-        expected("sample")["repositories"][repo]["tags"][t]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap()
+    common::store::tag_digest("sample", repo, t)
 }
 
 fn manifest(root: &Path, d: &Digest) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(v2(root).join(layout::blob_data(d))).unwrap()).unwrap()
+    common::store::manifest_json(root, d)
 }
 
-/// Write damage with the fixture's pinned mtime, so it reads as old, not as registry activity.
 fn write(root: &Path, rel: &str, data: &[u8]) {
-    let p = v2(root).join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, data).unwrap();
-    let pinned =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(common::store::FIXTURE_MTIME as u64);
-    fs::File::options()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_modified(pinned)
-        .unwrap();
+    common::store::write_v2(root, rel, data)
 }
 
 fn rm(root: &Path, rel: &str) {
-    let p = v2(root).join(rel);
-    if fs::symlink_metadata(&p).unwrap().is_dir() {
-        fs::remove_dir_all(p).unwrap()
-    } else {
-        fs::remove_file(p).unwrap()
-    }
+    common::store::rm_v2(root, rel)
 }
 
 fn all_tags() -> Vec<(String, String)> {

@@ -42,18 +42,6 @@ struct GcReport<'a> {
     exit_code: i32,
 }
 
-fn mode(p: &Prediction) -> String {
-    format!(
-        "registry {} garbage-collect{}",
-        p.registry_version.name(),
-        if p.delete_untagged {
-            " --delete-untagged"
-        } else {
-            ""
-        }
-    )
-}
-
 fn render(root: &str, preds: &[Prediction], hazards: &[Finding], all: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "regfsck gc {root}");
@@ -65,7 +53,7 @@ fn render(root: &str, preds: &[Prediction], hazards: &[Finding], all: bool) -> S
                 let _ = writeln!(
                     o,
                     "{}: would {} — {}{}",
-                    mode(p),
+                    p.label(),
                     if p.panic { "PANIC" } else { "ABORT" },
                     a.reason,
                     a.path
@@ -78,7 +66,7 @@ fn render(root: &str, preds: &[Prediction], hazards: &[Finding], all: bool) -> S
                 let _ = writeln!(
                     o,
                     "{}: deletes {} blobs ({}) and {} manifests{}",
-                    mode(p),
+                    p.label(),
                     p.eligible_blobs.len(),
                     size(p.freed_bytes),
                     p.eligible_manifests.len(),

@@ -89,6 +89,19 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// `registry 2.8 garbage-collect --delete-untagged`, for messages.
+    pub fn label(&self) -> String {
+        format!(
+            "registry {} garbage-collect{}",
+            self.registry_version.name(),
+            if self.delete_untagged {
+                " --delete-untagged"
+            } else {
+                ""
+            }
+        )
+    }
+
     /// What the real `--dry-run` lists: (blobs, (repo, digest) manifests, aborted).
     pub fn dry_run_view(&self) -> (BTreeSet<String>, BTreeSet<(String, String)>, bool) {
         (
@@ -288,18 +301,8 @@ impl Marker<'_> {
         );
         links.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, state) in links {
-            let d = match state {
-                LinkState::Ok(d) => d.clone(),
-                LinkState::Absent | LinkState::NotFile => continue,
-                other => {
-                    return Err(abort(
-                        format!(
-                            "{MARK}filesystem: {}",
-                            other.read_error().unwrap_or_default()
-                        ),
-                        Some(path),
-                    ))
-                }
+            let Some(d) = walked_link(state, &path)? else {
+                continue;
             };
             match self.manifest_target(repo, &d) {
                 Ok(Some(target)) => self.ingest(repo, &d, &target)?,
@@ -325,18 +328,8 @@ impl Marker<'_> {
                     .map(|o| (o.path.clone(), &o.state)),
             );
             for (path, state) in layer_links {
-                let d = match state {
-                    LinkState::Ok(d) => d.clone(),
-                    LinkState::Absent | LinkState::NotFile => continue,
-                    other => {
-                        return Err(abort(
-                            format!(
-                                "{MARK}filesystem: {}",
-                                other.read_error().unwrap_or_default()
-                            ),
-                            Some(path),
-                        ))
-                    }
+                let Some(d) = walked_link(state, &path)? else {
+                    continue;
                 };
                 // Stat through the layer link of the content digest; a missing blob is skipped.
                 let known = match repo.layer(&d) {
@@ -353,6 +346,22 @@ impl Marker<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A `link` file met by a GC walk: its digest, nothing (no file to read), or the abort its
+/// unreadable content causes.
+fn walked_link(state: &LinkState, path: &str) -> Result<Option<Digest>, Stop> {
+    match state {
+        LinkState::Ok(d) => Ok(Some(d.clone())),
+        LinkState::Absent | LinkState::NotFile => Ok(None),
+        other => Err(abort(
+            format!(
+                "{MARK}filesystem: {}",
+                other.read_error().unwrap_or_default()
+            ),
+            Some(path.to_string()),
+        )),
     }
 }
 
@@ -514,18 +523,6 @@ pub fn predict_all(inv: &Inventory) -> Vec<Prediction> {
     out
 }
 
-fn mode(p: &Prediction) -> String {
-    format!(
-        "registry {} garbage-collect{}",
-        p.registry_version.name(),
-        if p.delete_untagged {
-            " --delete-untagged"
-        } else {
-            ""
-        }
-    )
-}
-
 /// Why tagged data would go, as far as the inventory tells.
 fn reasons(inv: &Inventory, p: &Prediction, hit_repos: &BTreeSet<String>) -> Vec<String> {
     let mut why = Vec::new();
@@ -609,7 +606,7 @@ pub fn hazards_with(
     for p in predictions {
         if let Some(a) = &p.abort {
             let what = if p.panic { "panic" } else { "abort" };
-            let msg = format!("{} would {what}: {}", mode(p), a.reason);
+            let msg = format!("{} would {what}: {}", p.label(), a.reason);
             out.push(match &a.path {
                 Some(path) => Finding::new(Code::GcWouldAbort, path, msg),
                 None => Finding::global(Code::GcWouldAbort, msg),
@@ -655,7 +652,7 @@ pub fn hazards_with(
                 layout::repo_dir(&first),
                 format!(
                     "{} would delete {} blobs reachable from tags of {}: {}",
-                    mode(p),
+                    p.label(),
                     hit_blobs.len(),
                     hit_repos.iter().cloned().collect::<Vec<_>>().join(", "),
                     why.join("; ")

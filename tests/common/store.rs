@@ -146,3 +146,40 @@ pub fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
     });
     (code, doc)
 }
+
+/// The digest a tag of a fixture store names, from its `.expected.json`.
+pub fn tag_digest(store: &str, repo: &str, tag: &str) -> regfsck::digest::Digest {
+    let exp = expected(store);
+    regfsck::digest::Digest::parse(exp["repositories"][repo]["tags"][tag].as_str().unwrap())
+        .unwrap()
+}
+
+/// A manifest blob of the store, parsed as JSON.
+pub fn manifest_json(root: &Path, d: &regfsck::digest::Digest) -> serde_json::Value {
+    let p = v2(root).join(regfsck::layout::blob_data(d));
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Write a file below v2 with the fixtures' pinned mtime (damage reads as old, not as activity).
+pub fn write_v2(root: &Path, rel: &str, data: &[u8]) {
+    let p = v2(root).join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    let pinned = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXTURE_MTIME as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(pinned)
+        .unwrap();
+}
+
+/// Remove a file or folder below v2 (never following a symlink).
+pub fn rm_v2(root: &Path, rel: &str) {
+    let p = v2(root).join(rel);
+    if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+        std::fs::remove_dir_all(p).unwrap()
+    } else {
+        std::fs::remove_file(p).unwrap()
+    }
+}
