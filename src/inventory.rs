@@ -244,6 +244,8 @@ pub struct ScanStats {
     pub files: u64,
     pub dirs: u64,
     pub blob_bytes: u64,
+    /// Bytes of temp residue and stray files (the registry never cleans them).
+    pub residue_bytes: u64,
     pub scan_seconds: f64,
     /// Hashing of this run.
     pub hashed_blobs: u64,

@@ -46,6 +46,8 @@ pub struct Totals {
     /// Link files the registry never cleans: `_layers` links whose blob is gone (their exact size).
     pub dangling_link_bytes: u64,
     pub dangling_links: u64,
+    /// Temp residue and stray files under blobs/ and repositories/ (never cleaned by the registry).
+    pub residue_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -131,6 +133,7 @@ pub fn compute(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Usage {
             totals.untagged_only_bytes += b.size;
         }
     }
+    totals.residue_bytes = inv.stats.residue_bytes;
     for e in &inv.entries {
         if let EntryKind::BlobPath { size: Some(s), .. } = e.kind {
             totals.malformed_bytes += s;

@@ -39,6 +39,7 @@ fn du_numbers_reconcile() {
             u(&t["blob_bytes"])
         );
         assert_eq!(u(&t["malformed_bytes"]), 5);
+        assert_eq!(u(&t["residue_bytes"]), 0);
         // blob_bytes is exactly the bytes of every data file below blobs/.
         let mut on_disk = 0;
         for e in walkdir::WalkDir::new(v2(tmp.path()).join("blobs")) {
@@ -49,6 +50,30 @@ fn du_numbers_reconcile() {
         }
         assert_eq!(u(&t["blob_bytes"]), on_disk, "{name}");
     }
+}
+
+#[test]
+fn du_counts_what_the_registry_never_cleans() {
+    let tmp = fixture("sample");
+    let v = v2(tmp.path());
+    std::fs::write(v.join("repositories/team/proj/_manifests/tags/v1/current/link.01a2038b-a7e0-7487-8e9f-0123456789ab.tmp"), b"123").unwrap();
+    let blob_dir = walkdir::WalkDir::new(v.join("blobs"))
+        .min_depth(3)
+        .max_depth(3)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap()
+        .into_path();
+    std::fs::write(blob_dir.join("data.old"), b"1234567").unwrap();
+    let ghost = regfsck::digest::Digest::of_bytes(b"ghost");
+    let link = v.join(regfsck::layout::layer_link("team/proj", &ghost));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::fs::write(&link, ghost.to_string()).unwrap();
+    let (_, doc) = run_json(&["du", tmp.path().to_str().unwrap()]);
+    assert_eq!(u(&doc["totals"]["residue_bytes"]), 10);
+    assert_eq!(u(&doc["totals"]["dangling_links"]), 1);
+    assert_eq!(u(&doc["totals"]["dangling_link_bytes"]), 71);
 }
 
 #[test]

@@ -167,6 +167,14 @@ pub fn scan(store: &Store, progress: &dyn Progress) -> anyhow::Result<Inventory>
     bar.inc(1);
     bar.finish();
     inv.stats.blob_bytes = inv.blobs.iter().map(|b| b.size).sum();
+    inv.stats.residue_bytes = inv
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::TempResidue | EntryKind::BlobStray))
+        .filter_map(|e| std::fs::symlink_metadata(store.v2.join(&e.path)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
     inv.stats.scan_seconds = started.elapsed().as_secs_f64();
     Ok(inv)
 }
