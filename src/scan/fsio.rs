@@ -86,12 +86,22 @@ pub fn read_small(path: &Path, cap: u64) -> Small {
     if meta.len() > cap {
         return Small::TooLarge(meta.len());
     }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    match f.take(cap + 1).read_to_end(&mut buf) {
-        Ok(_) if buf.len() as u64 > cap => Small::TooLarge(buf.len() as u64),
-        Ok(_) => Small::Bytes(buf, meta),
-        Err(e) => Small::Error(e.to_string()),
+    // Read exactly the size fstat reported: one read() for a link, no extra call to see EOF. A
+    // file that grows meanwhile is cut at that size (and then fails strict validation).
+    let mut buf = vec![0u8; meta.len() as usize];
+    let mut filled = 0;
+    let mut f = f;
+    while filled < buf.len() {
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Small::Error(e.to_string()),
+        }
     }
+    buf.truncate(filled);
+    Small::Bytes(buf, meta)
 }
 
 /// Read a link file into its state (strict digest validation) and mtime.
