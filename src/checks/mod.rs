@@ -47,6 +47,20 @@ pub fn run(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
     run_with(inv, &reach, opts)
 }
 
+/// Everything `regfsck check` reports: every check plus the GC hazards of both versions and modes
+/// (without the 2.8 multi-arch trap, which `revision-untagged-child` already covers).
+pub fn audit(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
+    let reach = reach::compute(inv);
+    let mut out = run_with(inv, &reach, opts);
+    out.extend(crate::gc::hazards_with(
+        inv,
+        &reach,
+        &crate::gc::predict_all(inv),
+        false,
+    ));
+    out
+}
+
 pub fn run_with(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Vec<Finding> {
     let ctx = Ctx { inv, reach, opts };
     let mut out = Vec::new();

@@ -6,7 +6,7 @@ use crate::checks::CheckOptions;
 use crate::policy::Policy;
 use crate::report::{self, human};
 use crate::verify::VerifyOptions;
-use crate::{checks, config, gc, reach, scan, verify};
+use crate::{checks, config, scan, verify};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -192,14 +192,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         }
     }
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
-    let reach = reach::compute(&inv);
-    let mut findings = checks::run_with(&inv, &reach, &opts);
-    findings.extend(gc::hazards_with(
-        &inv,
-        &reach,
-        &gc::predict_all(&inv),
-        false,
-    ));
+    let findings = checks::audit(&inv, &opts);
     let mut report = report::build(&inv, findings, &policy, interrupted);
     report.summary.coverage = coverage;
     let text = match args.format {

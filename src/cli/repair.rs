@@ -79,9 +79,7 @@ fn check_store(
     if !no_verify {
         verify::verify(&mut inv, &VerifyOptions::default(), progress.as_ref());
     }
-    let r = reach::compute(&inv);
-    let mut findings = checks::run_with(&inv, &r, opts);
-    findings.extend(gc::hazards_with(&inv, &r, &gc::predict_all(&inv), false));
+    let findings = checks::audit(&inv, opts);
     Ok(Checked { inv, findings })
 }
 
