@@ -19,12 +19,8 @@ fn name_of(c: &Child) -> Option<&str> {
 fn foreign_subtree(v2: &Path, rel: String, sink: &mut Sink) {
     let mut stack = vec![rel];
     while let Some(dir) = stack.pop() {
-        let children = match fsio::list(&v2.join(&dir)) {
-            Ok(c) => c,
-            Err(e) => {
-                sink.io_error(&dir, e);
-                continue;
-            }
+        let Some(children) = sink.list(v2, &dir) else {
+            continue;
         };
         if children.is_empty() {
             sink.entry(dir.clone(), EntryKind::EmptyDir);
@@ -68,9 +64,8 @@ fn stray(path: String, name: &str, sink: &mut Sink) {
 /// One fan-out shard `blobs/<alg>/<fan>/`.
 fn shard(v2: &Path, alg: Option<Algorithm>, alg_name: &str, fan: &str, sink: &mut Sink) {
     let dir = format!("blobs/{alg_name}/{fan}");
-    let children = match fsio::list(&v2.join(&dir)) {
-        Ok(c) => c,
-        Err(e) => return sink.io_error(&dir, e),
+    let Some(children) = sink.list(v2, &dir) else {
+        return;
     };
     if children.is_empty() {
         sink.entry(dir.clone(), EntryKind::EmptyDir);
@@ -113,12 +108,8 @@ fn shard(v2: &Path, alg: Option<Algorithm>, alg_name: &str, fan: &str, sink: &mu
             foreign_subtree(v2, path, sink);
             continue;
         };
-        let inner = match fsio::list(&v2.join(&path)) {
-            Ok(c) => c,
-            Err(e) => {
-                sink.io_error(&path, e);
-                continue;
-            }
+        let Some(inner) = sink.list(v2, &path) else {
+            continue;
         };
         let mut has_data = false;
         for e in inner {
@@ -194,12 +185,8 @@ pub fn scan(v2: &Path, sink: &mut Sink) -> bool {
                 continue;
             }
         }
-        let fans = match fsio::list(&v2.join(&rel)) {
-            Ok(c) => c,
-            Err(e) => {
-                sink.io_error(&rel, e);
-                continue;
-            }
+        let Some(fans) = sink.list(v2, &rel) else {
+            continue;
         };
         for f in fans {
             let Some(fan) = name_of(&f) else {

@@ -111,6 +111,17 @@ impl Sink {
         );
     }
 
+    /// List `rel` (below v2), reporting a failure as an entry; `None` when it cannot be listed.
+    pub fn list(&mut self, v2: &Path, rel: &str) -> Option<Vec<fsio::Child>> {
+        match fsio::list(&v2.join(rel)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.io_error(rel, e);
+                None
+            }
+        }
+    }
+
     pub fn merge(&mut self, other: Sink) {
         self.blobs.extend(other.blobs);
         self.entries.extend(other.entries);

@@ -149,16 +149,6 @@ fn scan_repo(v2: &Path, name: String, children: &[Child]) -> (Repo, Sink) {
     (repo, s)
 }
 
-fn list_or_report(v2: &Path, rel: &str, s: &mut Sink) -> Option<Vec<Child>> {
-    match fsio::list(&v2.join(rel)) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            s.io_error(rel, e);
-            None
-        }
-    }
-}
-
 /// Any entry where only folders are expected: report it and say whether to descend.
 fn unexpected(path: String, c: &Child, what: &str, s: &mut Sink) {
     match c.kind {
@@ -174,7 +164,7 @@ fn unexpected(path: String, c: &Child, what: &str, s: &mut Sink) {
 fn odd_links(v2: &Path, rel: String, legacy: bool, odd: &mut Vec<OddLink>, s: &mut Sink) {
     let mut stack = vec![rel];
     while let Some(dir) = stack.pop() {
-        let Some(children) = list_or_report(v2, &dir, s) else {
+        let Some(children) = s.list(v2, &dir) else {
             continue;
         };
         if children.is_empty() {
@@ -216,7 +206,7 @@ fn odd_links(v2: &Path, rel: String, legacy: bool, odd: &mut Vec<OddLink>, s: &m
 fn link_tree(v2: &Path, rel: &str, revisions: bool, s: &mut Sink) -> (Vec<Link>, Vec<OddLink>) {
     let mut links = Vec::new();
     let mut odd = Vec::new();
-    let Some(algs) = list_or_report(v2, rel, s) else {
+    let Some(algs) = s.list(v2, rel) else {
         return (links, odd);
     };
     for a in algs {
@@ -229,7 +219,7 @@ fn link_tree(v2: &Path, rel: &str, revisions: bool, s: &mut Sink) -> (Vec<Link>,
             unexpected(arel, &a, "not an algorithm folder", s);
             continue;
         }
-        let Some(hexes) = list_or_report(v2, &arel, s) else {
+        let Some(hexes) = s.list(v2, &arel) else {
             continue;
         };
         for h in hexes {
@@ -265,7 +255,7 @@ fn link_dir(
     odd: &mut Vec<OddLink>,
     s: &mut Sink,
 ) {
-    let Some(inner) = list_or_report(v2, &hrel, s) else {
+    let Some(inner) = s.list(v2, &hrel) else {
         return;
     };
     let mut found = false;
@@ -315,7 +305,7 @@ fn link_dir(
 
 fn manifests_dir(v2: &Path, repo: &mut Repo, s: &mut Sink) {
     let rel = layout::manifests_dir(&repo.name);
-    let Some(children) = list_or_report(v2, &rel, s) else {
+    let Some(children) = s.list(v2, &rel) else {
         return;
     };
     for c in children {
@@ -345,7 +335,7 @@ fn manifests_dir(v2: &Path, repo: &mut Repo, s: &mut Sink) {
 
 fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
     let rel = layout::tags_dir(&repo.name);
-    let Some(children) = list_or_report(v2, &rel, s) else {
+    let Some(children) = s.list(v2, &rel) else {
         return;
     };
     for c in children {
@@ -367,7 +357,7 @@ fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
             current_mtime: 0,
             index: Vec::new(),
         };
-        let Some(parts) = list_or_report(v2, &trel, s) else {
+        let Some(parts) = s.list(v2, &trel) else {
             continue;
         };
         for p in parts {
@@ -375,7 +365,7 @@ fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
             let prel = format!("{trel}/{}", p.name.to_string_lossy());
             match (pname, p.kind) {
                 ("current", EntryType::Dir) => {
-                    let Some(inner) = list_or_report(v2, &prel, s) else {
+                    let Some(inner) = s.list(v2, &prel) else {
                         continue;
                     };
                     for e in inner {
@@ -423,7 +413,7 @@ fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
 
 fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
     let rel = layout::uploads_dir(&repo.name);
-    let Some(children) = list_or_report(v2, &rel, s) else {
+    let Some(children) = s.list(v2, &rel) else {
         return;
     };
     for c in children {
@@ -445,7 +435,7 @@ fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
         // Total size and newest mtime of everything inside, without following links.
         let mut stack = vec![urel.clone()];
         while let Some(dir) = stack.pop() {
-            let Some(items) = list_or_report(v2, &dir, s) else {
+            let Some(items) = s.list(v2, &dir) else {
                 continue;
             };
             for it in items {
