@@ -57,30 +57,42 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(root: &Path) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let cfg = config(dir.path(), root, Some(&format!("127.0.0.1:{port}")));
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Registry {
-            port,
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        // The port is free when chosen but another test may take it before the registry binds;
+        // a registry that lost the race exits at once, so check that ours is the one answering.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let cfg = config(dir.path(), root, Some(&format!("127.0.0.1:{port}")));
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry");
+            let mut reg = Registry {
+                port,
+                child,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let mut up = false;
+            while Instant::now() < deadline {
+                if reg.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    up = reg.child.try_wait().ok().flatten().is_none();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if up {
+                return reg;
+            }
         }
-        reg
+        panic!("docker-registry did not start on 127.0.0.1");
     }
 
     /// Pull a tag or digest completely (every platform, every blob verified by skopeo).
