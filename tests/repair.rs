@@ -572,3 +572,41 @@ fn copy(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn objects_younger_than_the_grace_window_are_never_touched() {
+    let tmp = fixture("sample");
+    // Written just now (no pinned mtime): younger than the default 10-minute grace window.
+    let notes = v2(tmp.path()).join("repositories/team/_notes");
+    fs::write(&notes, b"fresh").unwrap();
+    let out = regfsck()
+        // --force: the fixture's own upload may be recent if the fixtures were just regenerated.
+        .args(["repair", "--apply", "--quiet", "--force"])
+        .arg(tmp.path())
+        .args([
+            "--now",
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                .to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("skipped repositories/team/_notes: modified within the grace window"),
+        "{stdout}"
+    );
+    assert_eq!(fs::read(&notes).unwrap(), b"fresh");
+    // With the window closed, the same repair goes ahead.
+    let (code, _, _) = run(tmp.path(), &["repair", "--apply"]);
+    assert_eq!(code & 1, 1);
+    assert!(!notes.exists());
+}
