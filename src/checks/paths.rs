@@ -9,13 +9,11 @@ use crate::inventory::{BlobFault, EntryKind, Inventory};
 /// boundary (repositories nest). A binary search per prefix, so millions of entries stay cheap.
 fn repo_of<'a>(inv: &'a Inventory, path: &str) -> Option<&'a str> {
     let rel = path.strip_prefix("repositories/")?;
-    let ends = rel
-        .match_indices('/')
-        .map(|(i, _)| i)
-        .chain(std::iter::once(rel.len()));
-    ends.filter_map(|end| inv.repo(&rel[..end]))
+    // Longest first: a nested repository owns what lies below it.
+    std::iter::once(rel.len())
+        .chain(rel.rmatch_indices('/').map(|(i, _)| i))
+        .find_map(|end| inv.repo(&rel[..end]))
         .map(|r| r.name.as_str())
-        .last()
 }
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
