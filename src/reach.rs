@@ -1,6 +1,9 @@
 //! Reachability with the registry's *serving* semantics: which manifests each repository's tags
 //! reach (through index children), which revisions are untagged, and which blobs each repository
 //! references. Pure; GC's own (version-specific) marking lives in `gc`.
+//!
+//! Blobs are kept as indices into `inv.blobs` (sorted `Vec<u32>` per repository, one bitset for the
+//! whole store), so that a store of millions of blobs costs bytes per blob, not a `Digest` each.
 
 use crate::digest::Digest;
 use crate::inventory::{Inventory, Repo};
@@ -21,7 +24,8 @@ pub enum RevisionClass {
 /// Reachability facts of one repository.
 #[derive(Clone, Debug, Default)]
 pub struct RepoReach {
-    /// Classification of each live revision (valid link), keyed by manifest digest.
+    /// Classification of each live revision (a link whose content names its own folder), keyed
+    /// by manifest digest.
     pub revisions: HashMap<Digest, RevisionClass>,
     /// Indices into `inv.blobs` of existing blobs reachable from any revision, sorted.
     pub blobs_all: Vec<u32>,
@@ -29,57 +33,94 @@ pub struct RepoReach {
     pub blobs_tagged: Vec<u32>,
 }
 
+impl RepoReach {
+    pub fn class(&self, d: &Digest) -> Option<RevisionClass> {
+        self.revisions.get(d).copied()
+    }
+
+    pub fn uses_blob(&self, i: usize) -> bool {
+        self.blobs_all.binary_search(&(i as u32)).is_ok()
+    }
+}
+
+/// A set of indices into `inv.blobs`.
+#[derive(Clone, Debug, Default)]
+pub struct BlobSet(Vec<u64>);
+
+impl BlobSet {
+    pub fn with_len(n: usize) -> BlobSet {
+        BlobSet(vec![0; n.div_ceil(64)])
+    }
+
+    pub fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Reach {
     /// Aligned with `inv.repos`.
     pub repos: Vec<RepoReach>,
-    /// Digests referenced by any revision of any repository (manifests, configs, layers,
-    /// children), whether or not a blob exists: what a plain GC marks.
-    pub referenced: HashSet<Digest>,
+    /// Blobs referenced by any revision of any repository, tagged or not (manifests, configs,
+    /// layers, children): what a plain GC marks, so everything else is what it frees.
+    pub referenced: BlobSet,
 }
 
-/// The digest a revision link points at, if the link is valid.
+impl Reach {
+    /// Whether any revision of any repository references the blob `inv.blobs[i]`.
+    pub fn is_referenced(&self, i: usize) -> bool {
+        self.referenced.contains(i)
+    }
+}
+
+/// Where a revision link leads, as the registry's readers follow it: its content when valid.
+/// (GC re-stats by content, so a link naming another digest marks that other manifest.)
 fn rev_target(repo: &Repo, d: &Digest) -> Option<Digest> {
     repo.revision(d).and_then(|l| l.state.digest().cloned())
 }
 
-/// Walk from `start` manifests: every manifest blob and reference reachable, following index
-/// children only through live revisions of the same repository (as a pull does).
+/// Walk from `start` manifests: every manifest and existing blob reachable, following index
+/// children through revision links of the same repository (as a pull does). Returns the
+/// manifests visited and the sorted, distinct blob indices reached.
 fn closure(
     inv: &Inventory,
     repo: &Repo,
     start: impl IntoIterator<Item = Digest>,
-) -> (HashSet<Digest>, HashSet<Digest>) {
+) -> (HashSet<Digest>, Vec<u32>) {
     let mut manifests = HashSet::new();
-    let mut digests = HashSet::new();
+    let mut blobs = Vec::new();
+    let push = |d: &Digest, blobs: &mut Vec<u32>| {
+        if let Some(i) = inv.blob_index(d) {
+            blobs.push(i as u32);
+        }
+    };
     let mut stack: Vec<Digest> = start.into_iter().collect();
     while let Some(m) = stack.pop() {
-        if !manifests.insert(m.clone()) {
+        if manifests.contains(&m) {
             continue;
         }
-        digests.insert(m.clone());
-        let Some(Ok(man)) = inv.manifest(&m) else {
-            continue;
-        };
-        for r in &man.refs {
-            digests.insert(r.digest.clone());
-            if r.role == Role::Child {
-                if let Some(t) = rev_target(repo, &r.digest) {
-                    stack.push(t);
+        push(&m, &mut blobs);
+        if let Some(Ok(man)) = inv.manifest(&m) {
+            for r in &man.refs {
+                push(&r.digest, &mut blobs);
+                if r.role == Role::Child {
+                    if let Some(t) = rev_target(repo, &r.digest) {
+                        stack.push(t);
+                    }
                 }
             }
         }
+        manifests.insert(m);
     }
-    (manifests, digests)
-}
-
-fn indices(inv: &Inventory, digests: &HashSet<Digest>) -> Vec<u32> {
-    let mut v: Vec<u32> = digests
-        .iter()
-        .filter_map(|d| inv.blob_index(d).map(|i| i as u32))
-        .collect();
-    v.sort_unstable();
-    v
+    blobs.sort_unstable();
+    blobs.dedup();
+    (manifests, blobs)
 }
 
 /// Manifest digests named by the repository's valid tag current links.
@@ -91,34 +132,140 @@ pub fn tag_targets(repo: &Repo) -> HashSet<Digest> {
 }
 
 pub fn compute(inv: &Inventory) -> Reach {
-    let mut reach = Reach::default();
+    let mut reach = Reach {
+        repos: Vec::with_capacity(inv.repos.len()),
+        referenced: BlobSet::with_len(inv.blobs.len()),
+    };
     for repo in &inv.repos {
+        // A tag serves only through a live revision: a broken or mismatched revision link is
+        // reported as such, and what it leads to is not what the tag means.
         let tagged_roots: HashSet<Digest> = tag_targets(repo)
             .into_iter()
-            .filter_map(|d| rev_target(repo, &d))
+            .filter(|d| repo.live_revision(d))
             .collect();
-        let (tagged_manifests, tagged_digests) = closure(inv, repo, tagged_roots.iter().cloned());
-        let live: Vec<Digest> = repo
+        let (tagged_manifests, blobs_tagged) = closure(inv, repo, tagged_roots.iter().cloned());
+        let (_, blobs_all) = closure(
+            inv,
+            repo,
+            repo.revisions
+                .iter()
+                .filter_map(|l| l.state.digest().cloned()),
+        );
+        let revisions = repo
             .revisions
             .iter()
-            .filter_map(|l| l.state.digest().cloned())
+            .filter(|l| l.state.digest() == Some(&l.path_digest))
+            .map(|l| {
+                let d = &l.path_digest;
+                let class = if tagged_roots.contains(d) {
+                    RevisionClass::Tagged
+                } else if tagged_manifests.contains(d) {
+                    RevisionClass::TaggedChild
+                } else {
+                    RevisionClass::Untagged
+                };
+                (d.clone(), class)
+            })
             .collect();
-        let (_, all_digests) = closure(inv, repo, live.iter().cloned());
-        let mut rr = RepoReach::default();
-        for d in &live {
-            let class = if tagged_roots.contains(d) {
-                RevisionClass::Tagged
-            } else if tagged_manifests.contains(d) {
-                RevisionClass::TaggedChild
-            } else {
-                RevisionClass::Untagged
-            };
-            rr.revisions.insert(d.clone(), class);
+        for &i in &blobs_all {
+            reach.referenced.insert(i as usize);
         }
-        rr.blobs_all = indices(inv, &all_digests);
-        rr.blobs_tagged = indices(inv, &tagged_digests);
-        reach.referenced.extend(all_digests);
-        reach.repos.push(rr);
+        reach.repos.push(RepoReach {
+            revisions,
+            blobs_all,
+            blobs_tagged,
+        });
     }
     reach
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testkit::Builder;
+    use crate::inventory::LinkState;
+
+    fn refs(inv: &Inventory, m: &Digest) -> Vec<u32> {
+        let Some(Ok(man)) = inv.manifest(m) else {
+            panic!("{m} is not a parsed manifest")
+        };
+        let mut v: Vec<u32> = std::iter::once(m)
+            .chain(man.refs.iter().map(|r| &r.digest))
+            .filter_map(|d| inv.blob_index(d).map(|i| i as u32))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn classes_and_blob_sets() {
+        let mut b = Builder::new();
+        let tagged = b.image("r", Some("v1"));
+        let untagged = b.image("r", None);
+        let (ix, children) = b.index("r", "multi");
+        let orphan = b.blob(b"orphan");
+        let inv = b.build();
+        let reach = compute(&inv);
+        let rr = &reach.repos[0];
+        assert_eq!(rr.class(&tagged), Some(RevisionClass::Tagged));
+        assert_eq!(rr.class(&ix), Some(RevisionClass::Tagged));
+        assert_eq!(rr.class(&untagged), Some(RevisionClass::Untagged));
+        for c in &children {
+            assert_eq!(rr.class(c), Some(RevisionClass::TaggedChild));
+        }
+        // Tagged: the image, the index and both children with all their blobs; not `untagged`.
+        let mut want: Vec<u32> = [&tagged, &ix, &children[0], &children[1]]
+            .iter()
+            .flat_map(|m| refs(&inv, m))
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(rr.blobs_tagged, want);
+        for i in refs(&inv, &untagged) {
+            assert!(rr.uses_blob(i as usize) && !rr.blobs_tagged.contains(&i));
+            assert!(reach.is_referenced(i as usize));
+        }
+        let o = inv.blob_index(&orphan).unwrap();
+        assert!(!reach.is_referenced(o) && !rr.uses_blob(o));
+        assert_eq!(rr.blobs_all.len() + 1, inv.blobs.len());
+    }
+
+    #[test]
+    fn a_tag_through_a_broken_revision_link_roots_nothing() {
+        let mut b = Builder::new();
+        let m = b.image("r", Some("v1"));
+        let mut inv = b.build();
+        let other = Digest::of_bytes(b"elsewhere");
+        inv.repos[0].revisions[0].state = LinkState::Ok(other);
+        let reach = compute(&inv);
+        assert!(reach.repos[0].blobs_tagged.is_empty());
+        assert_eq!(reach.repos[0].class(&m), None);
+        // GC follows the link's content, which names no blob: nothing is referenced.
+        assert!((0..inv.blobs.len()).all(|i| !reach.is_referenced(i)));
+    }
+
+    #[test]
+    fn children_are_followed_only_within_the_repository() {
+        let mut b = Builder::new();
+        let (_, children) = b.index("r", "multi");
+        let mut inv = b.build();
+        let r = &mut inv.repos[0];
+        r.revisions.retain(|l| l.path_digest != children[0]);
+        let reach = compute(&inv);
+        // The child's manifest blob is still named by the index, but its config and layers are
+        // reachable from nothing: the pull of that platform fails, and GC sweeps them.
+        let lost = refs(&inv, &children[0]);
+        let child_blob = inv.blob_index(&children[0]).unwrap() as u32;
+        for i in lost {
+            assert_eq!(reach.is_referenced(i as usize), i == child_blob, "blob {i}");
+        }
+    }
+
+    #[test]
+    fn bitset_bounds() {
+        let mut s = BlobSet::with_len(65);
+        s.insert(64);
+        s.insert(1000); // out of range: ignored, never a panic
+        assert!(s.contains(64) && !s.contains(63) && !s.contains(1000));
+    }
 }

@@ -222,4 +222,42 @@ mod tests {
         let bb = u.repositories.iter().find(|r| r.repo == "b").unwrap();
         assert_eq!((bb.child_revisions, bb.shared_bytes), (2, 0));
     }
+
+    #[test]
+    fn uploads_and_dangling_links() {
+        let mut b = Builder::new();
+        b.image("a", Some("v1"));
+        let gone = crate::digest::Digest::of_bytes(b"swept");
+        let r = b.repo("a");
+        r.layers.push(crate::inventory::Link {
+            path_digest: gone.clone(),
+            state: LinkState::Ok(gone),
+            mtime: 0,
+        });
+        let up = |uuid: &str, started_at, bytes| crate::inventory::Upload {
+            uuid: uuid.into(),
+            started_at,
+            bytes,
+            mtime: 0,
+        };
+        r.uploads.push(up("1", StartedAt::Ok(0), 100));
+        r.uploads.push(up("2", StartedAt::Ok(1_000_000), 10));
+        r.uploads.push(up("3", StartedAt::Missing, 1));
+        let inv = b.build();
+        let opts = CheckOptions {
+            now: 1_000_000,
+            ..CheckOptions::default()
+        };
+        let u = compute(&inv, &reach::compute(&inv), &opts);
+        let a = &u.repositories[0];
+        assert_eq!((a.uploads, a.upload_bytes), (3, 111));
+        // Upload 1 by startedat, upload 3 by mtime (it has no startedat); 2 is fresh.
+        assert_eq!(u.totals.stale_upload_bytes, 101);
+        assert_eq!(
+            (u.totals.dangling_links, u.totals.dangling_link_bytes),
+            (1, 71)
+        );
+        assert_eq!(a.untagged_only_bytes, 0);
+        assert_eq!(a.exclusive_bytes, a.referenced_bytes);
+    }
 }

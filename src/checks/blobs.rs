@@ -9,18 +9,25 @@ use std::collections::HashMap;
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let inv = ctx.inv;
-    // Descriptor sizes by digest, with the manifest that declares them (first seen wins).
-    let mut declared: HashMap<&Digest, (i64, &Digest)> = HashMap::new();
+    // Descriptor sizes that disagree with the data, by blob index, with the manifest that declares
+    // them (the smallest manifest digest, so that the report does not depend on hash order).
+    let mut wrong: HashMap<usize, (i64, &Digest)> = HashMap::new();
     for (m, parsed) in &inv.manifests {
-        if let Ok(man) = parsed {
-            for r in &man.refs {
-                if let Some(size) = r.size {
-                    declared.entry(&r.digest).or_insert((size, m));
-                }
+        let Ok(man) = parsed else { continue };
+        for r in &man.refs {
+            let (Some(size), Some(i)) = (r.size, inv.blob_index(&r.digest)) else {
+                continue;
+            };
+            if size == inv.blobs[i].size as i64 {
+                continue;
+            }
+            let e = wrong.entry(i).or_insert((size, m));
+            if m < e.1 {
+                *e = (size, m);
             }
         }
     }
-    for b in &inv.blobs {
+    for (i, b) in inv.blobs.iter().enumerate() {
         let path = layout::blob_data(&b.digest);
         let mut damaged = false;
         if b.size == 0 && b.digest != Digest::empty_sha256() {
@@ -65,20 +72,18 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             _ => {}
         }
         if !damaged {
-            if let Some(&(size, m)) = declared.get(&b.digest) {
-                if size != b.size as i64 {
-                    out.push(
-                        Finding::new(
-                            Code::BlobSizeMismatch,
-                            &path,
-                            format!("data is {} bytes but manifest {m} declares {size}", b.size),
-                        )
-                        .digest(&b.digest),
-                    );
-                }
+            if let Some(&(size, m)) = wrong.get(&i) {
+                out.push(
+                    Finding::new(
+                        Code::BlobSizeMismatch,
+                        &path,
+                        format!("data is {} bytes but manifest {m} declares {size}", b.size),
+                    )
+                    .digest(&b.digest),
+                );
             }
         }
-        if !ctx.reach.referenced.contains(&b.digest) {
+        if !ctx.reach.is_referenced(i) {
             out.push(
                 Finding::new(
                     Code::BlobUnreferenced,

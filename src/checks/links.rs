@@ -134,7 +134,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         }
         // Layer links: target present, and used by some manifest of the repository.
-        let used = &ctx.reach.repos[ri].blobs_all;
+        let used = &ctx.reach.repos[ri];
         for l in &repo.layers {
             let Some(target) = l.state.digest() else {
                 continue;
@@ -150,11 +150,11 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     .repo(name)
                     .digest(&l.path_digest),
                 ),
-                Some(i) if used.binary_search(&(i as u32)).is_err() => out.push(
+                Some(i) if !used.uses_blob(i) => out.push(
                     Finding::new(
                         Code::LayerLinkUnused,
                         &path,
-                        "no manifest of the repository references this blob",
+                        format!("no manifest revision of {name} references {target}"),
                     )
                     .repo(name)
                     .digest(&l.path_digest),

@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::finding::{Code, Finding};
+use crate::inventory::LinkState;
 use crate::layout;
 use crate::manifest::{GcFailure, Kind, Role};
 use crate::reach::RevisionClass;
@@ -14,24 +15,31 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (ri, repo) in inv.repos.iter().enumerate() {
         let name = repo.name.as_str();
         for rev in &repo.revisions {
-            let Some(m) = rev.state.digest() else {
+            // Only live revisions: a broken or mismatched link is a link finding, and what it
+            // happens to name is not this revision's manifest.
+            let m = &rev.path_digest;
+            if rev.state.digest() != Some(m) {
                 continue;
-            };
-            let rev_path = layout::revision_link(name, &rev.path_digest);
-            match ctx.reach.repos[ri].revisions.get(m) {
+            }
+            let rev_path = layout::revision_link(name, m);
+            match ctx.reach.repos[ri].class(m) {
                 Some(RevisionClass::TaggedChild) => out.push(
                     Finding::new(
                         Code::RevisionUntaggedChild,
                         &rev_path,
-                        "untagged child of a tagged index: registry 2.8 garbage-collect --delete-untagged deletes it",
+                        format!("{m} is named by no tag but is a child of a tagged index: registry 2.8 garbage-collect --delete-untagged deletes it and breaks the image"),
                     )
                     .repo(name)
                     .digest(m),
                 ),
                 Some(RevisionClass::Untagged) => out.push(
-                    Finding::new(Code::RevisionUntagged, &rev_path, "reachable from no tag")
-                        .repo(name)
-                        .digest(m),
+                    Finding::new(
+                        Code::RevisionUntagged,
+                        &rev_path,
+                        format!("{m} is reachable from no tag of {name}"),
+                    )
+                    .repo(name)
+                    .digest(m),
                 ),
                 _ => {}
             }
@@ -40,7 +48,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     Finding::new(
                         Code::RevisionBlobMissing,
                         &rev_path,
-                        format!("manifest blob {} does not exist", layout::blob_data(m)),
+                        format!(
+                            "revision {m} of {name} has no manifest blob ({} does not exist)",
+                            layout::blob_data(m)
+                        ),
                     )
                     .repo(name)
                     .digest(m),
@@ -59,7 +70,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         Finding::new(
                             Code::ManifestInvalid,
                             &blob_path,
-                            format!("{}; {effect}", invalid.reason),
+                            format!(
+                                "manifest {m} of {name} is unreadable: {}; {effect}",
+                                invalid.reason
+                            ),
                         )
                         .repo(name)
                         .digest(m),
@@ -70,7 +84,11 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             };
             if man.kind == Kind::Schema1 {
                 out.push(
-                    Finding::new(Code::ManifestSchema1, &blob_path, "Docker schema1 manifest")
+                    Finding::new(
+                        Code::ManifestSchema1,
+                        &blob_path,
+                        format!("{m} of {name} is a Docker schema1 manifest: registry 3 answers 500 for it and its garbage-collect aborts"),
+                    )
                         .repo(name)
                         .digest(m),
                 );
@@ -81,7 +99,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         Code::ManifestInvalid,
                         &blob_path,
                         format!(
-                            "references {bad:?}, which is not a valid digest; pulls of it fail"
+                            "manifest {m} references {bad:?}, which is not a valid digest; pulls of it fail"
                         ),
                     )
                     .repo(name)
@@ -128,7 +146,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                                 .repo(name)
                                 .digest(&r.digest),
                             );
-                        } else if repo.layer(&r.digest).is_none() {
+                        } else if repo
+                            .layer(&r.digest)
+                            .is_none_or(|l| l.state == LinkState::Absent)
+                        {
                             // A present but broken link is reported (and rebuilt) as a link finding.
                             out.push(
                                 Finding::new(

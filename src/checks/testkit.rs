@@ -10,7 +10,7 @@ pub struct Builder {
     seq: u32,
 }
 
-fn link(d: &Digest) -> Link {
+pub fn link(d: &Digest) -> Link {
     Link {
         path_digest: d.clone(),
         state: LinkState::Ok(d.clone()),
@@ -100,6 +100,21 @@ impl Builder {
         if let Some(t) = tag {
             self.tag(repo, t, &m);
         }
+        m
+    }
+
+    /// A Docker schema1 image (as the registry stores it: no signatures) pushed and tagged.
+    pub fn schema1_image(&mut self, repo: &str, tag: &str) -> Digest {
+        let l = self.unique("layer");
+        let d = self.blob(&l);
+        let body = format!(
+            r#"{{"schemaVersion":1,"name":"{repo}","tag":"{tag}","architecture":"amd64","fsLayers":[{{"blobSum":"{d}"}},{{"blobSum":"{d}"}}],"history":[{{"v1Compatibility":"{{}}"}},{{"v1Compatibility":"{{}}"}}]}}"#
+        );
+        let m = self.blob(body.as_bytes());
+        let r = self.repo(repo);
+        r.layers.push(link(&d));
+        r.revisions.push(link(&m));
+        self.tag(repo, tag, &m);
         m
     }
 
