@@ -52,9 +52,16 @@ impl BlobSet {
         BlobSet(vec![0; n.div_ceil(64)])
     }
 
-    pub fn insert(&mut self, i: usize) {
-        if let Some(w) = self.0.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
+    /// Whether `i` was not in the set before (an index out of range is never inserted).
+    pub fn insert(&mut self, i: usize) -> bool {
+        match self.0.get_mut(i / 64) {
+            Some(w) => {
+                let bit = 1 << (i % 64);
+                let new = *w & bit == 0;
+                *w |= bit;
+                new
+            }
+            None => false,
         }
     }
 

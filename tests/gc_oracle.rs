@@ -122,6 +122,15 @@ fn damaged_variants_agree_with_the_real_gc() {
                 b"sha256:fdb4",
             )
         }),
+        // 2.8's tag lookup reads every tag's link, even after one matched: a bad tag sorted
+        // after the matching one still aborts `-m`.
+        ("bad tag beside a matching tag", |r| {
+            write(
+                r,
+                &layout::tag_current_link("team/proj", "v2"),
+                b"sha256:not-a-digest",
+            )
+        }),
         ("garbage revision link", |r| {
             write(
                 r,

@@ -21,9 +21,10 @@ mod walk;
 
 use crate::digest::Digest;
 use crate::finding::{Code, Finding};
-use crate::inventory::{BlobFault, EntryKind, Inventory, LinkState, Repo};
+use crate::inventory::{BlobFault, EntryKind, Inventory, Link, LinkState, OddLink, Repo};
 use crate::layout;
 use crate::manifest::{GcFailure, Kind};
+use crate::reach::BlobSet;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 
@@ -126,11 +127,77 @@ fn abort(reason: String, path: Option<String>) -> Stop {
     Stop::Abort(Abort { reason, path })
 }
 
+/// The mark set: a bit per existing blob, and a (normally empty) set for marked digests that name
+/// no blob, so that a store of millions of blobs costs bits, not a hashed `Digest` each.
+struct Marks<'a> {
+    inv: &'a Inventory,
+    blobs: BlobSet,
+    other: HashSet<Digest>,
+}
+
+impl<'a> Marks<'a> {
+    fn new(inv: &'a Inventory) -> Self {
+        Marks {
+            inv,
+            blobs: BlobSet::with_len(inv.blobs.len()),
+            other: HashSet::new(),
+        }
+    }
+
+    /// Whether `d` was not marked before.
+    fn insert(&mut self, d: &Digest) -> bool {
+        match self.inv.blob_index(d) {
+            Some(i) => self.blobs.insert(i),
+            None => self.other.insert(d.clone()),
+        }
+    }
+
+    fn contains(&self, d: &Digest) -> bool {
+        match self.inv.blob_index(d) {
+            Some(i) => self.blobs.contains(i),
+            None => self.other.contains(d),
+        }
+    }
+}
+
+/// What `Tags.Lookup` finds in one repository: it reads every tag's `current` link (both versions,
+/// for every revision, without stopping at a match), so one unreadable tag fails every lookup.
+struct TagLookup {
+    targets: HashSet<Digest>,
+    /// The first unreadable tag: its name and the read error.
+    error: Option<(String, String)>,
+}
+
+impl TagLookup {
+    fn of(repo: &Repo) -> TagLookup {
+        let mut l = TagLookup {
+            targets: HashSet::new(),
+            error: None,
+        };
+        for t in &repo.tags {
+            match &t.current {
+                LinkState::Absent => {}
+                LinkState::Ok(d) => {
+                    l.targets.insert(d.clone());
+                }
+                other => {
+                    if l.error.is_none() {
+                        l.error = Some((t.name.clone(), other.read_error().unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        l
+    }
+}
+
 struct Marker<'a> {
     inv: &'a Inventory,
     version: Version,
     delete_untagged: bool,
-    marked: HashSet<Digest>,
+    marked: Marks<'a>,
+    /// Of the repository being marked (only with `--delete-untagged`).
+    tags: Option<TagLookup>,
     queued: Vec<RepoDigest>,
     layer_links: Vec<RepoDigest>,
 }
@@ -165,26 +232,16 @@ impl Marker<'_> {
     }
 
     fn tags_name(&self, repo: &Repo, d: &Digest) -> Result<bool, Stop> {
-        for t in &repo.tags {
-            match &t.current {
-                LinkState::Absent => {}
-                LinkState::Ok(c) => {
-                    if c == d {
-                        return Ok(true);
-                    }
-                }
-                other => {
-                    return Err(abort(
-                        format!(
-                            "{MARK}filesystem: failed to retrieve tags for digest {d}: {}",
-                            other.read_error().unwrap_or_default()
-                        ),
-                        Some(layout::tag_current_link(&repo.name, &t.name)),
-                    ))
-                }
-            }
+        let Some(lookup) = &self.tags else {
+            return Ok(false);
+        };
+        match &lookup.error {
+            Some((tag, e)) => Err(abort(
+                format!("{MARK}filesystem: failed to retrieve tags for digest {d}: {e}"),
+                Some(layout::tag_current_link(&repo.name, tag)),
+            )),
+            None => Ok(lookup.targets.contains(d)),
         }
-        Ok(false)
     }
 
     fn get(
@@ -231,7 +288,7 @@ impl Marker<'_> {
             .map(|r| r.digest.clone())
             .collect();
         for r in refs {
-            if !self.marked.insert(r.clone()) {
+            if !self.marked.insert(&r) {
                 continue;
             }
             if let Ok(Some(t)) = self.manifest_target(repo, &r) {
@@ -262,7 +319,7 @@ impl Marker<'_> {
             });
             return Ok(());
         }
-        self.marked.insert(d.clone());
+        self.marked.insert(d);
         match self.version {
             Version::V2_8 => {
                 let refs: Vec<Digest> = self
@@ -271,7 +328,9 @@ impl Marker<'_> {
                     .iter()
                     .map(|r| r.digest.clone())
                     .collect();
-                self.marked.extend(refs);
+                for r in &refs {
+                    self.marked.insert(r);
+                }
                 Ok(())
             }
             Version::V3 => self.mark_references(repo, d, target),
@@ -287,27 +346,29 @@ impl Marker<'_> {
         }
         let empty = Repo::default();
         let repo = self.inv.repo(name).unwrap_or(&empty);
-        // Every file named `link` under revisions: the regular ones, then the odd ones.
-        let mut links: Vec<(String, &LinkState)> = repo
+        self.tags = self.delete_untagged.then(|| TagLookup::of(repo));
+        // Every file named `link` under revisions, in path order. Regular links are already in
+        // path order (their folders' digest order), so paths are built only to interleave the
+        // rare odd links and to name an abort.
+        let mut links: Vec<Walked> = repo
             .revisions
             .iter()
             .filter(|l| l.state != LinkState::Absent)
-            .map(|l| (layout::revision_link(name, &l.path_digest), &l.state))
+            .map(Walked::Regular)
+            .chain(repo.odd_revision_links.iter().map(Walked::Odd))
             .collect();
-        links.extend(
-            repo.odd_revision_links
-                .iter()
-                .map(|o| (o.path.clone(), &o.state)),
-        );
-        links.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, state) in links {
-            let Some(d) = walked_link(state, &path)? else {
+        if !repo.odd_revision_links.is_empty() {
+            links.sort_by_cached_key(|w| w.path(name, layout::revision_link));
+        }
+        for w in links {
+            let path = || w.path(name, layout::revision_link);
+            let Some(d) = walked_link(w.state(), path)? else {
                 continue;
             };
             match self.manifest_target(repo, &d) {
                 Ok(Some(target)) => self.ingest(repo, &d, &target)?,
                 Ok(None) => {}
-                Err(e) => return Err(abort(format!("{MARK}filesystem: {e}"), Some(path))),
+                Err(e) => return Err(abort(format!("{MARK}filesystem: {e}"), Some(path()))),
             }
         }
         if self.version == Version::V3 {
@@ -317,24 +378,20 @@ impl Marker<'_> {
                     Some(layout::layers_dir(name)),
                 ));
             }
-            let mut layer_links: Vec<(String, &LinkState)> = repo
+            let layer_links = repo
                 .layers
                 .iter()
-                .map(|l| (layout::layer_link(name, &l.path_digest), &l.state))
-                .collect();
-            layer_links.extend(
-                repo.odd_layer_links
-                    .iter()
-                    .map(|o| (o.path.clone(), &o.state)),
-            );
-            for (path, state) in layer_links {
-                let Some(d) = walked_link(state, &path)? else {
+                .map(Walked::Regular)
+                .chain(repo.odd_layer_links.iter().map(Walked::Odd));
+            for w in layer_links {
+                let path = || w.path(name, layout::layer_link);
+                let Some(d) = walked_link(w.state(), path)? else {
                     continue;
                 };
                 // Stat through the layer link of the content digest; a missing blob is skipped.
                 let known = match repo.layer(&d) {
                     Some(l) => resolves(self.inv, &l.state)
-                        .map_err(|e| abort(format!("{MARK}filesystem: {e}"), Some(path.clone())))?,
+                        .map_err(|e| abort(format!("{MARK}filesystem: {e}"), Some(path())))?,
                     None => None,
                 };
                 if known.is_some() && !self.marked.contains(&d) {
@@ -349,9 +406,32 @@ impl Marker<'_> {
     }
 }
 
+/// A `link` file a GC walk meets: one in the grammar, or an odd one with its own path.
+#[derive(Clone, Copy)]
+enum Walked<'a> {
+    Regular(&'a Link),
+    Odd(&'a OddLink),
+}
+
+impl Walked<'_> {
+    fn state(&self) -> &LinkState {
+        match self {
+            Walked::Regular(l) => &l.state,
+            Walked::Odd(o) => &o.state,
+        }
+    }
+
+    fn path(&self, repo: &str, regular: fn(&str, &Digest) -> String) -> String {
+        match self {
+            Walked::Regular(l) => regular(repo, &l.path_digest),
+            Walked::Odd(o) => o.path.clone(),
+        }
+    }
+}
+
 /// A `link` file met by a GC walk: its digest, nothing (no file to read), or the abort its
 /// unreadable content causes.
-fn walked_link(state: &LinkState, path: &str) -> Result<Option<Digest>, Stop> {
+fn walked_link(state: &LinkState, path: impl Fn() -> String) -> Result<Option<Digest>, Stop> {
     match state {
         LinkState::Ok(d) => Ok(Some(d.clone())),
         LinkState::Absent | LinkState::NotFile => Ok(None),
@@ -360,7 +440,7 @@ fn walked_link(state: &LinkState, path: &str) -> Result<Option<Digest>, Stop> {
                 "{MARK}filesystem: {}",
                 other.read_error().unwrap_or_default()
             ),
-            Some(path.to_string()),
+            Some(path()),
         )),
     }
 }
@@ -415,7 +495,8 @@ fn run(
         inv,
         version,
         delete_untagged,
-        marked: HashSet::new(),
+        marked: Marks::new(inv),
+        tags: None,
         queued: Vec::new(),
         layer_links: Vec::new(),
     };
@@ -456,11 +537,18 @@ fn run(
             }
         }
     }
-    candidates.extend(inv.blobs.iter().map(|b| (b.digest.clone(), b.size)));
-    let eligible = candidates
+    // Blobs are looked up by index, not by digest: the sweep touches every blob of the store.
+    let mut eligible: Vec<(Digest, u64)> = candidates
         .into_iter()
         .filter(|(d, _)| !m.marked.contains(d))
         .collect();
+    eligible.extend(
+        inv.blobs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !m.marked.blobs.contains(*i))
+            .map(|(_, b)| (b.digest.clone(), b.size)),
+    );
     (m, None, eligible)
 }
 
@@ -514,13 +602,14 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
 
 /// All four predictions: 2.8 and 3.x, with and without `--delete-untagged`.
 pub fn predict_all(inv: &Inventory) -> Vec<Prediction> {
-    let mut out = Vec::new();
-    for v in Version::ALL {
-        for m in [false, true] {
-            out.push(predict(inv, v, m));
-        }
-    }
-    out
+    use rayon::prelude::*;
+    let runs: Vec<(Version, bool)> = Version::ALL
+        .into_iter()
+        .flat_map(|v| [(v, false), (v, true)])
+        .collect();
+    runs.into_par_iter()
+        .map(|(v, m)| predict(inv, v, m))
+        .collect()
 }
 
 /// Why tagged data would go, as far as the inventory tells.
