@@ -52,6 +52,40 @@ pub enum Digest {
     Sha512(Box<[u8; 64]>),
 }
 
+/// Hashes digests for the many digest-keyed maps of a run: SipHash costs more than the lookups it
+/// serves, and the keys are cryptographic hashes already. Every written word is folded in with a
+/// multiply, so that any key type still hashes reasonably.
+#[derive(Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(4) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+}
+
+pub type DigestBuildHasher = std::hash::BuildHasherDefault<DigestHasher>;
+/// A map keyed by digests, with the cheap hasher.
+pub type DigestMap<V> = std::collections::HashMap<Digest, V, DigestBuildHasher>;
+/// A set of digests, with the cheap hasher.
+pub type DigestSet = std::collections::HashSet<Digest, DigestBuildHasher>;
+
 /// Why a text is not a digest. The variants mirror go-digest's errors so that reports can say what
 /// the real registry would say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +228,21 @@ impl Digest {
     /// The two-hex fan-out folder of the global blob store.
     pub fn fan_out(&self) -> String {
         self.hex()[..2].to_string()
+    }
+
+    /// Whether `fan` is this digest's fan-out folder name (without building strings).
+    pub fn fan_out_is(&self, fan: &str) -> bool {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let b = self.bytes()[0];
+        fan.as_bytes() == [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]
+    }
+
+    /// 64 well-mixed bits: the digest's own leading bytes (a cryptographic hash is already
+    /// uniform), folded with the algorithm so that aliases of other lengths differ.
+    pub fn hash64(&self) -> u64 {
+        let b = self.bytes();
+        let w = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        w ^ (b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     /// The sha256 of zero bytes: the only blob that may legitimately be empty.

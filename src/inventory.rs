@@ -6,7 +6,6 @@
 
 use crate::digest::{Digest, DigestError};
 use crate::manifest;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Unix seconds.
@@ -28,11 +27,12 @@ pub enum Verify {
     /// Not hashed in this run (`--no-verify`, a subset, or interrupted).
     NotChecked,
     Ok,
-    /// The data hashes to this other digest.
-    Mismatch(Digest),
-    Unreadable(String),
+    /// The data hashes to this other digest. (Payloads are boxed: a `Blob` per blob of the store
+    /// should not carry room for a rare outcome.)
+    Mismatch(Box<Digest>),
+    Unreadable(Box<String>),
     /// Size or mtime changed, or the file vanished, while it was hashed.
-    Changed(String),
+    Changed(Box<String>),
 }
 
 /// The state of one link file (`link` in `_layers`, revisions, tag `current` or tag `index`).
@@ -78,12 +78,61 @@ impl LinkState {
 }
 
 /// A link in a `<alg>/<hex>/link` folder (`_layers`, `_manifests/revisions`, tag `index`).
-#[derive(Clone, Debug)]
+///
+/// Nearly every link names its own folder, so that case stores no second digest: a store of
+/// millions of links then costs 56 bytes a link instead of 88.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
     /// The digest the folder names.
     pub path_digest: Digest,
-    pub state: LinkState,
+    /// `None`: the content is exactly `path_digest`. Otherwise how the file read.
+    other: Option<Box<LinkState>>,
+    /// 0 unless the scan was deep (`ScanOptions::deep`): the fast lane does not stat links.
     pub mtime: Timestamp,
+}
+
+impl Link {
+    pub fn new(path_digest: Digest, state: LinkState, mtime: Timestamp) -> Link {
+        let mut l = Link {
+            path_digest,
+            other: None,
+            mtime,
+        };
+        l.set_state(state);
+        l
+    }
+
+    /// How the link file read.
+    pub fn state(&self) -> std::borrow::Cow<'_, LinkState> {
+        match &self.other {
+            None => std::borrow::Cow::Owned(LinkState::Ok(self.path_digest.clone())),
+            Some(s) => std::borrow::Cow::Borrowed(s),
+        }
+    }
+
+    /// The digest the link names, when its content is a valid digest.
+    pub fn target(&self) -> Option<&Digest> {
+        match &self.other {
+            None => Some(&self.path_digest),
+            Some(s) => s.digest(),
+        }
+    }
+
+    /// Whether the file holds a valid digest naming its own folder (the registry's normal case).
+    pub fn names_own_folder(&self) -> bool {
+        self.other.is_none()
+    }
+
+    pub fn is_absent(&self) -> bool {
+        matches!(self.other.as_deref(), Some(LinkState::Absent))
+    }
+
+    pub fn set_state(&mut self, state: LinkState) {
+        self.other = match state {
+            LinkState::Ok(d) if d == self.path_digest => None,
+            s => Some(Box::new(s)),
+        };
+    }
 }
 
 /// A file named `link` somewhere the grammar does not expect it inside `_layers` or
@@ -102,6 +151,7 @@ pub struct Tag {
     pub name: String,
     /// `current/link`; `Absent` when the tag folder has no current link.
     pub current: LinkState,
+    /// 0 unless the scan was deep (`ScanOptions::deep`): the fast lane does not stat links.
     pub current_mtime: Timestamp,
     /// `index/<alg>/<hex>/link` entries (tag history).
     pub index: Vec<Link>,
@@ -160,8 +210,7 @@ impl Repo {
 
     /// Revisions the registry would serve: a valid link whose content names this folder.
     pub fn live_revision(&self, d: &Digest) -> bool {
-        self.revision(d)
-            .is_some_and(|l| l.state.digest() == Some(d))
+        self.revision(d).is_some_and(Link::names_own_folder)
     }
 
     pub fn tag(&self, name: &str) -> Option<&Tag> {
@@ -272,20 +321,72 @@ pub struct Inventory {
     pub tree: Vec<TreeDir>,
     pub entries: Vec<Entry>,
     /// Every manifest blob that a revision, tag or index names and that exists, parsed.
-    pub manifests: HashMap<Digest, manifest::Parsed>,
+    pub manifests: crate::digest::DigestMap<manifest::Parsed>,
     pub stats: ScanStats,
+    /// Open-addressing index into `blobs` (built by `normalize`): lookups are the inner loop of
+    /// reachability, the checks and four GC predictions. 4 bytes a slot instead of a map entry.
+    pub blob_slots: BlobSlots,
+}
+
+/// `u32::MAX` marks an empty slot; `len` is the blob count it was built for, so that a stale
+/// index (blobs changed after `normalize`) is never trusted.
+#[derive(Clone, Debug, Default)]
+pub struct BlobSlots {
+    slots: Vec<u32>,
+    len: usize,
+}
+
+impl BlobSlots {
+    fn build(blobs: &[Blob]) -> BlobSlots {
+        if blobs.len() >= u32::MAX as usize {
+            return BlobSlots::default();
+        }
+        let cap = (blobs.len() * 2).next_power_of_two().max(16);
+        let mut slots = vec![u32::MAX; cap];
+        let mask = cap - 1;
+        for (i, b) in blobs.iter().enumerate() {
+            let mut at = b.digest.hash64() as usize & mask;
+            while slots[at] != u32::MAX {
+                at = (at + 1) & mask;
+            }
+            slots[at] = i as u32;
+        }
+        BlobSlots {
+            slots,
+            len: blobs.len(),
+        }
+    }
+
+    /// `Some(index or None)` when the index is current, `None` when it cannot answer.
+    fn find(&self, blobs: &[Blob], d: &Digest) -> Option<Option<usize>> {
+        if self.slots.is_empty() || self.len != blobs.len() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = d.hash64() as usize & mask;
+        loop {
+            let i = self.slots[at];
+            if i == u32::MAX {
+                return Some(None);
+            }
+            if blobs[i as usize].digest == *d {
+                return Some(Some(i as usize));
+            }
+            at = (at + 1) & mask;
+        }
+    }
 }
 
 impl Inventory {
     pub fn blob(&self, d: &Digest) -> Option<&Blob> {
-        self.blobs
-            .binary_search_by(|b| b.digest.cmp(d))
-            .ok()
-            .map(|i| &self.blobs[i])
+        self.blob_index(d).map(|i| &self.blobs[i])
     }
 
     pub fn blob_index(&self, d: &Digest) -> Option<usize> {
-        self.blobs.binary_search_by(|b| b.digest.cmp(d)).ok()
+        match self.blob_slots.find(&self.blobs, d) {
+            Some(found) => found,
+            None => self.blobs.binary_search_by(|b| b.digest.cmp(d)).ok(),
+        }
     }
 
     pub fn repo(&self, name: &str) -> Option<&Repo> {
@@ -301,15 +402,21 @@ impl Inventory {
 
     /// Sort everything into the canonical order the lookups rely on.
     pub fn normalize(&mut self) {
-        self.blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
-        self.repos.sort_by(|a, b| a.name.cmp(&b.name));
+        // Unstable sorts: keys are unique (one folder per digest or name) and they need no
+        // scratch buffer, which for millions of objects would be a second copy.
+        self.blobs.sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+        self.blobs.shrink_to_fit();
+        self.blob_slots = BlobSlots::build(&self.blobs);
+        self.repos.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for r in &mut self.repos {
-            r.layers.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
+            r.layers
+                .sort_unstable_by(|a, b| a.path_digest.cmp(&b.path_digest));
             r.revisions
-                .sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
-            r.tags.sort_by(|a, b| a.name.cmp(&b.name));
+                .sort_unstable_by(|a, b| a.path_digest.cmp(&b.path_digest));
+            r.tags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             for t in &mut r.tags {
-                t.index.sort_by(|a, b| a.path_digest.cmp(&b.path_digest));
+                t.index
+                    .sort_unstable_by(|a, b| a.path_digest.cmp(&b.path_digest));
             }
             r.uploads.sort_by(|a, b| a.uuid.cmp(&b.uuid));
             r.odd_layer_links.sort_by(|a, b| a.path.cmp(&b.path));
@@ -321,5 +428,59 @@ impl Inventory {
                 .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         }
         self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-object records a store holds millions of: their size is the memory budget
+    /// (docs/benchmarks.md), so growing one must be a decision, not an accident.
+    #[test]
+    fn per_object_records_stay_compact() {
+        assert!(std::mem::size_of::<Blob>() <= 80);
+        assert!(std::mem::size_of::<Link>() <= 56);
+        assert!(std::mem::size_of::<manifest::Manifest>() <= 48);
+    }
+
+    #[test]
+    fn blob_lookup_by_index_and_when_stale() {
+        let mut inv = Inventory::default();
+        for i in 0..1000u32 {
+            inv.blobs.push(Blob {
+                digest: Digest::of_bytes(&i.to_le_bytes()),
+                size: i as u64,
+                mtime: 0,
+                inode: 0,
+                verify: Verify::NotChecked,
+            });
+        }
+        inv.normalize();
+        for i in 0..1000u32 {
+            let d = Digest::of_bytes(&i.to_le_bytes());
+            assert_eq!(inv.blob(&d).map(|b| b.size), Some(i as u64));
+        }
+        assert!(inv.blob(&Digest::of_bytes(b"absent")).is_none());
+        // Blobs changed after normalize: the index steps aside for the binary search.
+        inv.blobs.truncate(10);
+        let kept = inv.blobs[3].digest.clone();
+        assert_eq!(inv.blob_index(&kept), Some(3));
+    }
+
+    #[test]
+    fn a_link_stores_its_own_folder_digest_once() {
+        let d = Digest::of_bytes(b"a");
+        let other = Digest::of_bytes(b"b");
+        let mut l = Link::new(d.clone(), LinkState::Ok(d.clone()), 0);
+        assert!(l.names_own_folder() && !l.is_absent());
+        assert_eq!(l.target(), Some(&d));
+        assert_eq!(*l.state(), LinkState::Ok(d.clone()));
+        l.set_state(LinkState::Ok(other.clone()));
+        assert!(!l.names_own_folder());
+        assert_eq!(l.target(), Some(&other));
+        l.set_state(LinkState::Absent);
+        assert!(l.is_absent() && l.target().is_none());
+        assert_eq!(*l.state(), LinkState::Absent);
     }
 }

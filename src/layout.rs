@@ -225,7 +225,7 @@ pub fn parse_path(path: &str) -> Parsed {
     let parts: Vec<&str> = path.split('/').collect();
     if let ["blobs", alg, fan, hex, rest @ ..] = parts.as_slice() {
         if let Some(d) = digest_from_components(alg, hex) {
-            if d.fan_out() == *fan {
+            if d.fan_out_is(fan) {
                 return match rest {
                     [] => Parsed::BlobDir(d),
                     ["data"] => Parsed::BlobData(d),

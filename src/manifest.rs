@@ -67,11 +67,13 @@ pub struct Reference {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     pub kind: Kind,
-    pub refs: Vec<Reference>,
+    // Boxed slices and a boxed subject: one `Manifest` per revision of the store stays at 48
+    // bytes, with no growth slack.
+    pub refs: Box<[Reference]>,
     /// Descriptor strings that are not valid digests (the registry marks them as text; pulls fail).
-    pub bad_refs: Vec<String>,
+    pub bad_refs: Box<[String]>,
     /// The OCI `subject` (neither 2.8 nor 3.x marks it).
-    pub subject: Option<Digest>,
+    pub subject: Option<Box<Digest>>,
 }
 
 impl Manifest {
@@ -201,6 +203,15 @@ impl Collector {
             Err(_) => self.bad_refs.push(text.to_string()),
         }
     }
+
+    fn finish(self, kind: Kind, subject: Option<Digest>) -> Manifest {
+        Manifest {
+            kind,
+            refs: self.refs.into_boxed_slice(),
+            bad_refs: self.bad_refs.into_boxed_slice(),
+            subject: subject.map(Box::new),
+        }
+    }
 }
 
 fn image(bytes: &[u8], kind: Kind) -> Parsed {
@@ -223,12 +234,7 @@ fn image(bytes: &[u8], kind: Kind) -> Parsed {
         .as_ref()
         .and_then(|s| s.digest.as_deref())
         .and_then(|s| Digest::parse(s).ok());
-    Ok(Manifest {
-        kind,
-        refs: c.refs,
-        bad_refs: c.bad_refs,
-        subject,
-    })
+    Ok(c.finish(kind, subject))
 }
 
 fn index(ix: Index, kind: Kind) -> Manifest {
@@ -239,12 +245,7 @@ fn index(ix: Index, kind: Kind) -> Manifest {
     for d in ix.manifests.iter().flatten() {
         c.push(d, Role::Child);
     }
-    Manifest {
-        kind,
-        refs: c.refs,
-        bad_refs: c.bad_refs,
-        subject: None,
-    }
+    c.finish(kind, None)
 }
 
 /// Platform text of an index child (`linux/arm64`), for messages.
@@ -293,12 +294,7 @@ pub fn parse(bytes: &[u8]) -> Parsed {
                     }),
                 }
             }
-            Ok(Manifest {
-                kind: Kind::Schema1,
-                refs: c.refs,
-                bad_refs: c.bad_refs,
-                subject: None,
-            })
+            Ok(c.finish(Kind::Schema1, None))
         }
         2 => match v.media_type.as_deref().unwrap_or("") {
             MT_DOCKER_V2 => image(bytes, Kind::DockerV2),
@@ -402,6 +398,6 @@ mod tests {
         );
         let m = parse(body.as_bytes()).unwrap();
         assert!(m.refs[1].foreign);
-        assert_eq!(m.bad_refs, vec!["nope".to_string()]);
+        assert_eq!(m.bad_refs.to_vec(), vec!["nope".to_string()]);
     }
 }

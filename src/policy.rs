@@ -1,16 +1,16 @@
 //! Severity policy, git-fsck style: per-code overrides (`--severity CODE=LEVEL`), `--strict`, and a
 //! skip list of known paths or digests. Checks never decide severity; this module does.
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestSet};
 use crate::finding::{Code, Finding, Severity};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     overrides: HashMap<Code, Severity>,
     /// Exact paths (relative to v2), or folder prefixes ending in `/`.
     skip_paths: Vec<String>,
-    skip_digests: HashSet<Digest>,
+    skip_digests: DigestSet,
     /// Warnings count as errors for the exit status.
     pub strict: bool,
 }

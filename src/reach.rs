@@ -5,10 +5,9 @@
 //! Blobs are kept as indices into `inv.blobs` (sorted `Vec<u32>` per repository, one bitset for the
 //! whole store), so that a store of millions of blobs costs bytes per blob, not a `Digest` each.
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestSet};
 use crate::inventory::{Inventory, Repo};
 use crate::manifest::Role;
-use std::collections::{HashMap, HashSet};
 
 /// How a live revision relates to the repository's tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,9 +23,9 @@ pub enum RevisionClass {
 /// Reachability facts of one repository.
 #[derive(Clone, Debug, Default)]
 pub struct RepoReach {
-    /// Classification of each live revision (a link whose content names its own folder), keyed
-    /// by manifest digest.
-    pub revisions: HashMap<Digest, RevisionClass>,
+    /// Classification of each revision, aligned with `repo.revisions`: `None` unless the link is
+    /// live (its content names its own folder). A byte per revision, not a map entry.
+    pub classes: Vec<Option<RevisionClass>>,
     /// Indices into `inv.blobs` of existing blobs reachable from any revision, sorted.
     pub blobs_all: Vec<u32>,
     /// Indices of existing blobs reachable from a tag (directly or through an index), sorted.
@@ -34,8 +33,21 @@ pub struct RepoReach {
 }
 
 impl RepoReach {
-    pub fn class(&self, d: &Digest) -> Option<RevisionClass> {
-        self.revisions.get(d).copied()
+    /// The class of `repo`'s revision `d` (`repo` is the repository this reach was computed for).
+    pub fn class(&self, repo: &Repo, d: &Digest) -> Option<RevisionClass> {
+        let i = repo
+            .revisions
+            .binary_search_by(|l| l.path_digest.cmp(d))
+            .ok()?;
+        self.classes.get(i).copied().flatten()
+    }
+
+    /// Live revisions and their classes.
+    pub fn live<'r>(&'r self, repo: &'r Repo) -> impl Iterator<Item = (&'r Digest, RevisionClass)> {
+        repo.revisions
+            .iter()
+            .zip(&self.classes)
+            .filter_map(|(l, c)| c.map(|c| (&l.path_digest, c)))
     }
 
     pub fn uses_blob(&self, i: usize) -> bool {
@@ -89,7 +101,7 @@ impl Reach {
 /// Where a revision link leads, as the registry's readers follow it: its content when valid.
 /// (GC re-stats by content, so a link naming another digest marks that other manifest.)
 fn rev_target(repo: &Repo, d: &Digest) -> Option<Digest> {
-    repo.revision(d).and_then(|l| l.state.digest().cloned())
+    repo.revision(d).and_then(|l| l.target().cloned())
 }
 
 /// Walk from `start` manifests: every manifest and existing blob reachable, following index
@@ -99,8 +111,8 @@ fn closure(
     inv: &Inventory,
     repo: &Repo,
     start: impl IntoIterator<Item = Digest>,
-) -> (HashSet<Digest>, Vec<u32>) {
-    let mut manifests = HashSet::new();
+) -> (DigestSet, Vec<u32>) {
+    let mut manifests = DigestSet::default();
     let mut blobs = Vec::new();
     let push = |d: &Digest, blobs: &mut Vec<u32>| {
         if let Some(i) = inv.blob_index(d) {
@@ -127,11 +139,12 @@ fn closure(
     }
     blobs.sort_unstable();
     blobs.dedup();
+    blobs.shrink_to_fit();
     (manifests, blobs)
 }
 
 /// Manifest digests named by the repository's valid tag current links.
-pub fn tag_targets(repo: &Repo) -> HashSet<Digest> {
+pub fn tag_targets(repo: &Repo) -> DigestSet {
     repo.tags
         .iter()
         .filter_map(|t| t.current.digest().cloned())
@@ -146,7 +159,7 @@ pub fn compute(inv: &Inventory) -> Reach {
     for repo in &inv.repos {
         // A tag serves only through a live revision: a broken or mismatched revision link is
         // reported as such, and what it leads to is not what the tag means.
-        let tagged_roots: HashSet<Digest> = tag_targets(repo)
+        let tagged_roots: DigestSet = tag_targets(repo)
             .into_iter()
             .filter(|d| repo.live_revision(d))
             .collect();
@@ -154,31 +167,29 @@ pub fn compute(inv: &Inventory) -> Reach {
         let (_, blobs_all) = closure(
             inv,
             repo,
-            repo.revisions
-                .iter()
-                .filter_map(|l| l.state.digest().cloned()),
+            repo.revisions.iter().filter_map(|l| l.target().cloned()),
         );
-        let revisions = repo
+        let classes = repo
             .revisions
             .iter()
-            .filter(|l| l.state.digest() == Some(&l.path_digest))
             .map(|l| {
                 let d = &l.path_digest;
-                let class = if tagged_roots.contains(d) {
-                    RevisionClass::Tagged
-                } else if tagged_manifests.contains(d) {
-                    RevisionClass::TaggedChild
-                } else {
-                    RevisionClass::Untagged
-                };
-                (d.clone(), class)
+                l.names_own_folder().then(|| {
+                    if tagged_roots.contains(d) {
+                        RevisionClass::Tagged
+                    } else if tagged_manifests.contains(d) {
+                        RevisionClass::TaggedChild
+                    } else {
+                        RevisionClass::Untagged
+                    }
+                })
             })
             .collect();
         for &i in &blobs_all {
             reach.referenced.insert(i as usize);
         }
         reach.repos.push(RepoReach {
-            revisions,
+            classes,
             blobs_all,
             blobs_tagged,
         });
@@ -214,11 +225,17 @@ mod tests {
         let inv = b.build();
         let reach = compute(&inv);
         let rr = &reach.repos[0];
-        assert_eq!(rr.class(&tagged), Some(RevisionClass::Tagged));
-        assert_eq!(rr.class(&ix), Some(RevisionClass::Tagged));
-        assert_eq!(rr.class(&untagged), Some(RevisionClass::Untagged));
+        assert_eq!(
+            rr.class(&inv.repos[0], &tagged),
+            Some(RevisionClass::Tagged)
+        );
+        assert_eq!(rr.class(&inv.repos[0], &ix), Some(RevisionClass::Tagged));
+        assert_eq!(
+            rr.class(&inv.repos[0], &untagged),
+            Some(RevisionClass::Untagged)
+        );
         for c in &children {
-            assert_eq!(rr.class(c), Some(RevisionClass::TaggedChild));
+            assert_eq!(rr.class(&inv.repos[0], c), Some(RevisionClass::TaggedChild));
         }
         // Tagged: the image, the index and both children with all their blobs; not `untagged`.
         let mut want: Vec<u32> = [&tagged, &ix, &children[0], &children[1]]
@@ -243,10 +260,10 @@ mod tests {
         let m = b.image("r", Some("v1"));
         let mut inv = b.build();
         let other = Digest::of_bytes(b"elsewhere");
-        inv.repos[0].revisions[0].state = LinkState::Ok(other);
+        inv.repos[0].revisions[0].set_state(LinkState::Ok(other));
         let reach = compute(&inv);
         assert!(reach.repos[0].blobs_tagged.is_empty());
-        assert_eq!(reach.repos[0].class(&m), None);
+        assert_eq!(reach.repos[0].class(&inv.repos[0], &m), None);
         // GC follows the link's content, which names no blob: nothing is referenced.
         assert!((0..inv.blobs.len()).all(|i| !reach.is_referenced(i)));
     }

@@ -2,7 +2,7 @@
 //! untagged-only bytes, and store totals that reconcile exactly. Pure.
 
 use crate::checks::CheckOptions;
-use crate::inventory::{EntryKind, Inventory, LinkState, StartedAt};
+use crate::inventory::{EntryKind, Inventory, StartedAt};
 use crate::reach::{Reach, RevisionClass};
 use serde::Serialize;
 
@@ -77,10 +77,10 @@ pub fn compute(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Usage {
         let mut u = RepoUsage {
             repo: repo.name.clone(),
             tags: repo.tags.len() as u64,
-            revisions: rr.revisions.len() as u64,
+            revisions: rr.live(repo).count() as u64,
             ..RepoUsage::default()
         };
-        for class in rr.revisions.values() {
+        for (_, class) in rr.live(repo) {
             match class {
                 RevisionClass::Tagged => u.tagged_revisions += 1,
                 RevisionClass::TaggedChild => u.child_revisions += 1,
@@ -111,7 +111,7 @@ pub fn compute(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Usage {
         }
         totals.upload_bytes += u.upload_bytes;
         for l in &repo.layers {
-            if let LinkState::Ok(d) = &l.state {
+            if let Some(d) = l.target() {
                 if inv.blob(d).is_none() {
                     totals.dangling_links += 1;
                     // A valid link's size is exactly its digest text.
@@ -161,10 +161,8 @@ mod tests {
         b.index("b", "latest");
         b.blob(b"orphan blob");
         // Repository c holds the same manifest as a: shared, not exclusive.
-        let link = |d: &crate::digest::Digest| crate::inventory::Link {
-            path_digest: d.clone(),
-            state: LinkState::Ok(d.clone()),
-            mtime: 0,
+        let link = |d: &crate::digest::Digest| {
+            crate::inventory::Link::new(d.clone(), crate::inventory::LinkState::Ok(d.clone()), 0)
         };
         let man = match b.inv.manifests.get(&shared) {
             Some(Ok(m)) => m.clone(),
@@ -229,11 +227,11 @@ mod tests {
         b.image("a", Some("v1"));
         let gone = crate::digest::Digest::of_bytes(b"swept");
         let r = b.repo("a");
-        r.layers.push(crate::inventory::Link {
-            path_digest: gone.clone(),
-            state: LinkState::Ok(gone),
-            mtime: 0,
-        });
+        r.layers.push(crate::inventory::Link::new(
+            gone.clone(),
+            crate::inventory::LinkState::Ok(gone),
+            0,
+        ));
         let up = |uuid: &str, started_at, bytes| crate::inventory::Upload {
             uuid: uuid.into(),
             started_at,

@@ -95,22 +95,22 @@ pub fn hash_file(
     let mut f = match crate::scan::fsio::open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Verify::Changed("vanished after the scan".into()))
+            return Err(Verify::Changed(Box::new("vanished after the scan".into())))
         }
-        Err(e) => return Err(Verify::Unreadable(e.to_string())),
+        Err(e) => return Err(Verify::Unreadable(Box::new(e.to_string()))),
     };
     let before = f
         .metadata()
-        .map_err(|e| Verify::Unreadable(e.to_string()))?;
+        .map_err(|e| Verify::Unreadable(Box::new(e.to_string())))?;
     if !before.is_file() {
-        return Err(Verify::Changed("no longer a regular file".into()));
+        return Err(Verify::Changed(Box::new("no longer a regular file".into())));
     }
     if before.len() != expect_size || before.ino() != expect_inode {
-        return Err(Verify::Changed(format!(
+        return Err(Verify::Changed(Box::new(format!(
             "size or inode changed since the scan ({} -> {} bytes)",
             expect_size,
             before.len()
-        )));
+        ))));
     }
     let result = if before.len() >= MMAP_THRESHOLD {
         match hash_mapped(&f, cancel) {
@@ -124,7 +124,7 @@ pub fn hash_file(
     };
     let d = result.map_err(|e| match e.kind() {
         std::io::ErrorKind::Interrupted => Verify::NotChecked,
-        _ => Verify::Unreadable(e.to_string()),
+        _ => Verify::Unreadable(Box::new(e.to_string())),
     })?;
     match f.metadata() {
         Ok(after)
@@ -134,8 +134,10 @@ pub fn hash_file(
         {
             Ok(d)
         }
-        Ok(_) => Err(Verify::Changed("modified while it was hashed".into())),
-        Err(e) => Err(Verify::Unreadable(e.to_string())),
+        Ok(_) => Err(Verify::Changed(Box::new(
+            "modified while it was hashed".into(),
+        ))),
+        Err(e) => Err(Verify::Unreadable(Box::new(e.to_string()))),
     }
 }
 
@@ -173,7 +175,7 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
                 let path = v2.join(layout::blob_data(&b.digest));
                 let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
                     Ok(d) if d == b.digest => Verify::Ok,
-                    Ok(d) => Verify::Mismatch(d),
+                    Ok(d) => Verify::Mismatch(Box::new(d)),
                     Err(v) => v,
                 };
                 if v == Verify::NotChecked {

@@ -77,7 +77,7 @@ fn push_links(
     for l in links {
         if let Some(f) = link_state(
             &path_of(&l.path_digest),
-            &l.state,
+            &l.state(),
             Some(&l.path_digest),
             repo,
         ) {
@@ -104,7 +104,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
             for l in &tag.index {
                 let p = layout::tag_index_link(name, &tag.name, &l.path_digest);
-                if let Some(f) = link_state(&p, &l.state, Some(&l.path_digest), name) {
+                if let Some(f) = link_state(&p, &l.state(), Some(&l.path_digest), name) {
                     out.push(f.tag(&tag.name));
                 }
             }
@@ -136,7 +136,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         // Layer links: target present, and used by some manifest of the repository.
         let used = &ctx.reach.repos[ri];
         for l in &repo.layers {
-            let Some(target) = l.state.digest() else {
+            let Some(target) = l.target() else {
                 continue;
             };
             let path = layout::layer_link(name, &l.path_digest);

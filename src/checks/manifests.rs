@@ -3,7 +3,6 @@
 
 use super::Ctx;
 use crate::finding::{Code, Finding};
-use crate::inventory::LinkState;
 use crate::layout;
 use crate::manifest::{GcFailure, Kind, Role};
 use crate::reach::RevisionClass;
@@ -18,11 +17,11 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             // Only live revisions: a broken or mismatched link is a link finding, and what it
             // happens to name is not this revision's manifest.
             let m = &rev.path_digest;
-            if rev.state.digest() != Some(m) {
+            if !rev.names_own_folder() {
                 continue;
             }
             let rev_path = layout::revision_link(name, m);
-            match ctx.reach.repos[ri].class(m) {
+            match ctx.reach.repos[ri].class(repo, m) {
                 Some(RevisionClass::TaggedChild) => out.push(
                     Finding::new(
                         Code::RevisionUntaggedChild,
@@ -133,10 +132,15 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         } else {
                             "layer"
                         };
-                        if !seen.insert((r.digest.clone(), ri)) {
+                        let missing = inv.blob(&r.digest).is_none();
+                        // A present but broken link is reported (and rebuilt) as a link finding.
+                        let unlinked =
+                            !missing && repo.layer(&r.digest).is_none_or(|l| l.is_absent());
+                        // Remember only what is reported: the set stays as small as the findings.
+                        if !(missing || unlinked) || !seen.insert((r.digest.clone(), ri)) {
                             continue;
                         }
-                        if inv.blob(&r.digest).is_none() {
+                        if missing {
                             out.push(
                                 Finding::new(
                                     Code::ManifestRefMissing,
@@ -146,11 +150,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                                 .repo(name)
                                 .digest(&r.digest),
                             );
-                        } else if repo
-                            .layer(&r.digest)
-                            .is_none_or(|l| l.state == LinkState::Absent)
-                        {
-                            // A present but broken link is reported (and rebuilt) as a link finding.
+                        } else {
                             out.push(
                                 Finding::new(
                                     Code::ManifestRefUnlinked,

@@ -27,7 +27,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 .repo(name),
             );
         }
-        let has_revisions = repo.revisions.iter().any(|l| l.state.digest().is_some());
+        let has_revisions = repo.revisions.iter().any(|l| l.target().is_some());
         if has_revisions && !repo.has_tags {
             out.push(
                 Finding::new(

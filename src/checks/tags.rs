@@ -8,8 +8,7 @@ use crate::layout;
 
 /// A revision folder that holds a link file at all (a broken one is a link finding, not a tag one).
 fn has_revision(repo: &Repo, d: &Digest) -> bool {
-    repo.revision(d)
-        .is_some_and(|l| l.state != LinkState::Absent)
+    repo.revision(d).is_some_and(|l| !l.is_absent())
 }
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
@@ -59,7 +58,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 _ => {}
             }
             for l in &tag.index {
-                if l.state.digest().is_some() && !has_revision(repo, &l.path_digest) {
+                if l.target().is_some() && !has_revision(repo, &l.path_digest) {
                     out.push(
                         Finding::new(
                             Code::TagIndexDangling,

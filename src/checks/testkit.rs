@@ -11,11 +11,7 @@ pub struct Builder {
 }
 
 pub fn link(d: &Digest) -> Link {
-    Link {
-        path_digest: d.clone(),
-        state: LinkState::Ok(d.clone()),
-        mtime: 0,
-    }
+    Link::new(d.clone(), LinkState::Ok(d.clone()), 0)
 }
 
 impl Builder {

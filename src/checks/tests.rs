@@ -131,7 +131,7 @@ fn registry_made_residue_is_at_most_info() {
         .iter_mut()
         .find(|l| l.path_digest == deleted)
         .unwrap()
-        .state = LinkState::Absent;
+        .set_state(LinkState::Absent);
     r.tags.retain(|t| t.name != "old");
     r.tags[0].index.push(link(&deleted));
     r.uploads.push(Upload {
@@ -195,7 +195,7 @@ fn blob_digest_mismatch() {
     let (mut inv, f) = valid();
     let (_, layer) = config_and_layer(&inv, &f.app);
     let i = inv.blob_index(&layer).unwrap();
-    inv.blobs[i].verify = Verify::Mismatch(Digest::of_bytes(b"other"));
+    inv.blobs[i].verify = Verify::Mismatch(Box::new(Digest::of_bytes(b"other")));
     let x = expect(
         &inv,
         Code::BlobDigestMismatch,
@@ -296,7 +296,7 @@ fn break_each_link(state: LinkState, code: Code, also: &[Code]) {
     let mut inv = inv0.clone();
     let r = repo(&mut inv, "team/app");
     let i = r.layers.iter().position(|l| l.path_digest == cfg).unwrap();
-    r.layers[i].state = state.clone();
+    r.layers[i].set_state(state.clone());
     let x = expect(&inv, code, &layout::layer_link("team/app", &cfg), also);
     assert_eq!(
         (x.repo.as_deref(), x.digest.as_ref()),
@@ -310,7 +310,7 @@ fn break_each_link(state: LinkState, code: Code, also: &[Code]) {
         .iter()
         .position(|l| l.path_digest == f.app)
         .unwrap();
-    r.revisions[i].state = state.clone();
+    r.revisions[i].set_state(state.clone());
     expect(&inv, code, &layout::revision_link("team/app", &f.app), also);
 
     let mut inv = inv0.clone();
@@ -324,7 +324,7 @@ fn break_each_link(state: LinkState, code: Code, also: &[Code]) {
     assert_eq!(x.tag.as_deref(), Some("v1"));
 
     let mut inv = inv0.clone();
-    repo(&mut inv, "team/app").tags[0].index[0].state = state.clone();
+    repo(&mut inv, "team/app").tags[0].index[0].set_state(state.clone());
     let x = expect(
         &inv,
         code,
@@ -383,7 +383,7 @@ fn link_mismatch() {
     let mut inv = inv0.clone();
     let r = repo(&mut inv, "team/app");
     let i = r.layers.iter().position(|l| l.path_digest == cfg).unwrap();
-    r.layers[i].state = LinkState::Ok(layer.clone());
+    r.layers[i].set_state(LinkState::Ok(layer.clone()));
     expect(
         &inv,
         Code::LinkMismatch,
@@ -399,7 +399,7 @@ fn link_mismatch() {
         .iter()
         .position(|l| l.path_digest == f.app)
         .unwrap();
-    r.revisions[i].state = LinkState::Ok(Digest::of_bytes(b"no such manifest"));
+    r.revisions[i].set_state(LinkState::Ok(Digest::of_bytes(b"no such manifest")));
     expect(
         &inv,
         Code::LinkMismatch,
@@ -414,11 +414,8 @@ fn link_alias_is_info() {
     let (cfg, _) = config_and_layer(&inv, &f.app);
     let alias = Digest::from_hex(Algorithm::Sha512, "ab".repeat(64).as_bytes()).unwrap();
     let r = repo(&mut inv, "team/app");
-    r.layers.push(Link {
-        path_digest: alias.clone(),
-        state: LinkState::Ok(cfg),
-        mtime: 0,
-    });
+    r.layers
+        .push(Link::new(alias.clone(), LinkState::Ok(cfg), 0));
     inv.normalize();
     expect(
         &inv,
@@ -600,7 +597,7 @@ fn manifest_ref_unlinked() {
     let mut inv = inv0;
     let r = repo(&mut inv, "team/app");
     let i = r.layers.iter().position(|l| l.path_digest == cfg).unwrap();
-    r.layers[i].state = LinkState::Absent;
+    r.layers[i].set_state(LinkState::Absent);
     expect(
         &inv,
         Code::ManifestRefUnlinked,
@@ -988,9 +985,9 @@ fn hashing_trouble_is_reported_on_the_blob() {
     let (mut inv, f) = valid();
     let (_, layer) = config_and_layer(&inv, &f.app);
     let i = inv.blob_index(&layer).unwrap();
-    inv.blobs[i].verify = Verify::Unreadable("Input/output error".into());
+    inv.blobs[i].verify = Verify::Unreadable(Box::new("Input/output error".into()));
     expect(&inv, Code::PathUnreadable, &layout::blob_data(&layer), &[]);
-    inv.blobs[i].verify = Verify::Changed("size changed".into());
+    inv.blobs[i].verify = Verify::Changed(Box::new("size changed".into()));
     expect(&inv, Code::PathChanged, &layout::blob_data(&layer), &[]);
 }
 

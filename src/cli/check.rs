@@ -18,6 +18,10 @@ pub struct CheckArgs {
     /// Structure only: do not hash blob contents.
     #[arg(long)]
     pub no_verify: bool,
+    /// Also list the inside of every link and blob folder (foreign files, temp residue there);
+    /// by default each `link` is read and each `data` stat'ed directly, as the registry does.
+    #[arg(long)]
+    pub deep: bool,
     /// Hashing threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
@@ -155,7 +159,11 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         eprintln!("regfsck: warning: {w}");
     }
 
-    let mut inv = scan::scan(&located.store, progress.as_ref())?;
+    let mut inv = scan::scan_with(
+        &located.store,
+        &scan::ScanOptions { deep: args.deep },
+        progress.as_ref(),
+    )?;
     let mut coverage = None;
     if !args.no_verify {
         let seed = opts.now as u64 ^ std::process::id() as u64;
@@ -195,8 +203,13 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     let findings = checks::audit(&inv, &opts);
     let mut report = report::build(&inv, findings, &policy, interrupted);
     report.summary.coverage = coverage;
+    // The inventory is done with: its memory goes back before the output is produced.
+    drop(inv);
     let text = match args.format {
-        Format::Json => report::to_json(&report) + "\n",
+        Format::Json => {
+            super::print_json(&report);
+            return Ok(report.exit_code);
+        }
         Format::Human => human::render(
             &report,
             &human::HumanOptions {

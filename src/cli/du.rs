@@ -209,13 +209,12 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
     let root = inv.root.display().to_string();
     let text = match args.format {
         DuFormat::Json => {
-            serde_json::to_string_pretty(&DuReport {
+            super::print_json(&DuReport {
                 schema: "regfsck.du/1",
                 root,
                 usage: &u,
-            })
-            .unwrap_or_default()
-                + "\n"
+            });
+            return Ok(crate::report::exit::OK);
         }
         DuFormat::Csv => csv(&u),
         DuFormat::Table => table(&root, &u),

@@ -205,7 +205,8 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
                     .collect(),
                 exit_code,
             };
-            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+            super::print_json(&doc);
+            return Ok(exit_code);
         }
         Format::Human => render(&root, &preds, &hazards, args.all),
     };

@@ -128,6 +128,20 @@ pub fn print_stdout(text: &str) {
     }
 }
 
+/// Stream a value as pretty JSON to stdout, without building the text first (a large store's
+/// report runs to megabytes). A closed pipe ends the process quietly, as for `print_stdout`.
+pub fn print_json<T: serde::Serialize>(value: &T) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    if written.is_err() {
+        std::process::exit(exit::OK);
+    }
+}
+
 /// Parse arguments and run; returns the exit status.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

@@ -75,7 +75,9 @@ fn check_store(
     quiet: bool,
 ) -> Result<Checked, Failure> {
     let progress = super::progress_bar::for_run(quiet);
-    let mut inv = scan::scan(store, progress.as_ref())?;
+    // Deep: repair acts on residue inside link and blob folders too, and restores a lost tag
+    // from its newest index entry, which needs the link mtimes only a deep scan reads.
+    let mut inv = scan::scan_with(store, &scan::ScanOptions { deep: true }, progress.as_ref())?;
     if !no_verify {
         verify::verify(&mut inv, &VerifyOptions::default(), progress.as_ref());
     }

@@ -19,14 +19,14 @@
 
 mod walk;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestSet};
 use crate::finding::{Code, Finding};
 use crate::inventory::{BlobFault, EntryKind, Inventory, Link, LinkState, OddLink, Repo};
 use crate::layout;
 use crate::manifest::{GcFailure, Kind};
 use crate::reach::BlobSet;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Version {
@@ -132,7 +132,7 @@ fn abort(reason: String, path: Option<String>) -> Stop {
 struct Marks<'a> {
     inv: &'a Inventory,
     blobs: BlobSet,
-    other: HashSet<Digest>,
+    other: DigestSet,
 }
 
 impl<'a> Marks<'a> {
@@ -140,7 +140,7 @@ impl<'a> Marks<'a> {
         Marks {
             inv,
             blobs: BlobSet::with_len(inv.blobs.len()),
-            other: HashSet::new(),
+            other: DigestSet::default(),
         }
     }
 
@@ -163,7 +163,7 @@ impl<'a> Marks<'a> {
 /// What `Tags.Lookup` finds in one repository: it reads every tag's `current` link (both versions,
 /// for every revision, without stopping at a match), so one unreadable tag fails every lookup.
 struct TagLookup {
-    targets: HashSet<Digest>,
+    targets: DigestSet,
     /// The first unreadable tag: its name and the read error.
     error: Option<(String, String)>,
 }
@@ -171,7 +171,7 @@ struct TagLookup {
 impl TagLookup {
     fn of(repo: &Repo) -> TagLookup {
         let mut l = TagLookup {
-            targets: HashSet::new(),
+            targets: DigestSet::default(),
             error: None,
         };
         for t in &repo.tags {
@@ -216,17 +216,15 @@ impl Marker<'_> {
     /// 2.1-era `_layers` link); Ok(None) = unknown (skipped), Err = read error (abort).
     fn manifest_target(&self, repo: &Repo, d: &Digest) -> Result<Option<Digest>, String> {
         let via_revision = match repo.revision(d) {
-            Some(l) => resolves(self.inv, &l.state)?,
+            Some(l) => resolves(self.inv, &l.state())?,
             None => None,
         };
-        let revision_present = repo
-            .revision(d)
-            .is_some_and(|l| !matches!(l.state, LinkState::Absent));
+        let revision_present = repo.revision(d).is_some_and(|l| !l.is_absent());
         if via_revision.is_some() || revision_present || self.version == Version::V3 {
             return Ok(via_revision);
         }
         match repo.layer(d) {
-            Some(l) => resolves(self.inv, &l.state),
+            Some(l) => resolves(self.inv, &l.state()),
             None => Ok(None),
         }
     }
@@ -353,7 +351,7 @@ impl Marker<'_> {
         let mut links: Vec<Walked> = repo
             .revisions
             .iter()
-            .filter(|l| l.state != LinkState::Absent)
+            .filter(|l| !l.is_absent())
             .map(Walked::Regular)
             .chain(repo.odd_revision_links.iter().map(Walked::Odd))
             .collect();
@@ -362,7 +360,7 @@ impl Marker<'_> {
         }
         for w in links {
             let path = || w.path(name, layout::revision_link);
-            let Some(d) = walked_link(w.state(), path)? else {
+            let Some(d) = walked_link(&w.state(), path)? else {
                 continue;
             };
             match self.manifest_target(repo, &d) {
@@ -385,12 +383,12 @@ impl Marker<'_> {
                 .chain(repo.odd_layer_links.iter().map(Walked::Odd));
             for w in layer_links {
                 let path = || w.path(name, layout::layer_link);
-                let Some(d) = walked_link(w.state(), path)? else {
+                let Some(d) = walked_link(&w.state(), path)? else {
                     continue;
                 };
                 // Stat through the layer link of the content digest; a missing blob is skipped.
                 let known = match repo.layer(&d) {
-                    Some(l) => resolves(self.inv, &l.state)
+                    Some(l) => resolves(self.inv, &l.state())
                         .map_err(|e| abort(format!("{MARK}filesystem: {e}"), Some(path())))?,
                     None => None,
                 };
@@ -414,10 +412,10 @@ enum Walked<'a> {
 }
 
 impl Walked<'_> {
-    fn state(&self) -> &LinkState {
+    fn state(&self) -> std::borrow::Cow<'_, LinkState> {
         match self {
-            Walked::Regular(l) => &l.state,
-            Walked::Odd(o) => &o.state,
+            Walked::Regular(l) => l.state(),
+            Walked::Odd(o) => std::borrow::Cow::Borrowed(&o.state),
         }
     }
 
@@ -549,23 +547,17 @@ fn run(
             .filter(|(i, _)| !m.marked.blobs.contains(*i))
             .map(|(_, b)| (b.digest.clone(), b.size)),
     );
+    // A malformed path can name the digest of a real blob: each digest is deleted (and freed) once.
+    eligible.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    eligible.dedup_by(|a, b| a.0 == b.0);
     (m, None, eligible)
 }
 
 /// Predict one version and mode.
 pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Prediction {
     let (m, stop, eligible) = run(inv, version, delete_untagged);
-    let mut eligible_blobs: Vec<Digest> = eligible.iter().map(|(d, _)| d.clone()).collect();
-    eligible_blobs.sort();
-    eligible_blobs.dedup();
-    let freed_bytes = {
-        let mut seen = HashSet::new();
-        eligible
-            .iter()
-            .filter(|(d, _)| seen.insert(d.clone()))
-            .map(|(_, s)| s)
-            .sum()
-    };
+    let freed_bytes = eligible.iter().map(|(_, s)| s).sum();
+    let eligible_blobs: Vec<Digest> = eligible.into_iter().map(|(d, _)| d).collect();
     let mut eligible_manifests = m.queued.clone();
     eligible_manifests.sort();
     eligible_manifests.dedup();
@@ -575,7 +567,8 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
         Vec::new()
     };
     layer_links_deleted.sort();
-    let visible: HashSet<String> = walk::repositories(inv, version).into_iter().collect();
+    let visible: std::collections::HashSet<String> =
+        walk::repositories(inv, version).into_iter().collect();
     let invisible_repos = inv
         .repos
         .iter()
@@ -667,18 +660,22 @@ pub fn hazards(inv: &Inventory, child_trap: bool) -> Vec<Finding> {
 }
 
 /// Blobs reachable from index children that no tag names directly.
-fn child_reachable(inv: &Inventory, reach: &crate::reach::Reach) -> HashSet<Digest> {
-    let mut out = HashSet::new();
+fn child_reachable(inv: &Inventory, reach: &crate::reach::Reach) -> BlobSet {
+    let mut out = BlobSet::with_len(inv.blobs.len());
+    let mut mark = |d: &Digest| {
+        if let Some(i) = inv.blob_index(d) {
+            out.insert(i);
+        }
+    };
     for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
-        for (d, class) in &rr.revisions {
-            if *class != crate::reach::RevisionClass::TaggedChild {
+        for (d, class) in rr.live(repo) {
+            if class != crate::reach::RevisionClass::TaggedChild {
                 continue;
             }
-            out.insert(d.clone());
+            mark(d);
             if let Some(Ok(m)) = inv.manifest(d) {
-                out.extend(m.refs.iter().map(|r| r.digest.clone()));
+                m.refs.iter().for_each(|r| mark(&r.digest));
             }
-            let _ = repo;
         }
     }
     out
@@ -705,25 +702,26 @@ pub fn hazards_with(
         // Without the child trap, losses explained by revision-untagged-child do not count.
         let excuse_children =
             !child_trap && p.registry_version == Version::V2_8 && p.delete_untagged;
-        let eligible: HashSet<&Digest> = p
-            .eligible_blobs
-            .iter()
-            .filter(|d| !(excuse_children && children.contains(*d)))
-            .collect();
+        // Only blobs can be reachable from tags, so a bit per blob tells everything.
+        let mut eligible = BlobSet::with_len(inv.blobs.len());
+        for i in p.eligible_blobs.iter().filter_map(|d| inv.blob_index(d)) {
+            if !(excuse_children && children.contains(i)) {
+                eligible.insert(i);
+            }
+        }
         let mut hit_repos = BTreeSet::new();
         let mut hit_blobs = BTreeSet::new();
         for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
             for &i in &rr.blobs_tagged {
-                let d = &inv.blobs[i as usize].digest;
-                if eligible.contains(d) {
+                if eligible.contains(i as usize) {
                     hit_repos.insert(repo.name.clone());
-                    hit_blobs.insert(d.clone());
+                    hit_blobs.insert(i);
                 }
             }
             for q in p.eligible_manifests.iter().filter(|q| q.repo == repo.name) {
-                let class = rr.revisions.get(&q.digest);
-                let child = class == Some(&crate::reach::RevisionClass::TaggedChild);
-                if class.is_some_and(|c| *c != crate::reach::RevisionClass::Untagged)
+                let class = rr.class(repo, &q.digest);
+                let child = class == Some(crate::reach::RevisionClass::TaggedChild);
+                if class.is_some_and(|c| c != crate::reach::RevisionClass::Untagged)
                     && !(child && excuse_children)
                 {
                     hit_repos.insert(repo.name.clone());

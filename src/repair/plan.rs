@@ -38,12 +38,12 @@ struct Planner<'a> {
     opts: &'a PlanOptions,
     out: Vec<Action>,
     /// Blobs this plan brings back to their canonical path.
-    restored: std::collections::HashSet<Digest>,
+    restored: crate::digest::DigestSet,
 }
 
 /// Whether any manifest revision of the repository references `d`.
 fn referenced_by(inv: &Inventory, repo: &Repo, d: &Digest) -> bool {
-    repo.revisions.iter().filter_map(|l| l.state.digest()).any(
+    repo.revisions.iter().filter_map(|l| l.target()).any(
         |m| matches!(inv.manifest(m), Some(Ok(man)) if man.refs.iter().any(|r| &r.digest == d)),
     )
 }
@@ -74,9 +74,7 @@ impl Planner<'_> {
         let mut live_entries: Vec<_> = t
             .index
             .iter()
-            .filter(|l| {
-                l.state.digest() == Some(&l.path_digest) && live(self.inv, repo, &l.path_digest)
-            })
+            .filter(|l| l.names_own_folder() && live(self.inv, repo, &l.path_digest))
             .collect();
         live_entries.sort_by_key(|l| l.mtime);
         let current = layout::tag_current_link(&repo.name, tag);
@@ -198,7 +196,7 @@ impl Planner<'_> {
                 // missing, and a re-push (or a blob this plan moves home) makes them valid again.
                 let needed = match (repo, f.digest.as_ref()) {
                     (Some(r), Some(d)) => {
-                        let target = r.layer(d).and_then(|l| l.state.digest()).unwrap_or(d);
+                        let target = r.layer(d).and_then(|l| l.target()).unwrap_or(d);
                         referenced_by(inv, r, target) || self.restored.contains(target)
                     }
                     _ => false,
@@ -278,7 +276,7 @@ impl Planner<'_> {
                 let (Some(r), Some(d)) = (repo, f.digest.as_ref()) else {
                     return;
                 };
-                for rev in r.revisions.iter().filter(|l| l.state.digest() == Some(d)) {
+                for rev in r.revisions.iter().filter(|l| l.target() == Some(d)) {
                     let link = layout::revision_link(&r.name, &rev.path_digest);
                     self.push(
                         ActionKind::Quarantine {

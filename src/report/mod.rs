@@ -205,8 +205,3 @@ fn next_steps(findings: &[ReportFinding], s: &Summary, root: &str) -> Vec<String
     }
     steps
 }
-
-/// JSON rendering (the documented contract: docs/report-format.md).
-pub fn to_json(report: &Report) -> String {
-    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-}

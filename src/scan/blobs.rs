@@ -2,7 +2,7 @@
 //! grammar `blobs/<alg>/<hex[0:2]>/<hex>/data`.
 
 use super::fsio::{self, Child};
-use super::Sink;
+use super::{ScanOptions, Sink};
 use crate::digest::Algorithm;
 use crate::inventory::{Blob, BlobFault, EntryKind, EntryType, Verify};
 use crate::layout;
@@ -62,11 +62,30 @@ fn stray(path: String, name: &str, sink: &mut Sink) {
 }
 
 /// One fan-out shard `blobs/<alg>/<fan>/`.
-fn shard(v2: &Path, alg: Option<Algorithm>, alg_name: &str, fan: &str, sink: &mut Sink) {
+fn shard(
+    v2: &Path,
+    alg: Option<Algorithm>,
+    alg_name: &str,
+    fan: &str,
+    opts: &ScanOptions,
+    sink: &mut Sink,
+) {
     let dir = format!("blobs/{alg_name}/{fan}");
-    let Some(children) = sink.list(v2, &dir) else {
-        return;
+    let fd = match fsio::DirFd::open(&v2.join(&dir)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            sink.io_error(&dir, e);
+            return;
+        }
     };
+    let children = match fd.list(&mut Vec::new()) {
+        Ok(c) => c,
+        Err(e) => {
+            sink.io_error(&dir, e);
+            return;
+        }
+    };
+    let mut rel = Vec::with_capacity(160);
     if children.is_empty() {
         sink.entry(dir.clone(), EntryKind::EmptyDir);
     }
@@ -103,11 +122,30 @@ fn shard(v2: &Path, alg: Option<Algorithm>, alg_name: &str, fan: &str, sink: &mu
         }
         let digest = alg
             .and_then(|a| crate::digest::Digest::from_hex(a, hex.as_bytes()).ok())
-            .filter(|d| d.fan_out() == fan);
+            .filter(|d| d.fan_out_is(fan));
         let Some(digest) = digest else {
             foreign_subtree(v2, path, sink);
             continue;
         };
+        if !opts.deep {
+            // The fast lane: one stat of `<hex>/data` relative to the open fan-out folder; the
+            // folder is listed only when that is not a regular file.
+            rel.clear();
+            rel.extend_from_slice(hex.as_bytes());
+            rel.extend_from_slice(b"/data");
+            if let Ok(st) = fd.stat_at(&rel) {
+                if fsio::mode_type(st.st_mode) == EntryType::File {
+                    sink.blobs.push(Blob {
+                        digest,
+                        size: st.st_size as u64,
+                        mtime: st.st_mtime,
+                        inode: st.st_ino,
+                        verify: Verify::NotChecked,
+                    });
+                    continue;
+                }
+            }
+        }
         let Some(inner) = sink.list(v2, &path) else {
             continue;
         };
@@ -158,7 +196,7 @@ fn shard(v2: &Path, alg: Option<Algorithm>, alg_name: &str, fan: &str, sink: &mu
 }
 
 /// Scan `blobs/`; returns false when it does not exist.
-pub fn scan(v2: &Path, sink: &mut Sink) -> bool {
+pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
     let top = match fsio::list(&v2.join("blobs")) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
@@ -201,16 +239,22 @@ pub fn scan(v2: &Path, sink: &mut Sink) -> bool {
             }
         }
     }
-    let parts: Vec<Sink> = shards
-        .par_iter()
-        .map(|(alg_name, fan)| {
-            let mut s = Sink::default();
-            shard(v2, Algorithm::from_name(alg_name), alg_name, fan, &mut s);
-            s
-        })
-        .collect();
-    for p in parts {
-        sink.merge(p);
-    }
+    // Each shard's blobs join the one list as soon as the shard is done, so the store's blob
+    // list exists once (growing a large Vec is a remap, not a copy) rather than as 256 parts
+    // plus their concatenation.
+    let all = std::sync::Mutex::new(std::mem::take(sink));
+    shards.par_iter().for_each(|(alg_name, fan)| {
+        let mut s = Sink::default();
+        shard(
+            v2,
+            Algorithm::from_name(alg_name),
+            alg_name,
+            fan,
+            opts,
+            &mut s,
+        );
+        all.lock().unwrap_or_else(|e| e.into_inner()).merge(s);
+    });
+    *sink = all.into_inner().unwrap_or_else(|e| e.into_inner());
     true
 }

@@ -123,3 +123,285 @@ pub fn read_link(path: &Path) -> (LinkState, Timestamp, bool) {
         Small::Error(e) => (LinkState::Unreadable(e), 0, false),
     }
 }
+
+/// An open directory (`O_DIRECTORY|O_NOFOLLOW`): the fast lanes open and stat relative to it, so
+/// that the kernel walks one or two components instead of the whole path for each of millions of
+/// files.
+pub struct DirFd(std::os::fd::OwnedFd);
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn cstr(rel: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Open `rel` below `dir`, refusing a symlink in any component (openat2 `RESOLVE_NO_SYMLINKS`);
+/// kernels without openat2 get `O_NOFOLLOW` on the last component, and the callers only pass
+/// names whose folders they listed as real directories.
+fn open_beneath(
+    dir: libc::c_int,
+    rel: &[u8],
+    flags: libc::c_int,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = cstr(rel)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+        let how = OpenHow {
+            flags: flags as u64,
+            mode: 0,
+            resolve: RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+        };
+        // SAFETY: `c` is NUL-terminated and `how` is a valid open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor the kernel just returned, owned by nobody else.
+            return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) });
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EPERM)
+                if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => return Err(e),
+        }
+    }
+    // SAFETY: `c` is NUL-terminated; `dir` is an open descriptor owned by the caller.
+    let fd = unsafe { libc::openat(dir, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// The outcome of the fast read of a link file: its bytes when it read like a normal link
+/// (a regular file of 1 to `LINK_CAP` bytes), else `None` and the caller looks closer.
+pub struct FastLink {
+    pub bytes: [u8; LINK_CAP as usize],
+    pub len: usize,
+    pub mtime: Timestamp,
+}
+
+impl DirFd {
+    pub fn open(path: &Path) -> io::Result<DirFd> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = cstr(path.as_os_str().as_bytes())?;
+        // SAFETY: `c` is NUL-terminated.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        use std::os::fd::FromRawFd;
+        // SAFETY: a fresh descriptor.
+        Ok(DirFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn raw(&self) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// A directory below this one (`rel` may have several components, none a symlink).
+    pub fn open_dir(&self, rel: &[u8]) -> io::Result<DirFd> {
+        open_beneath(self.raw(), rel, libc::O_RDONLY | libc::O_DIRECTORY).map(DirFd)
+    }
+
+    /// The entries of this directory with their types, sorted by name bytes, `.` and `..` left
+    /// out. `buf` is scratch space reused across calls.
+    pub fn list(&self, buf: &mut Vec<u8>) -> io::Result<Vec<Child>> {
+        use std::os::unix::ffi::OsStringExt;
+        if buf.len() < 32 * 1024 {
+            buf.resize(32 * 1024, 0);
+        }
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: `buf` is writable for its length; the kernel writes at most that much.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.raw(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if n == 0 {
+                break;
+            }
+            let mut off = 0usize;
+            let n = n as usize;
+            // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name NUL-terminated.
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                if reclen == 0 || off + reclen > n {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let dtype = buf[off + 18];
+                let name_area = &buf[off + 19..off + reclen];
+                let len = name_area
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(name_area.len());
+                let name = &name_area[..len];
+                off += reclen;
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let kind = match dtype {
+                    libc::DT_DIR => EntryType::Dir,
+                    libc::DT_REG => EntryType::File,
+                    libc::DT_LNK => EntryType::Symlink,
+                    libc::DT_UNKNOWN => self.type_at(name),
+                    _ => EntryType::Other,
+                };
+                out.push(Child {
+                    name: OsString::from_vec(name.to_vec()),
+                    kind,
+                });
+            }
+        }
+        out.sort_unstable_by(|a, b| a.name.as_encoded_bytes().cmp(b.name.as_encoded_bytes()));
+        Ok(out)
+    }
+
+    /// The type of an entry on filesystems whose listings do not carry it.
+    fn type_at(&self, name: &[u8]) -> EntryType {
+        match self.stat_at(name) {
+            Ok(st) => mode_type(st.st_mode),
+            Err(_) => EntryType::Other,
+        }
+    }
+
+    /// `fstatat(.., AT_SYMLINK_NOFOLLOW)` of `rel` below this directory.
+    pub fn stat_at(&self, rel: &[u8]) -> io::Result<libc::stat> {
+        let c = cstr(rel)?;
+        // SAFETY: zeroed is a valid `stat`; the kernel fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is NUL-terminated and `st` is writable.
+        let r =
+            unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
+    /// Read `rel` (a link file below this directory) the cheap way: open, one read, close, and
+    /// `fstat` only when `want_mtime`. `None` for anything unusual (missing, empty, too large, not a
+    /// regular file, unreadable): the caller then looks at the folder the thorough way.
+    pub fn read_link_fast(&self, rel: &[u8], want_mtime: bool) -> Option<FastLink> {
+        use std::os::fd::AsRawFd;
+        let f = open_beneath(self.raw(), rel, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
+        let mut out = FastLink {
+            bytes: [0; LINK_CAP as usize],
+            len: 0,
+            mtime: 0,
+        };
+        // One byte more than the cap: a file that fills it is larger than any link.
+        let mut buf = [0u8; LINK_CAP as usize + 1];
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        // 0 bytes may be an empty file or a FIFO; a full buffer is too large: both go the slow way.
+        if n <= 0 || n as usize > LINK_CAP as usize {
+            return None;
+        }
+        if want_mtime {
+            // SAFETY: zeroed is a valid `stat`; the kernel fills it.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `f` is open and `st` writable.
+            if unsafe { libc::fstat(f.as_raw_fd(), &mut st) } < 0
+                || mode_type(st.st_mode) != EntryType::File
+            {
+                return None;
+            }
+            out.mtime = st.st_mtime;
+        }
+        out.len = n as usize;
+        out.bytes[..out.len].copy_from_slice(&buf[..out.len]);
+        Some(out)
+    }
+}
+
+impl DirFd {
+    /// Read a whole file below this directory whose size a stat reported as `expect`, at most
+    /// `cap` bytes: one `read` when the size still holds, more only when the file grew.
+    pub fn read_file_at(&self, rel: &[u8], expect: usize, cap: u64) -> io::Result<Vec<u8>> {
+        let f = File::from(open_beneath(
+            self.raw(),
+            rel,
+            libc::O_RDONLY | libc::O_NONBLOCK,
+        )?);
+        let mut buf = vec![0u8; expect.min(cap as usize) + 1];
+        let mut filled = 0;
+        let mut f = f;
+        loop {
+            match f.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            // The expected size read in one go: that is the end, unless the file grew.
+            if filled == expect && filled < buf.len() {
+                break;
+            }
+            if filled == buf.len() {
+                if filled as u64 > cap {
+                    break;
+                }
+                let grown = (buf.len() * 2).min(cap as usize + 1);
+                buf.resize(grown, 0);
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+}
+
+pub fn mode_type(mode: libc::mode_t) -> EntryType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => EntryType::Dir,
+        libc::S_IFREG => EntryType::File,
+        libc::S_IFLNK => EntryType::Symlink,
+        _ => EntryType::Other,
+    }
+}
+
+/// The state of a link from its fast-read bytes (strict digest validation, as `read_link`).
+pub fn link_state(bytes: &[u8]) -> LinkState {
+    match crate::digest::Digest::parse_bytes(bytes) {
+        Ok(d) => LinkState::Ok(d),
+        Err(error) => LinkState::Malformed {
+            error,
+            len: bytes.len() as u64,
+        },
+    }
+}

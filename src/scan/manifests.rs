@@ -2,15 +2,15 @@
 //! index children), in parallel, with the registry's size limit as a cap.
 
 use super::fsio;
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestSet};
 use crate::inventory::Inventory;
 use crate::layout;
 use crate::manifest::{self, GcFailure, Invalid};
 use rayon::prelude::*;
-use std::collections::HashSet;
+
 use std::io::Read;
 
-fn read_one(inv: &Inventory, d: &Digest) -> manifest::Parsed {
+fn read_one(inv: &Inventory, blobs: Option<&fsio::DirFd>, d: &Digest) -> manifest::Parsed {
     let Some(blob) = inv.blob(d) else {
         return Err(Invalid {
             reason: "no blob".into(),
@@ -26,14 +26,26 @@ fn read_one(inv: &Inventory, d: &Digest) -> manifest::Parsed {
             gc: GcFailure::Abort,
         });
     }
-    let path = inv.v2.join(layout::blob_data(d));
-    let mut buf = Vec::with_capacity(blob.size as usize);
-    let read = fsio::open_nofollow(&path).and_then(|f| {
-        f.take(manifest::MAX_MANIFEST_SIZE + 1)
-            .read_to_end(&mut buf)
-    });
+    let rel = layout::blob_data(d);
+    let read = match blobs {
+        // Relative to the open blobs/ folder, one read of the size the scan saw.
+        Some(dir) => dir.read_file_at(
+            rel.trim_start_matches("blobs/").as_bytes(),
+            blob.size as usize,
+            manifest::MAX_MANIFEST_SIZE,
+        ),
+        None => {
+            let mut buf = Vec::with_capacity(blob.size as usize);
+            fsio::open_nofollow(&inv.v2.join(&rel))
+                .and_then(|f| {
+                    f.take(manifest::MAX_MANIFEST_SIZE + 1)
+                        .read_to_end(&mut buf)
+                })
+                .map(|_| buf)
+        }
+    };
     match read {
-        Ok(_) => manifest::parse(&buf),
+        Ok(buf) => manifest::parse(&buf),
         Err(e) => Err(Invalid {
             reason: format!("cannot read manifest blob: {e}"),
             gc: GcFailure::Abort,
@@ -42,11 +54,11 @@ fn read_one(inv: &Inventory, d: &Digest) -> manifest::Parsed {
 }
 
 pub(crate) fn read_all(inv: &mut Inventory) {
-    let mut wanted: HashSet<Digest> = HashSet::new();
+    let mut wanted: DigestSet = DigestSet::default();
     for r in &inv.repos {
         for l in &r.revisions {
             wanted.insert(l.path_digest.clone());
-            if let Some(d) = l.state.digest() {
+            if let Some(d) = l.target() {
                 wanted.insert(d.clone());
             }
         }
@@ -63,21 +75,27 @@ pub(crate) fn read_all(inv: &mut Inventory) {
         .into_iter()
         .filter(|d| inv.blob(d).is_some())
         .collect();
+    let blobs = fsio::DirFd::open(&inv.v2.join("blobs")).ok();
     while !frontier.is_empty() {
-        let parsed: Vec<(Digest, manifest::Parsed)> = frontier
-            .par_iter()
-            .map(|d| (d.clone(), read_one(inv, d)))
-            .collect();
+        // Grown once per round, not by doubling: a rehash holds old and new tables at once.
+        inv.manifests.reserve(frontier.len());
         let mut next = Vec::new();
-        for (d, p) in parsed {
-            if let Ok(m) = &p {
-                for c in m.children() {
-                    if !inv.manifests.contains_key(&c.digest) && inv.blob(&c.digest).is_some() {
-                        next.push(c.digest.clone());
+        // In chunks, so that parsed manifests wait for the map in small batches, not all at once.
+        for chunk in frontier.chunks(4096) {
+            let parsed: Vec<(Digest, manifest::Parsed)> = chunk
+                .par_iter()
+                .map(|d| (d.clone(), read_one(inv, blobs.as_ref(), d)))
+                .collect();
+            for (d, p) in parsed {
+                if let Ok(m) = &p {
+                    for c in m.children() {
+                        if !inv.manifests.contains_key(&c.digest) && inv.blob(&c.digest).is_some() {
+                            next.push(c.digest.clone());
+                        }
                     }
                 }
+                inv.manifests.insert(d, p);
             }
-            inv.manifests.insert(d, p);
         }
         next.sort();
         next.dedup();

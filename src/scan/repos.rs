@@ -2,7 +2,7 @@
 //! repository's `_layers`, `_manifests` and `_uploads` in parallel.
 
 use super::fsio::{self, Child};
-use super::Sink;
+use super::{ScanOptions, Sink};
 use crate::digest::Digest;
 use crate::inventory::*;
 use crate::layout;
@@ -29,7 +29,7 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-pub(crate) fn scan(v2: &Path) -> Walked {
+pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
     let mut w = Walked {
         found: true,
         repos: Vec::new(),
@@ -111,7 +111,7 @@ pub(crate) fn scan(v2: &Path) -> Walked {
     }
     let parts: Vec<(Repo, Sink)> = repo_names
         .into_par_iter()
-        .map(|(name, children)| scan_repo(v2, name, &children))
+        .map(|(name, children)| scan_repo(v2, name, &children, opts))
         .collect();
     for (r, s) in parts {
         w.repos.push(r);
@@ -120,7 +120,7 @@ pub(crate) fn scan(v2: &Path) -> Walked {
     w
 }
 
-fn scan_repo(v2: &Path, name: String, children: &[Child]) -> (Repo, Sink) {
+fn scan_repo(v2: &Path, name: String, children: &[Child], opts: &ScanOptions) -> (Repo, Sink) {
     let mut s = Sink::default();
     let mut repo = Repo {
         name,
@@ -136,12 +136,12 @@ fn scan_repo(v2: &Path, name: String, children: &[Child]) -> (Repo, Sink) {
     repo.has_uploads = has("_uploads");
     if repo.has_layers {
         let rel = layout::layers_dir(&repo.name);
-        let (links, odd) = link_tree(v2, &rel, false, &mut s);
+        let (links, odd) = link_tree(v2, &rel, Tree::Layers, opts, &mut s);
         repo.layers = links;
         repo.odd_layer_links = odd;
     }
     if repo.has_manifests {
-        manifests_dir(v2, &mut repo, &mut s);
+        manifests_dir(v2, &mut repo, opts, &mut s);
     }
     if repo.has_uploads {
         uploads(v2, &mut repo, &mut s);
@@ -201,9 +201,30 @@ fn odd_links(v2: &Path, rel: String, legacy: bool, odd: &mut Vec<OddLink>, s: &m
     }
 }
 
+/// Which link tree is walked: what the fast lane needs from each link and what a missing one means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tree {
+    /// `_layers`: content only.
+    Layers,
+    /// `_manifests/revisions`: a folder without a link is recorded as `Absent` (API-delete
+    /// residue), and subfolders (legacy `signatures/`) are read, as the registry's GC does.
+    Revisions,
+    /// A tag's `index`: content and mtime (the newest entry restores a lost `current`).
+    TagIndex,
+}
+
+/// Listings above this many folders are split across threads, so that one huge repository
+/// does not run on one core.
+const PARALLEL_FOLDERS: usize = 2048;
+
 /// A `<rel>/<alg>/<hex>/link` tree (`_layers`, `_manifests/revisions`, tag `index`).
-/// `revisions` records folders without a link as `Absent` (the registry's API-delete residue).
-fn link_tree(v2: &Path, rel: &str, revisions: bool, s: &mut Sink) -> (Vec<Link>, Vec<OddLink>) {
+fn link_tree(
+    v2: &Path,
+    rel: &str,
+    tree: Tree,
+    opts: &ScanOptions,
+    s: &mut Sink,
+) -> (Vec<Link>, Vec<OddLink>) {
     let mut links = Vec::new();
     let mut odd = Vec::new();
     let Some(algs) = s.list(v2, rel) else {
@@ -219,31 +240,124 @@ fn link_tree(v2: &Path, rel: &str, revisions: bool, s: &mut Sink) -> (Vec<Link>,
             unexpected(arel, &a, "not an algorithm folder", s);
             continue;
         }
-        let Some(hexes) = s.list(v2, &arel) else {
-            continue;
-        };
-        for h in hexes {
-            let Some(hex) = h.name.to_str() else {
-                s.non_utf8(&arel, &h.name);
-                continue;
-            };
-            let hrel = format!("{arel}/{hex}");
-            if h.kind != EntryType::Dir {
-                unexpected(hrel, &h, "not a digest folder", s);
+        let dir = match fsio::DirFd::open(&v2.join(&arel)) {
+            Ok(d) => d,
+            Err(e) => {
+                s.io_error(&arel, e);
                 continue;
             }
-            let Some(digest) = layout::digest_from_components(alg, hex) else {
-                s.entry(
-                    hrel.clone(),
-                    EntryKind::Unrecognized("folder name is not a digest".into()),
-                );
-                odd_links(v2, hrel, false, &mut odd, s);
-                continue;
-            };
-            link_dir(v2, hrel, digest, revisions, &mut links, &mut odd, s);
-        }
+        };
+        alg_links(v2, &arel, alg, &dir, tree, opts, &mut links, &mut odd, s);
     }
+    // A repository's links are kept for the whole run: no growth slack.
+    links.shrink_to_fit();
     (links, odd)
+}
+
+/// The digest folders of one `<alg>` folder, already open as `dir`.
+#[allow(clippy::too_many_arguments)]
+fn alg_links(
+    v2: &Path,
+    arel: &str,
+    alg: &str,
+    dir: &fsio::DirFd,
+    tree: Tree,
+    opts: &ScanOptions,
+    links: &mut Vec<Link>,
+    odd: &mut Vec<OddLink>,
+    s: &mut Sink,
+) {
+    let hexes = match dir.list(&mut Vec::new()) {
+        Ok(h) => h,
+        Err(e) => {
+            s.io_error(arel, e);
+            return;
+        }
+    };
+    if hexes.len() <= PARALLEL_FOLDERS {
+        digest_folders(v2, arel, alg, dir, &hexes, tree, opts, links, odd, s);
+        return;
+    }
+    let parts: Vec<(Vec<Link>, Vec<OddLink>, Sink)> = hexes
+        .par_chunks(PARALLEL_FOLDERS / 2)
+        .map(|chunk| {
+            let (mut l, mut o, mut ps) = (Vec::new(), Vec::new(), Sink::default());
+            digest_folders(
+                v2, arel, alg, dir, chunk, tree, opts, &mut l, &mut o, &mut ps,
+            );
+            (l, o, ps)
+        })
+        .collect();
+    for (l, o, ps) in parts {
+        links.extend(l);
+        odd.extend(o);
+        s.merge(ps);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn digest_folders(
+    v2: &Path,
+    arel: &str,
+    alg: &str,
+    dir: &fsio::DirFd,
+    hexes: &[Child],
+    tree: Tree,
+    opts: &ScanOptions,
+    links: &mut Vec<Link>,
+    odd: &mut Vec<OddLink>,
+    s: &mut Sink,
+) {
+    let mut rel = Vec::with_capacity(160);
+    for h in hexes {
+        let Some(hex) = h.name.to_str() else {
+            s.non_utf8(arel, &h.name);
+            continue;
+        };
+        if h.kind != EntryType::Dir {
+            unexpected(format!("{arel}/{hex}"), h, "not a digest folder", s);
+            continue;
+        }
+        let Some(digest) = layout::digest_from_components(alg, hex) else {
+            let hrel = format!("{arel}/{hex}");
+            s.entry(
+                hrel.clone(),
+                EntryKind::Unrecognized("folder name is not a digest".into()),
+            );
+            odd_links(v2, hrel, false, odd, s);
+            continue;
+        };
+        if !opts.deep {
+            // The fast lane: the link file alone, read relative to the open <alg> folder. A
+            // revision folder is taken this way only when it provably has no subfolder (a
+            // directory's link count is 2 + its subfolders on ext4 and XFS; btrfs says 1).
+            let plain = tree != Tree::Revisions
+                || dir.stat_at(hex.as_bytes()).is_ok_and(|st| st.st_nlink == 2);
+            if plain {
+                rel.clear();
+                rel.extend_from_slice(hex.as_bytes());
+                rel.extend_from_slice(b"/link");
+                // No mtime: only repair orders tag index entries by age, and it scans deep.
+                if let Some(f) = dir.read_link_fast(&rel, false) {
+                    links.push(Link::new(
+                        digest,
+                        fsio::link_state(&f.bytes[..f.len]),
+                        f.mtime,
+                    ));
+                    continue;
+                }
+            }
+        }
+        link_dir(
+            v2,
+            format!("{arel}/{hex}"),
+            digest,
+            tree == Tree::Revisions,
+            links,
+            odd,
+            s,
+        );
+    }
 }
 
 fn link_dir(
@@ -274,11 +388,7 @@ fn link_dir(
             if vanished {
                 s.entry(p, EntryKind::Changed("vanished during the scan".into()));
             }
-            links.push(Link {
-                path_digest: digest.clone(),
-                state,
-                mtime,
-            });
+            links.push(Link::new(digest.clone(), state, mtime));
         } else if revisions && name == "signatures" && e.kind == EntryType::Dir {
             odd_links(v2, p, true, odd, s);
         } else if e.kind == EntryType::Dir {
@@ -294,16 +404,12 @@ fn link_dir(
     if !found {
         s.entry(hrel, EntryKind::EmptyDir);
         if revisions {
-            links.push(Link {
-                path_digest: digest,
-                state: LinkState::Absent,
-                mtime: 0,
-            });
+            links.push(Link::new(digest, LinkState::Absent, 0));
         }
     }
 }
 
-fn manifests_dir(v2: &Path, repo: &mut Repo, s: &mut Sink) {
+fn manifests_dir(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
     let rel = layout::manifests_dir(&repo.name);
     let Some(children) = s.list(v2, &rel) else {
         return;
@@ -314,13 +420,19 @@ fn manifests_dir(v2: &Path, repo: &mut Repo, s: &mut Sink) {
         match (name, c.kind) {
             ("revisions", EntryType::Dir) => {
                 repo.has_revisions = true;
-                let (links, odd) = link_tree(v2, &layout::revisions_dir(&repo.name), true, s);
+                let (links, odd) = link_tree(
+                    v2,
+                    &layout::revisions_dir(&repo.name),
+                    Tree::Revisions,
+                    opts,
+                    s,
+                );
                 repo.revisions = links;
                 repo.odd_revision_links = odd;
             }
             ("tags", EntryType::Dir) => {
                 repo.has_tags = true;
-                tags(v2, repo, s);
+                tags(v2, repo, opts, s);
             }
             _ if c.name.to_str().is_none() => s.non_utf8(&rel, &c.name),
             _ => unexpected(
@@ -333,10 +445,17 @@ fn manifests_dir(v2: &Path, repo: &mut Repo, s: &mut Sink) {
     }
 }
 
-fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
+fn tags(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
     let rel = layout::tags_dir(&repo.name);
     let Some(children) = s.list(v2, &rel) else {
         return;
+    };
+    // The fast lane reads `<tag>/current/link` and lists `<tag>/index/sha256/` relative to the
+    // open tags folder, without listing the folders in between.
+    let dir = if opts.deep {
+        None
+    } else {
+        fsio::DirFd::open(&v2.join(&rel)).ok()
     };
     for c in children {
         let Some(name) = c.name.to_str() else {
@@ -351,64 +470,116 @@ fn tags(v2: &Path, repo: &mut Repo, s: &mut Sink) {
         if !layout::is_valid_tag(name) {
             s.entry(trel.clone(), EntryKind::TagNameInvalid);
         }
-        let mut tag = Tag {
-            name: name.to_string(),
-            current: LinkState::Absent,
-            current_mtime: 0,
-            index: Vec::new(),
+        let fast = dir
+            .as_ref()
+            .and_then(|d| tag_fast(v2, d, &trel, name, opts, s));
+        let tag = match fast {
+            Some(t) => t,
+            None => tag_thorough(v2, &trel, name, opts, s),
         };
-        let Some(parts) = s.list(v2, &trel) else {
-            continue;
-        };
-        for p in parts {
-            let pname = p.name.to_str().unwrap_or("");
-            let prel = format!("{trel}/{}", p.name.to_string_lossy());
-            match (pname, p.kind) {
-                ("current", EntryType::Dir) => {
-                    let Some(inner) = s.list(v2, &prel) else {
-                        continue;
-                    };
-                    for e in inner {
-                        let erel = format!("{prel}/{}", e.name.to_string_lossy());
-                        if e.name == "link" {
-                            if e.kind == EntryType::Symlink {
-                                s.entry(erel.clone(), EntryKind::Symlink);
-                            }
-                            let (state, mtime, vanished) = fsio::read_link(&v2.join(&erel));
-                            if vanished {
-                                s.entry(
-                                    erel,
-                                    EntryKind::Changed("vanished during the scan".into()),
-                                );
-                            }
-                            tag.current = state;
-                            tag.current_mtime = mtime;
-                        } else {
-                            unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
-                        }
-                    }
-                }
-                ("index", EntryType::Dir) => {
-                    let (links, odd) = link_tree(v2, &prel, false, s);
-                    tag.index = links;
-                    for o in odd {
-                        s.entry(
-                            o.path,
-                            EntryKind::Unrecognized("a link outside the tag index grammar".into()),
-                        );
-                    }
-                }
-                _ if p.name.to_str().is_none() => s.non_utf8(&trel, &p.name),
-                _ => unexpected(
-                    prel,
-                    &p,
-                    "the registry writes only current/ and index/ here",
-                    s,
-                ),
-            }
-        }
         repo.tags.push(tag);
     }
+}
+
+/// A tag read the cheap way; `None` when anything is unusual (the caller then lists it).
+fn tag_fast(
+    v2: &Path,
+    tags: &fsio::DirFd,
+    trel: &str,
+    name: &str,
+    opts: &ScanOptions,
+    s: &mut Sink,
+) -> Option<Tag> {
+    let current = tags.read_link_fast(format!("{name}/current/link").as_bytes(), false)?;
+    let index = tags
+        .open_dir(format!("{name}/index/sha256").as_bytes())
+        .ok()?;
+    let mut tag = Tag {
+        name: name.to_string(),
+        current: fsio::link_state(&current.bytes[..current.len]),
+        current_mtime: current.mtime,
+        index: Vec::new(),
+    };
+    let arel = format!("{trel}/index/sha256");
+    let mut odd = Vec::new();
+    let mut part = Sink::default();
+    alg_links(
+        v2,
+        &arel,
+        "sha256",
+        &index,
+        Tree::TagIndex,
+        opts,
+        &mut tag.index,
+        &mut odd,
+        &mut part,
+    );
+    for o in odd {
+        part.entry(
+            o.path,
+            EntryKind::Unrecognized("a link outside the tag index grammar".into()),
+        );
+    }
+    s.merge(part);
+    Some(tag)
+}
+
+/// A tag read by listing every folder of it.
+fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut Sink) -> Tag {
+    let mut tag = Tag {
+        name: name.to_string(),
+        current: LinkState::Absent,
+        current_mtime: 0,
+        index: Vec::new(),
+    };
+    let Some(parts) = s.list(v2, trel) else {
+        return tag;
+    };
+    for p in parts {
+        let pname = p.name.to_str().unwrap_or("");
+        let prel = format!("{trel}/{}", p.name.to_string_lossy());
+        match (pname, p.kind) {
+            ("current", EntryType::Dir) => {
+                let Some(inner) = s.list(v2, &prel) else {
+                    continue;
+                };
+                for e in inner {
+                    let erel = format!("{prel}/{}", e.name.to_string_lossy());
+                    if e.name == "link" {
+                        if e.kind == EntryType::Symlink {
+                            s.entry(erel.clone(), EntryKind::Symlink);
+                        }
+                        let (state, mtime, vanished) = fsio::read_link(&v2.join(&erel));
+                        if vanished {
+                            s.entry(erel, EntryKind::Changed("vanished during the scan".into()));
+                        }
+                        tag.current = state;
+                        tag.current_mtime = mtime;
+                    } else {
+                        unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
+                    }
+                }
+            }
+            ("index", EntryType::Dir) => {
+                let (links, odd) = link_tree(v2, &prel, Tree::TagIndex, opts, s);
+                tag.index = links;
+                for o in odd {
+                    s.entry(
+                        o.path,
+                        EntryKind::Unrecognized("a link outside the tag index grammar".into()),
+                    );
+                }
+            }
+            _ if p.name.to_str().is_none() => s.non_utf8(&trel, &p.name),
+            _ => unexpected(
+                prel,
+                &p,
+                "the registry writes only current/ and index/ here",
+                s,
+            ),
+        }
+    }
+    tag
 }
 
 fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
