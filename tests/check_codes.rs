@@ -284,7 +284,8 @@ fn blob_stray_file() {
     let d = orphan(&ctx);
     let path = format!("{}/notes.txt", layout::blob_dir(&d));
     ctx.write(&path, b"hand-written");
-    assert_break(&ctx, "blob-stray-file", &path, &[], &[]);
+    // Inside a blob folder: the default stats `data` directly, as the registry does; --deep lists.
+    assert_break(&ctx, "blob-stray-file", &path, &[], &["--deep"]);
 }
 
 #[test]
@@ -808,7 +809,8 @@ fn path_temp_residue() {
         layout::tag_current_link("team/proj", "v1")
     );
     ctx.write(&path, m.to_string().as_bytes());
-    assert_break(&ctx, "path-temp-residue", &path, &[], &[]);
+    // Beside a tag's current link: found by --deep, which lists inside every link folder.
+    assert_break(&ctx, "path-temp-residue", &path, &[], &["--deep"]);
 }
 
 #[test]
@@ -835,4 +837,92 @@ fn check_never_writes() {
     let (exit, _) = ctx.check(&["--all"]);
     assert_eq!(exit, 4);
     assert_eq!(before, store::fingerprint(&ctx.root, &[]));
+}
+
+/// The fast lanes (read `link`, stat `data` directly) must see every anomaly of the object itself
+/// exactly as the deep scan that lists each folder: they fall back to listing whenever the direct
+/// read is unusual. One store with all such anomalies at once; both scans report the same.
+#[test]
+fn fast_and_deep_scans_agree_on_damaged_objects() {
+    use std::os::unix::fs::symlink;
+    let ctx = Ctx::new();
+    let app = ctx.tag("team/proj/app", "v1");
+    let app_layers = ctx.layers(&app);
+    let proj = ctx.tag("team/proj", "v1");
+    let proj_layers = ctx.layers(&proj);
+    // _layers: empty link, link as a folder, link as a symlink, a FIFO, an oversized link,
+    // a folder without link, a malformed link, a link naming another digest.
+    ctx.write(&layout::layer_link("team/proj/app", &app_layers[0]), b"");
+    ctx.rm(&layout::layer_link("team/proj/app", &app_layers[1]));
+    fs::create_dir(ctx.p(&layout::layer_link("team/proj/app", &app_layers[1]))).unwrap();
+    let cfg = ctx.config(&app);
+    ctx.rm(&layout::layer_link("team/proj/app", &cfg));
+    symlink(
+        "/etc/hostname",
+        ctx.p(&layout::layer_link("team/proj/app", &cfg)),
+    )
+    .unwrap();
+    let fifo = ctx.p(&layout::layer_link("team/proj", &proj_layers[0]));
+    ctx.rm(&layout::layer_link("team/proj", &proj_layers[0]));
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    ctx.write(
+        &layout::layer_link("team/proj", &ctx.config(&proj)),
+        &[b'x'; 300],
+    );
+    let beta = ctx.tag("beta/app", "v1");
+    let beta_layers = ctx.layers(&beta);
+    ctx.rm(&layout::layer_link("beta/app", &beta_layers[0]));
+    ctx.write(
+        &layout::layer_link("beta/app", &ctx.config(&beta)),
+        format!("{}\n", ctx.config(&beta)).as_bytes(),
+    );
+    // Revisions: a legacy signature subfolder; tags: a missing current link, a current link that
+    // is a folder, an index entry without link.
+    let sig = Digest::of_bytes(b"old jws signature");
+    ctx.write(
+        &format!(
+            "repositories/team/proj/_manifests/revisions/sha256/{}/signatures/sha256/{}/link",
+            proj.hex(),
+            sig.hex()
+        ),
+        sig.to_string().as_bytes(),
+    );
+    ctx.rm(&layout::tag_current_link("library/alpine", "3.19"));
+    let latest = layout::tag_current_link("library/alpine", "latest");
+    ctx.rm(&latest);
+    fs::create_dir(ctx.p(&latest)).unwrap();
+    ctx.rm(&layout::tag_index_link("beta/app", "v1", &beta));
+    ctx.write(
+        &layout::tag_index_link("team/proj/app", "v1", &app),
+        proj.to_string().as_bytes(),
+    );
+    // Blobs: data missing, data a folder, data a symlink.
+    let o1 = ctx.add_blob(b"orphan one");
+    let o2 = ctx.add_blob(b"orphan two");
+    let o3 = ctx.add_blob(b"orphan three");
+    ctx.rm(&layout::blob_data(&o1));
+    ctx.rm(&layout::blob_data(&o2));
+    fs::create_dir(ctx.p(&layout::blob_data(&o2))).unwrap();
+    ctx.rm(&layout::blob_data(&o3));
+    symlink("/etc/hostname", ctx.p(&layout::blob_data(&o3))).unwrap();
+
+    let (fast_exit, fast) = ctx.check(&[]);
+    let (deep_exit, deep) = ctx.check(&["--deep"]);
+    let (f, d) = (findings(&fast), findings(&deep));
+    assert_eq!(f, d, "fast and deep scans differ");
+    assert_eq!(fast_exit, deep_exit);
+    for code in [
+        "link-malformed",
+        "link-mismatch",
+        "link-not-file",
+        "path-symlink",
+        "revision-legacy-signature",
+        "tag-current-missing",
+        "blob-data-missing",
+        "blob-path-invalid",
+        "dir-empty",
+    ] {
+        assert!(f.iter().any(|x| x.0 == code), "{code} missing: {f:#?}");
+    }
 }

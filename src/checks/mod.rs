@@ -51,13 +51,12 @@ pub fn run(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
 /// (without the 2.8 multi-arch trap, which `revision-untagged-child` already covers).
 pub fn audit(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
     let reach = reach::compute(inv);
-    let mut out = run_with(inv, &reach, opts);
-    out.extend(crate::gc::hazards_with(
-        inv,
-        &reach,
-        &crate::gc::predict_all(inv),
-        false,
-    ));
+    // The checks and the GC predictions only read the inventory: side by side on the cores.
+    let (mut out, predictions) = rayon::join(
+        || run_with(inv, &reach, opts),
+        || crate::gc::predict_all(inv),
+    );
+    out.extend(crate::gc::hazards_with(inv, &reach, &predictions, false));
     out
 }
 
