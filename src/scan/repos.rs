@@ -570,7 +570,7 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
                     );
                 }
             }
-            _ if p.name.to_str().is_none() => s.non_utf8(&trel, &p.name),
+            _ if p.name.to_str().is_none() => s.non_utf8(trel, &p.name),
             _ => unexpected(
                 prel,
                 &p,
