@@ -45,6 +45,9 @@ pub struct DuArgs {
     pub purge_age: Option<String>,
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Also list inside every link and blob folder, so that residue there is counted.
+    #[arg(long)]
+    pub deep: bool,
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
@@ -199,7 +202,11 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
     )?;
     super::configure_threads(args.jobs);
     let progress = super::progress_bar::for_run(args.quiet);
-    let inv = scan::scan(&located.store, progress.as_ref())?;
+    let inv = scan::scan_with(
+        &located.store,
+        &scan::ScanOptions { deep: args.deep },
+        progress.as_ref(),
+    )?;
     let reach = reach::compute(&inv);
     let mut u = usage::compute(&inv, &reach, &opts);
     if let Some(p) = &args.repo {
