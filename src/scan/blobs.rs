@@ -71,19 +71,11 @@ fn shard(
     sink: &mut Sink,
 ) {
     let dir = format!("blobs/{alg_name}/{fan}");
-    let fd = match fsio::DirFd::open(&v2.join(&dir)) {
-        Ok(fd) => fd,
-        Err(e) => {
-            sink.io_error(&dir, e);
-            return;
-        }
+    let Some(fd) = sink.open(v2, &dir) else {
+        return;
     };
-    let children = match fd.list(&mut Vec::new()) {
-        Ok(c) => c,
-        Err(e) => {
-            sink.io_error(&dir, e);
-            return;
-        }
+    let Some(children) = sink.list_open(&fd, &dir) else {
+        return;
     };
     let mut rel = Vec::with_capacity(160);
     if children.is_empty() {
@@ -94,20 +86,19 @@ fn shard(
             sink.non_utf8(&dir, &c.name);
             continue;
         };
-        let path = format!("{dir}/{hex}");
+        // Built only off the fast lane: the common case needs no path string.
+        let path = || format!("{dir}/{hex}");
         match c.kind {
             EntryType::Dir => {}
             EntryType::Symlink => {
-                sink.entry(path, EntryKind::Symlink);
+                sink.entry(path(), EntryKind::Symlink);
                 continue;
             }
             EntryType::File if hex == "data" => {
                 // blobs/<alg>/<hex>/data: the fan-out folder is missing.
-                let size = std::fs::symlink_metadata(v2.join(&path))
-                    .ok()
-                    .map(|m| m.len());
+                let size = fd.stat_at(hex.as_bytes()).ok().map(|st| st.st_size as u64);
                 sink.entry(
-                    path,
+                    path(),
                     EntryKind::BlobPath {
                         fault: BlobFault::BadPath,
                         size,
@@ -116,7 +107,7 @@ fn shard(
                 continue;
             }
             _ => {
-                stray(path, hex, sink);
+                stray(path(), hex, sink);
                 continue;
             }
         }
@@ -124,7 +115,7 @@ fn shard(
             .and_then(|a| crate::digest::Digest::from_hex(a, hex.as_bytes()).ok())
             .filter(|d| d.fan_out_is(fan));
         let Some(digest) = digest else {
-            foreign_subtree(v2, path, sink);
+            foreign_subtree(v2, path(), sink);
             continue;
         };
         if !opts.deep {
@@ -146,6 +137,7 @@ fn shard(
                 }
             }
         }
+        let path = path();
         let Some(inner) = sink.list(v2, &path) else {
             continue;
         };

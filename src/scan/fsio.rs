@@ -16,34 +16,9 @@ pub struct Child {
     pub kind: EntryType,
 }
 
-pub fn entry_type(ft: std::fs::FileType) -> EntryType {
-    if ft.is_symlink() {
-        EntryType::Symlink
-    } else if ft.is_dir() {
-        EntryType::Dir
-    } else if ft.is_file() {
-        EntryType::File
-    } else {
-        EntryType::Other
-    }
-}
-
 /// List a directory without following anything; sorted by name bytes (as the registry's walk).
 pub fn list(dir: &Path) -> io::Result<Vec<Child>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let kind = match e.file_type() {
-            Ok(ft) => entry_type(ft),
-            Err(_) => EntryType::Other,
-        };
-        out.push(Child {
-            name: e.file_name(),
-            kind,
-        });
-    }
-    out.sort_by(|a, b| a.name.as_encoded_bytes().cmp(b.name.as_encoded_bytes()));
-    Ok(out)
+    DirFd::open(dir)?.list()
 }
 
 pub fn mtime(m: &Metadata) -> Timestamp {
@@ -107,16 +82,7 @@ pub fn read_small(path: &Path, cap: u64) -> Small {
 /// Read a link file into its state (strict digest validation) and mtime.
 pub fn read_link(path: &Path) -> (LinkState, Timestamp, bool) {
     match read_small(path, LINK_CAP) {
-        Small::Bytes(b, meta) => {
-            let state = match crate::digest::Digest::parse_bytes(&b) {
-                Ok(d) => LinkState::Ok(d),
-                Err(error) => LinkState::Malformed {
-                    error,
-                    len: b.len() as u64,
-                },
-            };
-            (state, mtime(&meta), false)
-        }
+        Small::Bytes(b, meta) => (link_state(&b), mtime(&meta), false),
         Small::TooLarge(len) => (LinkState::TooLarge { len }, 0, false),
         Small::NotFile => (LinkState::NotFile, 0, false),
         Small::Vanished => (LinkState::Absent, 0, true),
@@ -145,6 +111,16 @@ fn cstr(rel: &[u8]) -> io::Result<std::ffi::CString> {
     std::ffi::CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// Own the descriptor an open call returned, or take its error.
+fn owned(fd: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Open `rel` below `dir`, refusing a symlink in any component (openat2 `RESOLVE_NO_SYMLINKS`);
 /// kernels without openat2 get `O_NOFOLLOW` on the last component, and the callers only pass
 /// names whose folders they listed as real directories.
@@ -153,7 +129,6 @@ fn open_beneath(
     rel: &[u8],
     flags: libc::c_int,
 ) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
     let c = cstr(rel)?;
     let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
@@ -172,11 +147,10 @@ fn open_beneath(
                 std::mem::size_of::<OpenHow>(),
             )
         };
-        if fd >= 0 {
-            // SAFETY: a fresh descriptor the kernel just returned, owned by nobody else.
-            return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) });
-        }
-        let e = io::Error::last_os_error();
+        let e = match owned(fd as libc::c_int) {
+            Ok(f) => return Ok(f),
+            Err(e) => e,
+        };
         match e.raw_os_error() {
             Some(libc::ENOSYS) | Some(libc::EPERM)
                 if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) =>
@@ -187,20 +161,7 @@ fn open_beneath(
         }
     }
     // SAFETY: `c` is NUL-terminated; `dir` is an open descriptor owned by the caller.
-    let fd = unsafe { libc::openat(dir, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
-
-/// The outcome of the fast read of a link file: its bytes when it read like a normal link
-/// (a regular file of 1 to `LINK_CAP` bytes), else `None` and the caller looks closer.
-pub struct FastLink {
-    pub bytes: [u8; LINK_CAP as usize],
-    pub len: usize,
-    pub mtime: Timestamp,
+    owned(unsafe { libc::openat(dir, c.as_ptr(), flags) })
 }
 
 impl DirFd {
@@ -208,18 +169,13 @@ impl DirFd {
         use std::os::unix::ffi::OsStrExt;
         let c = cstr(path.as_os_str().as_bytes())?;
         // SAFETY: `c` is NUL-terminated.
-        let fd = unsafe {
+        owned(unsafe {
             libc::open(
                 c.as_ptr(),
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        use std::os::fd::FromRawFd;
-        // SAFETY: a fresh descriptor.
-        Ok(DirFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+        })
+        .map(DirFd)
     }
 
     fn raw(&self) -> libc::c_int {
@@ -233,12 +189,17 @@ impl DirFd {
     }
 
     /// The entries of this directory with their types, sorted by name bytes, `.` and `..` left
-    /// out. `buf` is scratch space reused across calls.
-    pub fn list(&self, buf: &mut Vec<u8>) -> io::Result<Vec<Child>> {
-        use std::os::unix::ffi::OsStringExt;
-        if buf.len() < 32 * 1024 {
-            buf.resize(32 * 1024, 0);
+    /// out.
+    pub fn list(&self) -> io::Result<Vec<Child>> {
+        thread_local! {
+            // One getdents buffer per thread: tens of thousands of small folders are listed.
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 32 * 1024]);
         }
+        BUF.with(|b| self.list_into(&mut b.borrow_mut()))
+    }
+
+    fn list_into(&self, buf: &mut [u8]) -> io::Result<Vec<Child>> {
+        use std::os::unix::ffi::OsStringExt;
         let mut out = Vec::new();
         loop {
             // SAFETY: `buf` is writable for its length; the kernel writes at most that much.
@@ -314,39 +275,22 @@ impl DirFd {
         Ok(st)
     }
 
-    /// Read `rel` (a link file below this directory) the cheap way: open, one read, close, and
-    /// `fstat` only when `want_mtime`. `None` for anything unusual (missing, empty, too large, not a
-    /// regular file, unreadable): the caller then looks at the folder the thorough way.
-    pub fn read_link_fast(&self, rel: &[u8], want_mtime: bool) -> Option<FastLink> {
+    /// Read `rel` (a link file below this directory) the cheap way: open, one read, close; no
+    /// `fstat`, since only repair needs link mtimes and it scans deep. The link's state when it
+    /// read like a normal link (1 to `LINK_CAP` bytes), else `None` — missing, empty (a FIFO reads
+    /// empty too), too large, a folder, unreadable — and the caller looks at the folder the
+    /// thorough way.
+    pub fn read_link_fast(&self, rel: &[u8]) -> Option<LinkState> {
         use std::os::fd::AsRawFd;
         let f = open_beneath(self.raw(), rel, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
-        let mut out = FastLink {
-            bytes: [0; LINK_CAP as usize],
-            len: 0,
-            mtime: 0,
-        };
         // One byte more than the cap: a file that fills it is larger than any link.
         let mut buf = [0u8; LINK_CAP as usize + 1];
         // SAFETY: `buf` is writable for its length.
         let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        // 0 bytes may be an empty file or a FIFO; a full buffer is too large: both go the slow way.
         if n <= 0 || n as usize > LINK_CAP as usize {
             return None;
         }
-        if want_mtime {
-            // SAFETY: zeroed is a valid `stat`; the kernel fills it.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: `f` is open and `st` writable.
-            if unsafe { libc::fstat(f.as_raw_fd(), &mut st) } < 0
-                || mode_type(st.st_mode) != EntryType::File
-            {
-                return None;
-            }
-            out.mtime = st.st_mtime;
-        }
-        out.len = n as usize;
-        out.bytes[..out.len].copy_from_slice(&buf[..out.len]);
-        Some(out)
+        Some(link_state(&buf[..n as usize]))
     }
 }
 

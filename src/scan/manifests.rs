@@ -8,9 +8,8 @@ use crate::layout;
 use crate::manifest::{self, GcFailure, Invalid};
 use rayon::prelude::*;
 
-use std::io::Read;
-
-fn read_one(inv: &Inventory, blobs: Option<&fsio::DirFd>, d: &Digest) -> manifest::Parsed {
+/// `blobs` is the open `blobs/` folder, or why it could not be opened.
+fn read_one(inv: &Inventory, blobs: &std::io::Result<fsio::DirFd>, d: &Digest) -> manifest::Parsed {
     let Some(blob) = inv.blob(d) else {
         return Err(Invalid {
             reason: "no blob".into(),
@@ -26,23 +25,15 @@ fn read_one(inv: &Inventory, blobs: Option<&fsio::DirFd>, d: &Digest) -> manifes
             gc: GcFailure::Abort,
         });
     }
+    // Relative to the open blobs/ folder, one read of the size the scan saw.
     let rel = layout::blob_data(d);
     let read = match blobs {
-        // Relative to the open blobs/ folder, one read of the size the scan saw.
-        Some(dir) => dir.read_file_at(
+        Ok(dir) => dir.read_file_at(
             rel.trim_start_matches("blobs/").as_bytes(),
             blob.size as usize,
             manifest::MAX_MANIFEST_SIZE,
         ),
-        None => {
-            let mut buf = Vec::with_capacity(blob.size as usize);
-            fsio::open_nofollow(&inv.v2.join(&rel))
-                .and_then(|f| {
-                    f.take(manifest::MAX_MANIFEST_SIZE + 1)
-                        .read_to_end(&mut buf)
-                })
-                .map(|_| buf)
-        }
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
     };
     match read {
         Ok(buf) => manifest::parse(&buf),
@@ -75,7 +66,7 @@ pub(crate) fn read_all(inv: &mut Inventory) {
         .into_iter()
         .filter(|d| inv.blob(d).is_some())
         .collect();
-    let blobs = fsio::DirFd::open(&inv.v2.join("blobs")).ok();
+    let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
     while !frontier.is_empty() {
         // Grown once per round, not by doubling: a rehash holds old and new tables at once.
         inv.manifests.reserve(frontier.len());
@@ -84,7 +75,7 @@ pub(crate) fn read_all(inv: &mut Inventory) {
         for chunk in frontier.chunks(4096) {
             let parsed: Vec<(Digest, manifest::Parsed)> = chunk
                 .par_iter()
-                .map(|d| (d.clone(), read_one(inv, blobs.as_ref(), d)))
+                .map(|d| (d.clone(), read_one(inv, &blobs, d)))
                 .collect();
             for (d, p) in parsed {
                 if let Ok(m) = &p {

@@ -113,13 +113,22 @@ impl Sink {
 
     /// List `rel` (below v2), reporting a failure as an entry; `None` when it cannot be listed.
     pub fn list(&mut self, v2: &Path, rel: &str) -> Option<Vec<fsio::Child>> {
-        match fsio::list(&v2.join(rel)) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.io_error(rel, e);
-                None
-            }
-        }
+        let dir = self.open(v2, rel)?;
+        self.list_open(&dir, rel)
+    }
+
+    /// Open the folder `rel` (below v2) for relative access, reporting a failure as an entry.
+    pub fn open(&mut self, v2: &Path, rel: &str) -> Option<fsio::DirFd> {
+        self.ok(rel, fsio::DirFd::open(&v2.join(rel)))
+    }
+
+    /// List an open folder whose path below v2 is `rel`, reporting a failure as an entry.
+    pub fn list_open(&mut self, dir: &fsio::DirFd, rel: &str) -> Option<Vec<fsio::Child>> {
+        self.ok(rel, dir.list())
+    }
+
+    fn ok<T>(&mut self, rel: &str, r: std::io::Result<T>) -> Option<T> {
+        r.map_err(|e| self.io_error(rel, e)).ok()
     }
 
     pub fn merge(&mut self, other: Sink) {

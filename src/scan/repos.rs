@@ -209,7 +209,8 @@ pub(crate) enum Tree {
     /// `_manifests/revisions`: a folder without a link is recorded as `Absent` (API-delete
     /// residue), and subfolders (legacy `signatures/`) are read, as the registry's GC does.
     Revisions,
-    /// A tag's `index`: content and mtime (the newest entry restores a lost `current`).
+    /// A tag's `index`: content (and, scanned deep, the mtime by which repair picks the newest
+    /// entry to restore a lost `current`).
     TagIndex,
 }
 
@@ -240,12 +241,8 @@ fn link_tree(
             unexpected(arel, &a, "not an algorithm folder", s);
             continue;
         }
-        let dir = match fsio::DirFd::open(&v2.join(&arel)) {
-            Ok(d) => d,
-            Err(e) => {
-                s.io_error(&arel, e);
-                continue;
-            }
+        let Some(dir) = s.open(v2, &arel) else {
+            continue;
         };
         alg_links(v2, &arel, alg, &dir, tree, opts, &mut links, &mut odd, s);
     }
@@ -267,12 +264,8 @@ fn alg_links(
     odd: &mut Vec<OddLink>,
     s: &mut Sink,
 ) {
-    let hexes = match dir.list(&mut Vec::new()) {
-        Ok(h) => h,
-        Err(e) => {
-            s.io_error(arel, e);
-            return;
-        }
+    let Some(hexes) = s.list_open(dir, arel) else {
+        return;
     };
     if hexes.len() <= PARALLEL_FOLDERS {
         digest_folders(v2, arel, alg, dir, &hexes, tree, opts, links, odd, s);
@@ -337,13 +330,8 @@ fn digest_folders(
                 rel.clear();
                 rel.extend_from_slice(hex.as_bytes());
                 rel.extend_from_slice(b"/link");
-                // No mtime: only repair orders tag index entries by age, and it scans deep.
-                if let Some(f) = dir.read_link_fast(&rel, false) {
-                    links.push(Link::new(
-                        digest,
-                        fsio::link_state(&f.bytes[..f.len]),
-                        f.mtime,
-                    ));
+                if let Some(state) = dir.read_link_fast(&rel) {
+                    links.push(Link::new(digest, state, 0));
                     continue;
                 }
             }
@@ -490,14 +478,14 @@ fn tag_fast(
     opts: &ScanOptions,
     s: &mut Sink,
 ) -> Option<Tag> {
-    let current = tags.read_link_fast(format!("{name}/current/link").as_bytes(), false)?;
+    let current = tags.read_link_fast(format!("{name}/current/link").as_bytes())?;
     let index = tags
         .open_dir(format!("{name}/index/sha256").as_bytes())
         .ok()?;
     let mut tag = Tag {
         name: name.to_string(),
-        current: fsio::link_state(&current.bytes[..current.len]),
-        current_mtime: current.mtime,
+        current,
+        current_mtime: 0,
         index: Vec::new(),
     };
     let arel = format!("{trel}/index/sha256");
