@@ -43,13 +43,75 @@ impl Algorithm {
     }
 }
 
-/// A validated digest. sha256 (all the registry ever writes for blobs) is stored inline in 32 bytes;
-/// the rare longer algorithms (link aliases) are boxed so the common case stays small.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Digest {
-    Sha256([u8; 32]),
-    Sha384(Box<[u8; 48]>),
-    Sha512(Box<[u8; 64]>),
+/// A validated digest in 33 bytes with an alignment of 1, so that the records a store holds
+/// millions of (blobs, links, manifest references) pack it without padding.
+///
+/// sha256 (all the registry ever writes) is stored inline. The rare longer algorithms (link
+/// aliases) do not fit: their bytes are interned once per process (`long`), and `bytes` holds the
+/// intern id. Interning makes equal digests share one id, so the derived equality and hash are
+/// exact; the order is written out so that it follows the digest bytes, as for sha256.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Digest {
+    alg: Algorithm,
+    bytes: [u8; 32],
+}
+
+/// The process-wide table of sha384/sha512 digest bytes. Append-only: an entry lives as long as
+/// the process, which costs a few dozen bytes per distinct long digest ever seen.
+mod long {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+
+    #[derive(Default)]
+    struct Table {
+        all: Vec<&'static [u8]>,
+        ids: HashMap<&'static [u8], u32>,
+    }
+
+    fn table() -> &'static RwLock<Table> {
+        static T: OnceLock<RwLock<Table>> = OnceLock::new();
+        T.get_or_init(Default::default)
+    }
+
+    pub(super) fn intern(bytes: &[u8]) -> u32 {
+        if let Some(&id) = table()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ids
+            .get(bytes)
+        {
+            return id;
+        }
+        let mut t = table().write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = t.ids.get(bytes) {
+            return id;
+        }
+        let id = u32::try_from(t.all.len()).expect("fewer than 2^32 distinct long digests");
+        let leaked: &'static [u8] = Box::leak(bytes.to_vec().into_boxed_slice());
+        t.all.push(leaked);
+        t.ids.insert(leaked, id);
+        id
+    }
+
+    pub(super) fn get(id: u32) -> &'static [u8] {
+        table().read().unwrap_or_else(|e| e.into_inner()).all[id as usize]
+    }
+}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self.alg, other.alg) {
+            (Algorithm::Sha256, Algorithm::Sha256) => self.bytes.cmp(&other.bytes),
+            (a, b) if a != b => a.cmp(&b),
+            _ => self.bytes().cmp(other.bytes()),
+        }
+    }
 }
 
 /// Hashes digests for the many digest-keyed maps of a run: SipHash costs more than the lookups it
@@ -181,36 +243,56 @@ impl Digest {
         if hex.len() != alg.hex_len() {
             return Err(DigestError::Length);
         }
-        Ok(match alg {
-            Algorithm::Sha256 => Digest::Sha256(decode_hex(hex).ok_or(DigestError::Hex)?),
-            Algorithm::Sha384 => Digest::Sha384(Box::new(decode_hex(hex).ok_or(DigestError::Hex)?)),
-            Algorithm::Sha512 => Digest::Sha512(Box::new(decode_hex(hex).ok_or(DigestError::Hex)?)),
-        })
+        match alg {
+            Algorithm::Sha256 => Ok(Digest::sha256(decode_hex(hex).ok_or(DigestError::Hex)?)),
+            Algorithm::Sha384 => Ok(Digest::long(
+                alg,
+                &decode_hex::<48>(hex).ok_or(DigestError::Hex)?,
+            )),
+            Algorithm::Sha512 => Ok(Digest::long(
+                alg,
+                &decode_hex::<64>(hex).ok_or(DigestError::Hex)?,
+            )),
+        }
     }
 
     pub fn sha256(bytes: [u8; 32]) -> Digest {
-        Digest::Sha256(bytes)
+        Digest {
+            alg: Algorithm::Sha256,
+            bytes,
+        }
+    }
+
+    fn long(alg: Algorithm, raw: &[u8]) -> Digest {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&long::intern(raw).to_le_bytes());
+        Digest { alg, bytes }
     }
 
     /// sha256 of a byte slice.
     pub fn of_bytes(data: &[u8]) -> Digest {
         use sha2::Digest as _;
-        Digest::Sha256(sha2::Sha256::digest(data).into())
+        Digest::sha256(sha2::Sha256::digest(data).into())
     }
 
     pub fn algorithm(&self) -> Algorithm {
-        match self {
-            Digest::Sha256(_) => Algorithm::Sha256,
-            Digest::Sha384(_) => Algorithm::Sha384,
-            Digest::Sha512(_) => Algorithm::Sha512,
-        }
+        self.alg
+    }
+
+    /// The raw 32 bytes of a sha256 digest; `None` for the longer algorithms.
+    pub fn sha256_bytes(&self) -> Option<&[u8; 32]> {
+        (self.alg == Algorithm::Sha256).then_some(&self.bytes)
     }
 
     pub fn bytes(&self) -> &[u8] {
-        match self {
-            Digest::Sha256(b) => b,
-            Digest::Sha384(b) => &b[..],
-            Digest::Sha512(b) => &b[..],
+        match self.alg {
+            Algorithm::Sha256 => &self.bytes,
+            _ => long::get(u32::from_le_bytes([
+                self.bytes[0],
+                self.bytes[1],
+                self.bytes[2],
+                self.bytes[3],
+            ])),
         }
     }
 
@@ -247,7 +329,7 @@ impl Digest {
 
     /// The sha256 of zero bytes: the only blob that may legitimately be empty.
     pub fn empty_sha256() -> Digest {
-        Digest::Sha256([
+        Digest::sha256([
             0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
             0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
             0x78, 0x52, 0xb8, 0x55,
@@ -342,5 +424,33 @@ mod tests {
         assert_eq!(d.algorithm(), Algorithm::Sha512);
         assert_eq!(d.hex(), hex);
         assert!(Digest::parse(&format!("sha384:{hex}")).is_err());
+    }
+
+    /// Long digests live in the intern table: equality, hashing and order must still follow
+    /// their bytes, whatever order they were first seen in.
+    #[test]
+    fn interned_long_digests_compare_by_their_bytes() {
+        use std::collections::HashSet;
+        let long = |alg: &str, byte: &str, n: usize| {
+            Digest::parse(&format!("{alg}:{}", byte.repeat(n))).unwrap()
+        };
+        // Seen high first, so intern ids run against the byte order.
+        let hi = long("sha384", "f0", 48);
+        let lo = long("sha384", "01", 48);
+        assert!(lo < hi && hi > lo);
+        assert_eq!(long("sha384", "f0", 48), hi);
+        assert_ne!(hi, lo);
+        let set: HashSet<Digest> = [hi.clone(), lo.clone(), long("sha384", "01", 48)].into();
+        assert_eq!(set.len(), 2);
+        assert_eq!(lo.hex(), "01".repeat(48));
+        assert_eq!(lo.bytes().len(), 48);
+        // Algorithms order before bytes, as they always did: sha256 < sha384 < sha512.
+        let s256 = long("sha256", "ff", 32);
+        let s512 = long("sha512", "00", 64);
+        let mut v = vec![s512.clone(), hi.clone(), s256.clone(), lo.clone()];
+        v.sort();
+        assert_eq!(v, [s256, lo, hi, s512]);
+        assert_eq!(std::mem::size_of::<Digest>(), 33);
+        assert_eq!(std::mem::align_of::<Digest>(), 1);
     }
 }

@@ -18,7 +18,18 @@ pub struct Blob {
     pub size: u64,
     pub mtime: Timestamp,
     pub inode: u64,
-    pub verify: Verify,
+    /// Whether this run hashed the data, in one byte; the details of a failure are in
+    /// `Inventory::verify_failures` (read both through `Inventory::verify_of`).
+    pub hashed: Hashed,
+}
+
+/// The one-byte summary of `Verify` that every `Blob` carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hashed {
+    No,
+    Ok,
+    /// A `Verify::Mismatch`, `Unreadable` or `Changed`, kept in `Inventory::verify_failures`.
+    Failed,
 }
 
 /// The outcome of hashing a blob's data.
@@ -87,16 +98,13 @@ pub struct Link {
     pub path_digest: Digest,
     /// `None`: the content is exactly `path_digest`. Otherwise how the file read.
     other: Option<Box<LinkState>>,
-    /// 0 unless the scan was deep (`ScanOptions::deep`): the fast lane does not stat links.
-    pub mtime: Timestamp,
 }
 
 impl Link {
-    pub fn new(path_digest: Digest, state: LinkState, mtime: Timestamp) -> Link {
+    pub fn new(path_digest: Digest, state: LinkState) -> Link {
         let mut l = Link {
             path_digest,
             other: None,
-            mtime,
         };
         l.set_state(state);
         l
@@ -151,10 +159,22 @@ pub struct Tag {
     pub name: String,
     /// `current/link`; `Absent` when the tag folder has no current link.
     pub current: LinkState,
-    /// 0 unless the scan was deep (`ScanOptions::deep`): the fast lane does not stat links.
-    pub current_mtime: Timestamp,
     /// `index/<alg>/<hex>/link` entries (tag history).
     pub index: Vec<Link>,
+    /// The mtimes of index links, by digest, when the scan statted them (deep scans, which
+    /// repair uses to pick the newest entry); empty otherwise. Kept beside the links, not in
+    /// every `Link` of the store.
+    pub index_mtimes: Box<[(Digest, Timestamp)]>,
+}
+
+impl Tag {
+    /// When index entry `d` was written, if the scan knows.
+    pub fn index_mtime(&self, d: &Digest) -> Option<Timestamp> {
+        self.index_mtimes
+            .binary_search_by(|(k, _)| k.cmp(d))
+            .ok()
+            .map(|i| self.index_mtimes[i].1)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,11 +341,68 @@ pub struct Inventory {
     pub tree: Vec<TreeDir>,
     pub entries: Vec<Entry>,
     /// Every manifest blob that a revision, tag or index names and that exists, parsed.
-    pub manifests: crate::digest::DigestMap<manifest::Parsed>,
+    pub manifests: Manifests,
     pub stats: ScanStats,
     /// Open-addressing index into `blobs` (built by `normalize`): lookups are the inner loop of
     /// reachability, the checks and four GC predictions. 4 bytes a slot instead of a map entry.
     pub blob_slots: BlobSlots,
+    /// Why a blob with `Hashed::Failed` failed (rare, so kept out of the per-blob record).
+    pub verify_failures: crate::digest::DigestMap<Verify>,
+}
+
+/// Parsed manifests by digest: a sorted vector, not a hash map, because a map's power-of-two table
+/// carries up to half again as many empty slots, and the table is kept for the whole run.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    entries: Vec<(Digest, manifest::Parsed)>,
+}
+
+impl Manifests {
+    fn find(&self, d: &Digest) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(d))
+    }
+
+    pub fn get(&self, d: &Digest) -> Option<&manifest::Parsed> {
+        self.find(d).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.find(d).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Sorted by digest.
+    pub fn iter(&self) -> impl Iterator<Item = (&Digest, &manifest::Parsed)> {
+        self.entries.iter().map(|(d, p)| (d, p))
+    }
+
+    /// Insert or replace one manifest (linear: for edits, not for loading a store).
+    pub fn insert(&mut self, d: Digest, p: manifest::Parsed) {
+        match self.find(&d) {
+            Ok(i) => self.entries[i].1 = p,
+            Err(i) => self.entries.insert(i, (d, p)),
+        }
+    }
+
+    pub fn remove(&mut self, d: &Digest) -> Option<manifest::Parsed> {
+        self.find(d).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// Add a batch of manifests not yet present (a later duplicate is dropped).
+    pub fn extend(&mut self, batch: Vec<(Digest, manifest::Parsed)>) {
+        self.entries.reserve_exact(batch.len());
+        self.entries.extend(batch);
+        // Stable: of two entries for one digest, the one already present stays.
+        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.entries.dedup_by(|a, b| a.0 == b.0);
+    }
 }
 
 /// `u32::MAX` marks an empty slot; `len` is the blob count it was built for, so that a stale
@@ -382,6 +459,32 @@ impl Inventory {
         self.blob_index(d).map(|i| &self.blobs[i])
     }
 
+    /// The hashing outcome of blob `i`.
+    pub fn verify_of(&self, i: usize) -> &Verify {
+        static NOT_CHECKED: Verify = Verify::NotChecked;
+        static OK: Verify = Verify::Ok;
+        let b = &self.blobs[i];
+        match b.hashed {
+            Hashed::No => &NOT_CHECKED,
+            Hashed::Ok => &OK,
+            Hashed::Failed => self.verify_failures.get(&b.digest).unwrap_or(&NOT_CHECKED),
+        }
+    }
+
+    /// Record the hashing outcome of blob `i`.
+    pub fn set_verify(&mut self, i: usize, v: Verify) {
+        let d = self.blobs[i].digest.clone();
+        self.verify_failures.remove(&d);
+        self.blobs[i].hashed = match v {
+            Verify::NotChecked => Hashed::No,
+            Verify::Ok => Hashed::Ok,
+            failed => {
+                self.verify_failures.insert(d, failed);
+                Hashed::Failed
+            }
+        };
+    }
+
     pub fn blob_index(&self, d: &Digest) -> Option<usize> {
         match self.blob_slots.find(&self.blobs, d) {
             Some(found) => found,
@@ -417,6 +520,7 @@ impl Inventory {
             for t in &mut r.tags {
                 t.index
                     .sort_unstable_by(|a, b| a.path_digest.cmp(&b.path_digest));
+                t.index_mtimes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             }
             r.uploads.sort_by(|a, b| a.uuid.cmp(&b.uuid));
             r.odd_layer_links.sort_by(|a, b| a.path.cmp(&b.path));
@@ -439,8 +543,10 @@ mod tests {
     /// (docs/benchmarks.md), so growing one must be a decision, not an accident.
     #[test]
     fn per_object_records_stay_compact() {
-        assert!(std::mem::size_of::<Blob>() <= 80);
-        assert!(std::mem::size_of::<Link>() <= 56);
+        assert!(std::mem::size_of::<Blob>() <= 64);
+        assert!(std::mem::size_of::<Link>() <= 48);
+        assert!(std::mem::size_of::<manifest::Reference>() <= 48);
+        assert!(std::mem::size_of::<Digest>() == 33);
         assert!(std::mem::size_of::<manifest::Manifest>() <= 48);
     }
 
@@ -453,7 +559,7 @@ mod tests {
                 size: i as u64,
                 mtime: 0,
                 inode: 0,
-                verify: Verify::NotChecked,
+                hashed: Hashed::No,
             });
         }
         inv.normalize();
@@ -472,7 +578,7 @@ mod tests {
     fn a_link_stores_its_own_folder_digest_once() {
         let d = Digest::of_bytes(b"a");
         let other = Digest::of_bytes(b"b");
-        let mut l = Link::new(d.clone(), LinkState::Ok(d.clone()), 0);
+        let mut l = Link::new(d.clone(), LinkState::Ok(d.clone()));
         assert!(l.names_own_folder() && !l.is_absent());
         assert_eq!(l.target(), Some(&d));
         assert_eq!(*l.state(), LinkState::Ok(d.clone()));

@@ -56,11 +56,29 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
     pub digest: Digest,
-    /// Descriptor size; `None` for schema1 blobSums, which carry none.
-    pub size: Option<i64>,
     pub role: Role,
     /// A foreign / non-distributable layer with URLs: its blob may legitimately be absent.
     pub foreign: bool,
+    // An `Option<i64>` would take 16 bytes; a flag beside the value keeps a reference at 48.
+    sized: bool,
+    size: i64,
+}
+
+impl Reference {
+    pub fn new(digest: Digest, size: Option<i64>, role: Role, foreign: bool) -> Reference {
+        Reference {
+            digest,
+            role,
+            foreign,
+            sized: size.is_some(),
+            size: size.unwrap_or(0),
+        }
+    }
+
+    /// Descriptor size; `None` for schema1 blobSums, which carry none.
+    pub fn size(&self) -> Option<i64> {
+        self.sized.then_some(self.size)
+    }
 }
 
 /// A manifest the registry can read.
@@ -194,12 +212,9 @@ impl Collector {
     fn push(&mut self, d: &Descriptor, role: Role) {
         let text = d.digest.as_deref().unwrap_or("");
         match Digest::parse(text) {
-            Ok(digest) => self.refs.push(Reference {
-                digest,
-                size: d.size,
-                role,
-                foreign: is_foreign(d),
-            }),
+            Ok(digest) => self
+                .refs
+                .push(Reference::new(digest, d.size, role, is_foreign(d))),
             Err(_) => self.bad_refs.push(text.to_string()),
         }
     }
@@ -282,12 +297,10 @@ pub fn parse(bytes: &[u8]) -> Parsed {
             };
             for l in m.fs_layers.iter().flatten() {
                 match l.blob_sum.as_deref().map(Digest::parse) {
-                    Some(Ok(digest)) => c.refs.push(Reference {
-                        digest,
-                        size: None,
-                        role: Role::Layer,
-                        foreign: false,
-                    }),
+                    Some(Ok(digest)) => {
+                        c.refs
+                            .push(Reference::new(digest, None, Role::Layer, false))
+                    }
                     other => c.bad_refs.push(match other {
                         Some(_) => l.blob_sum.clone().unwrap_or_default(),
                         None => String::new(),
@@ -344,7 +357,7 @@ mod tests {
         assert_eq!(m.kind, Kind::DockerV2);
         assert_eq!(m.refs.len(), 2);
         assert_eq!(m.refs[0].role, Role::Config);
-        assert_eq!(m.refs[1].size, Some(5));
+        assert_eq!(m.refs[1].size(), Some(5));
         let no_mt =
             format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[]}}"#);
         assert_eq!(parse(no_mt.as_bytes()).unwrap().kind, Kind::OciManifest);

@@ -8,7 +8,7 @@
 //! Fixed records load millions of entries in a fraction of a second, which JSON lines would not.
 
 use crate::digest::Digest;
-use crate::inventory::{Blob, Inventory, Verify};
+use crate::inventory::{Blob, Hashed, Inventory};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
@@ -32,10 +32,7 @@ pub struct State {
 }
 
 fn key(d: &Digest) -> Option<[u8; 32]> {
-    match d {
-        Digest::Sha256(b) => Some(*b),
-        _ => None,
-    }
+    d.sha256_bytes().copied()
 }
 
 /// `$XDG_STATE_HOME/regfsck/<hash of the store path>.state`, else `~/.local/state/regfsck/...`.
@@ -186,8 +183,8 @@ impl State {
     pub fn record(&mut self, inv: &Inventory, now: i64) {
         for b in &inv.blobs {
             let Some(k) = key(&b.digest) else { continue };
-            match b.verify {
-                Verify::Ok => {
+            match b.hashed {
+                Hashed::Ok => {
                     self.entries.insert(
                         k,
                         Entry {
@@ -198,7 +195,7 @@ impl State {
                         },
                     );
                 }
-                Verify::NotChecked => {}
+                Hashed::No => {}
                 _ => {
                     self.entries.remove(&k);
                 }
@@ -282,7 +279,7 @@ mod tests {
             size: i as u64,
             mtime: 1000,
             inode: i as u64,
-            verify: Verify::Ok,
+            hashed: Hashed::Ok,
         }
     }
 

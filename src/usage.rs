@@ -162,7 +162,7 @@ mod tests {
         b.blob(b"orphan blob");
         // Repository c holds the same manifest as a: shared, not exclusive.
         let link = |d: &crate::digest::Digest| {
-            crate::inventory::Link::new(d.clone(), crate::inventory::LinkState::Ok(d.clone()), 0)
+            crate::inventory::Link::new(d.clone(), crate::inventory::LinkState::Ok(d.clone()))
         };
         let man = match b.inv.manifests.get(&shared) {
             Some(Ok(m)) => m.clone(),
@@ -230,7 +230,6 @@ mod tests {
         r.layers.push(crate::inventory::Link::new(
             gone.clone(),
             crate::inventory::LinkState::Ok(gone),
-            0,
         ));
         let up = |uuid: &str, started_at, bytes| crate::inventory::Upload {
             uuid: uuid.into(),

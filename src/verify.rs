@@ -194,7 +194,7 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         if v != Verify::NotChecked {
             hashed += 1;
         }
-        inv.blobs[i].verify = v;
+        inv.set_verify(i, v);
     }
     inv.stats.hashed_blobs += hashed;
     inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);

@@ -202,7 +202,7 @@ fn a_data_file_deleted_during_the_scan() {
     fs::write(&path, b"rewritten with other content").unwrap();
     regfsck::verify::verify(&mut inv, &Default::default(), &regfsck::progress::Silent);
     assert!(matches!(
-        inv.blob(&other.digest).unwrap().verify,
+        inv.verify_of(inv.blob_index(&other.digest).unwrap()),
         regfsck::inventory::Verify::Changed(_)
     ));
 }

@@ -417,6 +417,69 @@ fn plan_only_writes_nothing_and_plan_file_is_json() {
         .all(|a| a["kind"].is_string() && a["code"].is_string() && a["reason"].is_string()));
 }
 
+/// With `--lossy`, a tag whose `current` link is gone is pointed at its newest live history
+/// entry, judged by the index links' mtimes (which the deep scan keeps beside the links), not by
+/// how the digests happen to sort.
+#[test]
+fn lossy_restore_picks_the_newest_history_entry() {
+    let top = tag("multi/docker", "latest");
+    for child_is_newer in [false, true] {
+        let tmp = fixture("sample");
+        let r = tmp.path();
+        let child = Digest::parse(
+            manifest(r, &top)["manifests"][0]["digest"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let child_entry = layout::tag_index_link("multi/docker", "latest", &child);
+        write(r, &child_entry, child.to_string().as_bytes());
+        let now = fixture_now(r);
+        let at = |age_days: i64| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs((now - age_days * 86400) as u64)
+        };
+        let (child_age, top_age) = if child_is_newer { (10, 20) } else { (20, 10) };
+        for (rel, age) in [
+            (child_entry.clone(), child_age),
+            (
+                layout::tag_index_link("multi/docker", "latest", &top),
+                top_age,
+            ),
+        ] {
+            fs::File::options()
+                .write(true)
+                .open(v2(r).join(rel))
+                .unwrap()
+                .set_modified(at(age))
+                .unwrap();
+        }
+        rm(
+            r,
+            layout::tag_current_link("multi/docker", "latest")
+                .strip_suffix("/link")
+                .unwrap(),
+        );
+        let plan = r.join("plan.json");
+        let (code, out, err) = run(r, &["repair", "--lossy", "--plan", plan.to_str().unwrap()]);
+        assert_eq!(code & 16, 0, "{out}\n{err}");
+        let doc: serde_json::Value = serde_json::from_slice(&fs::read(&plan).unwrap()).unwrap();
+        let current = layout::tag_current_link("multi/docker", "latest");
+        let written: Vec<&str> = doc["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "write-link" && a["path"] == current.as_str())
+            .map(|a| a["digest"].as_str().unwrap())
+            .collect();
+        let want = if child_is_newer { &child } else { &top };
+        assert_eq!(
+            written,
+            [want.to_string()],
+            "child newer: {child_is_newer}\n{out}"
+        );
+    }
+}
+
 #[test]
 fn lossy_needs_confirmation_and_live_registries_are_refused() {
     let tmp = fixture("sample");

@@ -12,10 +12,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     // Descriptor sizes that disagree with the data, by blob index, with the manifest that declares
     // them (the smallest manifest digest, so that the report does not depend on hash order).
     let mut wrong: HashMap<usize, (i64, &Digest)> = HashMap::new();
-    for (m, parsed) in &inv.manifests {
+    for (m, parsed) in inv.manifests.iter() {
         let Ok(man) = parsed else { continue };
         for r in &man.refs {
-            let (Some(size), Some(i)) = (r.size, inv.blob_index(&r.digest)) else {
+            let (Some(size), Some(i)) = (r.size(), inv.blob_index(&r.digest)) else {
                 continue;
             };
             if size == inv.blobs[i].size as i64 {
@@ -41,7 +41,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 .digest(&b.digest),
             );
         }
-        match &b.verify {
+        match inv.verify_of(i) {
             Verify::Mismatch(actual) if b.size != 0 => {
                 damaged = true;
                 out.push(

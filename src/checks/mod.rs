@@ -52,11 +52,11 @@ pub fn run(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
 pub fn audit(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
     let reach = reach::compute(inv);
     // The checks and the GC predictions only read the inventory: side by side on the cores.
-    let (mut out, predictions) = rayon::join(
+    let (mut out, hazards) = rayon::join(
         || run_with(inv, &reach, opts),
-        || crate::gc::predict_all(inv),
+        || crate::gc::hazards_streamed(inv, &reach, false),
     );
-    out.extend(crate::gc::hazards_with(inv, &reach, &predictions, false));
+    out.extend(hazards);
     out
 }
 

@@ -11,7 +11,7 @@ pub struct Builder {
 }
 
 pub fn link(d: &Digest) -> Link {
-    Link::new(d.clone(), LinkState::Ok(d.clone()), 0)
+    Link::new(d.clone(), LinkState::Ok(d.clone()))
 }
 
 impl Builder {
@@ -49,7 +49,7 @@ impl Builder {
                 size: bytes.len() as u64,
                 mtime: 0,
                 inode: 0,
-                verify: Verify::Ok,
+                hashed: Hashed::Ok,
             });
             if bytes.starts_with(b"{\"schemaVersion\"") {
                 self.inv.manifests.insert(d.clone(), manifest::parse(bytes));
@@ -69,8 +69,8 @@ impl Builder {
         r.tags.push(Tag {
             name: tag.to_string(),
             current: LinkState::Ok(d.clone()),
-            current_mtime: 0,
             index: vec![link(d)],
+            index_mtimes: Box::default(),
         });
     }
 

@@ -195,7 +195,7 @@ fn blob_digest_mismatch() {
     let (mut inv, f) = valid();
     let (_, layer) = config_and_layer(&inv, &f.app);
     let i = inv.blob_index(&layer).unwrap();
-    inv.blobs[i].verify = Verify::Mismatch(Box::new(Digest::of_bytes(b"other")));
+    inv.set_verify(i, Verify::Mismatch(Box::new(Digest::of_bytes(b"other"))));
     let x = expect(
         &inv,
         Code::BlobDigestMismatch,
@@ -212,7 +212,7 @@ fn blob_empty_without_hashing() {
     let (_, layer) = config_and_layer(&inv, &f.app);
     let i = inv.blob_index(&layer).unwrap();
     inv.blobs[i].size = 0;
-    inv.blobs[i].verify = Verify::NotChecked;
+    inv.set_verify(i, Verify::NotChecked);
     expect(&inv, Code::BlobEmpty, &layout::blob_data(&layer), &[]);
     // The one digest that may be empty is not a finding.
     let mut b = Builder::new();
@@ -414,8 +414,7 @@ fn link_alias_is_info() {
     let (cfg, _) = config_and_layer(&inv, &f.app);
     let alias = Digest::from_hex(Algorithm::Sha512, "ab".repeat(64).as_bytes()).unwrap();
     let r = repo(&mut inv, "team/app");
-    r.layers
-        .push(Link::new(alias.clone(), LinkState::Ok(cfg), 0));
+    r.layers.push(Link::new(alias.clone(), LinkState::Ok(cfg)));
     inv.normalize();
     expect(
         &inv,
@@ -567,8 +566,8 @@ fn foreign_layers_need_no_blob() {
     r.tags.push(Tag {
         name: "v1".into(),
         current: LinkState::Ok(m.clone()),
-        current_mtime: 0,
         index: vec![link(&m)],
+        index_mtimes: Box::default(),
     });
     let fs = run(&b.build(), &opts());
     assert!(
@@ -672,8 +671,8 @@ fn revision_untagged_child_is_gone_once_the_child_is_tagged() {
     repo(&mut inv, "team/multi").tags.push(Tag {
         name: "amd64".into(),
         current: LinkState::Ok(child.clone()),
-        current_mtime: 0,
         index: vec![link(&child)],
+        index_mtimes: Box::default(),
     });
     inv.normalize();
     let fs = run(&inv, &opts());
@@ -985,9 +984,9 @@ fn hashing_trouble_is_reported_on_the_blob() {
     let (mut inv, f) = valid();
     let (_, layer) = config_and_layer(&inv, &f.app);
     let i = inv.blob_index(&layer).unwrap();
-    inv.blobs[i].verify = Verify::Unreadable(Box::new("Input/output error".into()));
+    inv.set_verify(i, Verify::Unreadable(Box::new("Input/output error".into())));
     expect(&inv, Code::PathUnreadable, &layout::blob_data(&layer), &[]);
-    inv.blobs[i].verify = Verify::Changed(Box::new("size changed".into()));
+    inv.set_verify(i, Verify::Changed(Box::new("size changed".into())));
     expect(&inv, Code::PathChanged, &layout::blob_data(&layer), &[]);
 }
 

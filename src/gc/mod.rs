@@ -656,7 +656,7 @@ fn reasons(inv: &Inventory, p: &Prediction, hit_repos: &BTreeSet<String>) -> Vec
 /// passes `true`, because there the operator asks about running exactly that mode.
 pub fn hazards(inv: &Inventory, child_trap: bool) -> Vec<Finding> {
     let reach = crate::reach::compute(inv);
-    hazards_with(inv, &reach, &predict_all(inv), child_trap)
+    hazards_streamed(inv, &reach, child_trap)
 }
 
 /// Blobs reachable from index children that no tag names directly.
@@ -690,65 +690,113 @@ pub fn hazards_with(
     let children = child_reachable(inv, reach);
     let mut out = Vec::new();
     for p in predictions {
-        if let Some(a) = &p.abort {
-            let what = if p.panic { "panic" } else { "abort" };
-            let msg = format!("{} would {what}: {}", p.label(), a.reason);
-            out.push(match &a.path {
-                Some(path) => Finding::new(Code::GcWouldAbort, path, msg),
-                None => Finding::global(Code::GcWouldAbort, msg),
-            });
-            continue;
-        }
-        // Without the child trap, losses explained by revision-untagged-child do not count.
-        let excuse_children =
-            !child_trap && p.registry_version == Version::V2_8 && p.delete_untagged;
-        // Only blobs can be reachable from tags, so a bit per blob tells everything.
-        let mut eligible = BlobSet::with_len(inv.blobs.len());
-        for i in p.eligible_blobs.iter().filter_map(|d| inv.blob_index(d)) {
-            if !(excuse_children && children.contains(i)) {
-                eligible.insert(i);
-            }
-        }
-        let mut hit_repos = BTreeSet::new();
-        let mut hit_blobs = BTreeSet::new();
-        for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
-            for &i in &rr.blobs_tagged {
-                if eligible.contains(i as usize) {
-                    hit_repos.insert(repo.name.clone());
-                    hit_blobs.insert(i);
-                }
-            }
-            for q in p.eligible_manifests.iter().filter(|q| q.repo == repo.name) {
-                let class = rr.class(repo, &q.digest);
-                let child = class == Some(crate::reach::RevisionClass::TaggedChild);
-                if class.is_some_and(|c| c != crate::reach::RevisionClass::Untagged)
-                    && !(child && excuse_children)
-                {
-                    hit_repos.insert(repo.name.clone());
-                }
-            }
-        }
-        if hit_repos.is_empty() {
-            continue;
-        }
-        let why = reasons(inv, p, &hit_repos);
-        let first = hit_repos.iter().next().cloned().unwrap_or_default();
-        out.push(
-            Finding::new(
-                Code::GcWouldDeleteTagged,
-                layout::repo_dir(&first),
-                format!(
-                    "{} would delete {} blobs reachable from tags of {}: {}",
-                    p.label(),
-                    hit_blobs.len(),
-                    hit_repos.iter().cloned().collect::<Vec<_>>().join(", "),
-                    why.join("; ")
-                ),
-            )
-            .repo(first),
-        );
+        hazards_of(inv, reach, &children, p, child_trap, &mut out);
     }
     out
+}
+
+/// `hazards_with` over all four predictions, each dropped as soon as it is judged: a prediction
+/// lists every eligible blob and manifest, and `check` needs only the hazards.
+pub fn hazards_streamed(
+    inv: &Inventory,
+    reach: &crate::reach::Reach,
+    child_trap: bool,
+) -> Vec<Finding> {
+    use rayon::prelude::*;
+    let children = child_reachable(inv, reach);
+    let runs: Vec<(Version, bool)> = Version::ALL
+        .into_iter()
+        .flat_map(|v| [(v, false), (v, true)])
+        .collect();
+    let parts: Vec<Vec<Finding>> = runs
+        .into_par_iter()
+        .map(|(v, m)| {
+            let mut out = Vec::new();
+            hazards_of(
+                inv,
+                reach,
+                &children,
+                &predict(inv, v, m),
+                child_trap,
+                &mut out,
+            );
+            out
+        })
+        .collect();
+    parts.into_iter().flatten().collect()
+}
+
+fn hazards_of(
+    inv: &Inventory,
+    reach: &crate::reach::Reach,
+    children: &BlobSet,
+    p: &Prediction,
+    child_trap: bool,
+    out: &mut Vec<Finding>,
+) {
+    if let Some(a) = &p.abort {
+        let what = if p.panic { "panic" } else { "abort" };
+        let msg = format!("{} would {what}: {}", p.label(), a.reason);
+        out.push(match &a.path {
+            Some(path) => Finding::new(Code::GcWouldAbort, path, msg),
+            None => Finding::global(Code::GcWouldAbort, msg),
+        });
+        return;
+    }
+    // Without the child trap, losses explained by revision-untagged-child do not count.
+    let excuse_children = !child_trap && p.registry_version == Version::V2_8 && p.delete_untagged;
+    // Only blobs can be reachable from tags, so a bit per blob tells everything.
+    let mut eligible = BlobSet::with_len(inv.blobs.len());
+    for i in p.eligible_blobs.iter().filter_map(|d| inv.blob_index(d)) {
+        if !(excuse_children && children.contains(i)) {
+            eligible.insert(i);
+        }
+    }
+    let mut hit_repos = BTreeSet::new();
+    let mut hit_blobs = BTreeSet::new();
+    for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
+        for &i in &rr.blobs_tagged {
+            if eligible.contains(i as usize) {
+                hit_repos.insert(repo.name.clone());
+                hit_blobs.insert(i);
+            }
+        }
+        // Eligible manifests are sorted by repository: this one's are a contiguous run.
+        let from = p
+            .eligible_manifests
+            .partition_point(|q| q.repo.as_str() < repo.name.as_str());
+        let run = p.eligible_manifests[from..]
+            .iter()
+            .take_while(|q| q.repo == repo.name);
+        for q in run {
+            let class = rr.class(repo, &q.digest);
+            let child = class == Some(crate::reach::RevisionClass::TaggedChild);
+            if class.is_some_and(|c| c != crate::reach::RevisionClass::Untagged)
+                && !(child && excuse_children)
+            {
+                hit_repos.insert(repo.name.clone());
+            }
+        }
+    }
+    if hit_repos.is_empty() {
+        return;
+    }
+    let why = reasons(inv, p, &hit_repos);
+    let first = hit_repos.iter().next().cloned().unwrap_or_default();
+    out.push(
+        Finding::new(
+            Code::GcWouldDeleteTagged,
+            layout::repo_dir(&first),
+            format!(
+                "{} would delete {} blobs reachable from tags of {}: {}",
+                p.label(),
+                hit_blobs.len(),
+                hit_repos.iter().cloned().collect::<Vec<_>>().join(", "),
+                why.join("; ")
+            ),
+        )
+        .repo(first),
+    );
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::{Action, ActionKind, Plan};
 use crate::digest::Digest;
 use crate::finding::{Code, Finding};
-use crate::inventory::{Inventory, Repo, Verify};
+use crate::inventory::{Hashed, Inventory, Repo, Verify};
 use crate::layout::{self, Parsed};
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ pub struct PlanOptions {
 }
 
 fn sound(inv: &Inventory, d: &Digest) -> bool {
-    inv.blob(d).is_some_and(|b| b.verify == Verify::Ok)
+    inv.blob(d).is_some_and(|b| b.hashed == Hashed::Ok)
 }
 
 /// A revision the registry can serve: valid link, blob present, manifest readable.
@@ -76,7 +76,7 @@ impl Planner<'_> {
             .iter()
             .filter(|l| l.names_own_folder() && live(self.inv, repo, &l.path_digest))
             .collect();
-        live_entries.sort_by_key(|l| l.mtime);
+        live_entries.sort_by_key(|l| t.index_mtime(&l.path_digest));
         let current = layout::tag_current_link(&repo.name, tag);
         match live_entries.as_slice() {
             [only] if safe_allowed => self.push(
@@ -230,9 +230,9 @@ impl Planner<'_> {
             }
             Code::ManifestRefUnlinked => {
                 if let Some(d) = &f.digest {
-                    let usable = inv
-                        .blob(d)
-                        .is_some_and(|b| !matches!(b.verify, Verify::Mismatch(_)) && b.size > 0);
+                    let usable = inv.blob_index(d).is_some_and(|i| {
+                        !matches!(inv.verify_of(i), Verify::Mismatch(_)) && inv.blobs[i].size > 0
+                    });
                     if usable {
                         self.push(
                             ActionKind::WriteLink {

@@ -4,7 +4,7 @@
 use super::fsio::{self, Child};
 use super::{ScanOptions, Sink};
 use crate::digest::Algorithm;
-use crate::inventory::{Blob, BlobFault, EntryKind, EntryType, Verify};
+use crate::inventory::{Blob, BlobFault, EntryKind, EntryType, Hashed};
 use crate::layout;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
@@ -131,7 +131,7 @@ fn shard(
                         size: st.st_size as u64,
                         mtime: st.st_mtime,
                         inode: st.st_ino,
-                        verify: Verify::NotChecked,
+                        hashed: Hashed::No,
                     });
                     continue;
                 }
@@ -157,7 +157,7 @@ fn shard(
                             size: m.len(),
                             mtime: m.mtime(),
                             inode: m.ino(),
-                            verify: Verify::NotChecked,
+                            hashed: Hashed::No,
                         }),
                         Err(err) => sink.io_error(&p, err),
                     }

@@ -68,10 +68,9 @@ pub(crate) fn read_all(inv: &mut Inventory) {
         .collect();
     let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
     while !frontier.is_empty() {
-        // Grown once per round, not by doubling: a rehash holds old and new tables at once.
-        inv.manifests.reserve(frontier.len());
         let mut next = Vec::new();
-        // In chunks, so that parsed manifests wait for the map in small batches, not all at once.
+        let mut round = Vec::with_capacity(frontier.len());
+        // In chunks, so that parsed manifests wait in small batches, not all at once.
         for chunk in frontier.chunks(4096) {
             let parsed: Vec<(Digest, manifest::Parsed)> = chunk
                 .par_iter()
@@ -80,17 +79,18 @@ pub(crate) fn read_all(inv: &mut Inventory) {
             for (d, p) in parsed {
                 if let Ok(m) = &p {
                     for c in m.children() {
-                        if !inv.manifests.contains_key(&c.digest) && inv.blob(&c.digest).is_some() {
+                        if inv.blob(&c.digest).is_some() {
                             next.push(c.digest.clone());
                         }
                     }
                 }
-                inv.manifests.insert(d, p);
+                round.push((d, p));
             }
         }
+        inv.manifests.extend(round);
         next.sort();
         next.dedup();
-        next.retain(|d| !inv.manifests.contains_key(d));
+        next.retain(|d| !inv.manifests.contains(d));
         frontier = next;
     }
 }

@@ -136,9 +136,9 @@ fn scan_repo(v2: &Path, name: String, children: &[Child], opts: &ScanOptions) ->
     repo.has_uploads = has("_uploads");
     if repo.has_layers {
         let rel = layout::layers_dir(&repo.name);
-        let (links, odd) = link_tree(v2, &rel, Tree::Layers, opts, &mut s);
-        repo.layers = links;
-        repo.odd_layer_links = odd;
+        let found = link_tree(v2, &rel, Tree::Layers, opts, &mut s);
+        repo.layers = found.links;
+        repo.odd_layer_links = found.odd;
     }
     if repo.has_manifests {
         manifests_dir(v2, &mut repo, opts, &mut s);
@@ -219,17 +219,10 @@ pub(crate) enum Tree {
 const PARALLEL_FOLDERS: usize = 2048;
 
 /// A `<rel>/<alg>/<hex>/link` tree (`_layers`, `_manifests/revisions`, tag `index`).
-fn link_tree(
-    v2: &Path,
-    rel: &str,
-    tree: Tree,
-    opts: &ScanOptions,
-    s: &mut Sink,
-) -> (Vec<Link>, Vec<OddLink>) {
-    let mut links = Vec::new();
-    let mut odd = Vec::new();
+fn link_tree(v2: &Path, rel: &str, tree: Tree, opts: &ScanOptions, s: &mut Sink) -> Found {
+    let mut found = Found::default();
     let Some(algs) = s.list(v2, rel) else {
-        return (links, odd);
+        return found;
     };
     for a in algs {
         let Some(alg) = a.name.to_str() else {
@@ -244,11 +237,20 @@ fn link_tree(
         let Some(dir) = s.open(v2, &arel) else {
             continue;
         };
-        alg_links(v2, &arel, alg, &dir, tree, opts, &mut links, &mut odd, s);
+        alg_links(v2, &arel, alg, &dir, tree, opts, &mut found, s);
     }
     // A repository's links are kept for the whole run: no growth slack.
-    links.shrink_to_fit();
-    (links, odd)
+    found.links.shrink_to_fit();
+    found
+}
+
+/// What a link tree holds.
+#[derive(Default)]
+struct Found {
+    links: Vec<Link>,
+    odd: Vec<OddLink>,
+    /// Tag index links only, and only when the link was statted (deep scans).
+    mtimes: Vec<(Digest, Timestamp)>,
 }
 
 /// The digest folders of one `<alg>` folder, already open as `dir`.
@@ -260,30 +262,28 @@ fn alg_links(
     dir: &fsio::DirFd,
     tree: Tree,
     opts: &ScanOptions,
-    links: &mut Vec<Link>,
-    odd: &mut Vec<OddLink>,
+    found: &mut Found,
     s: &mut Sink,
 ) {
     let Some(hexes) = s.list_open(dir, arel) else {
         return;
     };
     if hexes.len() <= PARALLEL_FOLDERS {
-        digest_folders(v2, arel, alg, dir, &hexes, tree, opts, links, odd, s);
+        digest_folders(v2, arel, alg, dir, &hexes, tree, opts, found, s);
         return;
     }
-    let parts: Vec<(Vec<Link>, Vec<OddLink>, Sink)> = hexes
+    let parts: Vec<(Found, Sink)> = hexes
         .par_chunks(PARALLEL_FOLDERS / 2)
         .map(|chunk| {
-            let (mut l, mut o, mut ps) = (Vec::new(), Vec::new(), Sink::default());
-            digest_folders(
-                v2, arel, alg, dir, chunk, tree, opts, &mut l, &mut o, &mut ps,
-            );
-            (l, o, ps)
+            let (mut f, mut ps) = (Found::default(), Sink::default());
+            digest_folders(v2, arel, alg, dir, chunk, tree, opts, &mut f, &mut ps);
+            (f, ps)
         })
         .collect();
-    for (l, o, ps) in parts {
-        links.extend(l);
-        odd.extend(o);
+    for (f, ps) in parts {
+        found.links.extend(f.links);
+        found.odd.extend(f.odd);
+        found.mtimes.extend(f.mtimes);
         s.merge(ps);
     }
 }
@@ -297,8 +297,7 @@ fn digest_folders(
     hexes: &[Child],
     tree: Tree,
     opts: &ScanOptions,
-    links: &mut Vec<Link>,
-    odd: &mut Vec<OddLink>,
+    found: &mut Found,
     s: &mut Sink,
 ) {
     let mut rel = Vec::with_capacity(160);
@@ -317,7 +316,7 @@ fn digest_folders(
                 hrel.clone(),
                 EntryKind::Unrecognized("folder name is not a digest".into()),
             );
-            odd_links(v2, hrel, false, odd, s);
+            odd_links(v2, hrel, false, &mut found.odd, s);
             continue;
         };
         if !opts.deep {
@@ -331,36 +330,21 @@ fn digest_folders(
                 rel.extend_from_slice(hex.as_bytes());
                 rel.extend_from_slice(b"/link");
                 if let Some(state) = dir.read_link_fast(&rel) {
-                    links.push(Link::new(digest, state, 0));
+                    found.links.push(Link::new(digest, state));
                     continue;
                 }
             }
         }
-        link_dir(
-            v2,
-            format!("{arel}/{hex}"),
-            digest,
-            tree == Tree::Revisions,
-            links,
-            odd,
-            s,
-        );
+        link_dir(v2, format!("{arel}/{hex}"), digest, tree, found, s);
     }
 }
 
-fn link_dir(
-    v2: &Path,
-    hrel: String,
-    digest: Digest,
-    revisions: bool,
-    links: &mut Vec<Link>,
-    odd: &mut Vec<OddLink>,
-    s: &mut Sink,
-) {
+fn link_dir(v2: &Path, hrel: String, digest: Digest, tree: Tree, found: &mut Found, s: &mut Sink) {
+    let revisions = tree == Tree::Revisions;
     let Some(inner) = s.list(v2, &hrel) else {
         return;
     };
-    let mut found = false;
+    let mut has_link = false;
     for e in inner {
         let Some(name) = e.name.to_str() else {
             s.non_utf8(&hrel, &e.name);
@@ -368,7 +352,7 @@ fn link_dir(
         };
         let p = format!("{hrel}/{name}");
         if name == "link" {
-            found = true;
+            has_link = true;
             if e.kind == EntryType::Symlink {
                 s.entry(p.clone(), EntryKind::Symlink);
             }
@@ -376,23 +360,26 @@ fn link_dir(
             if vanished {
                 s.entry(p, EntryKind::Changed("vanished during the scan".into()));
             }
-            links.push(Link::new(digest.clone(), state, mtime));
+            if tree == Tree::TagIndex {
+                found.mtimes.push((digest.clone(), mtime));
+            }
+            found.links.push(Link::new(digest.clone(), state));
         } else if revisions && name == "signatures" && e.kind == EntryType::Dir {
-            odd_links(v2, p, true, odd, s);
+            odd_links(v2, p, true, &mut found.odd, s);
         } else if e.kind == EntryType::Dir {
             s.entry(
                 p.clone(),
                 EntryKind::Unrecognized("unexpected folder in a link folder".into()),
             );
-            odd_links(v2, p, false, odd, s);
+            odd_links(v2, p, false, &mut found.odd, s);
         } else {
             unexpected(p, &e, "unexpected file in a link folder", s);
         }
     }
-    if !found {
+    if !has_link {
         s.entry(hrel, EntryKind::EmptyDir);
         if revisions {
-            links.push(Link::new(digest, LinkState::Absent, 0));
+            found.links.push(Link::new(digest, LinkState::Absent));
         }
     }
 }
@@ -408,15 +395,15 @@ fn manifests_dir(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
         match (name, c.kind) {
             ("revisions", EntryType::Dir) => {
                 repo.has_revisions = true;
-                let (links, odd) = link_tree(
+                let found = link_tree(
                     v2,
                     &layout::revisions_dir(&repo.name),
                     Tree::Revisions,
                     opts,
                     s,
                 );
-                repo.revisions = links;
-                repo.odd_revision_links = odd;
+                repo.revisions = found.links;
+                repo.odd_revision_links = found.odd;
             }
             ("tags", EntryType::Dir) => {
                 repo.has_tags = true;
@@ -467,6 +454,8 @@ fn tags(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
         };
         repo.tags.push(tag);
     }
+    // Kept for the whole run: no growth slack.
+    repo.tags.shrink_to_fit();
 }
 
 /// A tag read the cheap way; `None` when anything is unusual (the caller then lists it).
@@ -482,14 +471,8 @@ fn tag_fast(
     let index = tags
         .open_dir(format!("{name}/index/sha256").as_bytes())
         .ok()?;
-    let mut tag = Tag {
-        name: name.to_string(),
-        current,
-        current_mtime: 0,
-        index: Vec::new(),
-    };
     let arel = format!("{trel}/index/sha256");
-    let mut odd = Vec::new();
+    let mut found = Found::default();
     let mut part = Sink::default();
     alg_links(
         v2,
@@ -498,11 +481,18 @@ fn tag_fast(
         &index,
         Tree::TagIndex,
         opts,
-        &mut tag.index,
-        &mut odd,
+        &mut found,
         &mut part,
     );
-    for o in odd {
+    // Most tags have one or two history entries; a first push reserves four.
+    found.links.shrink_to_fit();
+    let tag = Tag {
+        name: name.to_string(),
+        current,
+        index: found.links,
+        index_mtimes: found.mtimes.into_boxed_slice(),
+    };
+    for o in found.odd {
         part.entry(
             o.path,
             EntryKind::Unrecognized("a link outside the tag index grammar".into()),
@@ -517,8 +507,8 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
     let mut tag = Tag {
         name: name.to_string(),
         current: LinkState::Absent,
-        current_mtime: 0,
         index: Vec::new(),
+        index_mtimes: Box::default(),
     };
     let Some(parts) = s.list(v2, trel) else {
         return tag;
@@ -537,21 +527,21 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
                         if e.kind == EntryType::Symlink {
                             s.entry(erel.clone(), EntryKind::Symlink);
                         }
-                        let (state, mtime, vanished) = fsio::read_link(&v2.join(&erel));
+                        let (state, _, vanished) = fsio::read_link(&v2.join(&erel));
                         if vanished {
                             s.entry(erel, EntryKind::Changed("vanished during the scan".into()));
                         }
                         tag.current = state;
-                        tag.current_mtime = mtime;
                     } else {
                         unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
                     }
                 }
             }
             ("index", EntryType::Dir) => {
-                let (links, odd) = link_tree(v2, &prel, Tree::TagIndex, opts, s);
-                tag.index = links;
-                for o in odd {
+                let found = link_tree(v2, &prel, Tree::TagIndex, opts, s);
+                tag.index = found.links;
+                tag.index_mtimes = found.mtimes.into_boxed_slice();
+                for o in found.odd {
                     s.entry(
                         o.path,
                         EntryKind::Unrecognized("a link outside the tag index grammar".into()),
