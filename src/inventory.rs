@@ -351,7 +351,7 @@ pub struct Inventory {
 }
 
 /// Parsed manifests by digest: a sorted vector, not a hash map, because a map's power-of-two table
-/// carries up to half again as many empty slots, and the table is kept for the whole run.
+/// holds up to about twice as many slots as entries, and the table is kept for the whole run.
 #[derive(Clone, Debug, Default)]
 pub struct Manifests {
     entries: Vec<(Digest, manifest::Parsed)>,
@@ -368,14 +368,6 @@ impl Manifests {
 
     pub fn contains(&self, d: &Digest) -> bool {
         self.find(d).is_ok()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Sorted by digest.
@@ -473,13 +465,15 @@ impl Inventory {
 
     /// Record the hashing outcome of blob `i`.
     pub fn set_verify(&mut self, i: usize, v: Verify) {
-        let d = self.blobs[i].digest.clone();
-        self.verify_failures.remove(&d);
-        self.blobs[i].hashed = match v {
+        let b = &mut self.blobs[i];
+        if b.hashed == Hashed::Failed {
+            self.verify_failures.remove(&b.digest);
+        }
+        b.hashed = match v {
             Verify::NotChecked => Hashed::No,
             Verify::Ok => Hashed::Ok,
             failed => {
-                self.verify_failures.insert(d, failed);
+                self.verify_failures.insert(b.digest.clone(), failed);
                 Hashed::Failed
             }
         };

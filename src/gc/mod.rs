@@ -595,13 +595,19 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
 
 /// All four predictions: 2.8 and 3.x, with and without `--delete-untagged`.
 pub fn predict_all(inv: &Inventory) -> Vec<Prediction> {
+    predict_each(inv, |p| p)
+}
+
+/// The four predictions, made in parallel, each handed to `f` as soon as it is made (so that a
+/// caller needing less than the whole prediction does not hold all four at once).
+fn predict_each<T: Send>(inv: &Inventory, f: impl Fn(Prediction) -> T + Sync) -> Vec<T> {
     use rayon::prelude::*;
     let runs: Vec<(Version, bool)> = Version::ALL
         .into_iter()
         .flat_map(|v| [(v, false), (v, true)])
         .collect();
     runs.into_par_iter()
-        .map(|(v, m)| predict(inv, v, m))
+        .map(|(v, m)| f(predict(inv, v, m)))
         .collect()
 }
 
@@ -702,28 +708,15 @@ pub fn hazards_streamed(
     reach: &crate::reach::Reach,
     child_trap: bool,
 ) -> Vec<Finding> {
-    use rayon::prelude::*;
     let children = child_reachable(inv, reach);
-    let runs: Vec<(Version, bool)> = Version::ALL
-        .into_iter()
-        .flat_map(|v| [(v, false), (v, true)])
-        .collect();
-    let parts: Vec<Vec<Finding>> = runs
-        .into_par_iter()
-        .map(|(v, m)| {
-            let mut out = Vec::new();
-            hazards_of(
-                inv,
-                reach,
-                &children,
-                &predict(inv, v, m),
-                child_trap,
-                &mut out,
-            );
-            out
-        })
-        .collect();
-    parts.into_iter().flatten().collect()
+    predict_each(inv, |p| {
+        let mut out = Vec::new();
+        hazards_of(inv, reach, &children, &p, child_trap, &mut out);
+        out
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn hazards_of(

@@ -253,6 +253,21 @@ struct Found {
     mtimes: Vec<(Digest, Timestamp)>,
 }
 
+impl Found {
+    /// A tag's history: its links (without growth slack: most tags have one or two entries, and a
+    /// first push reserves four) and their mtimes. A link outside the grammar is reported.
+    fn into_tag_history(mut self, s: &mut Sink) -> (Vec<Link>, Box<[(Digest, Timestamp)]>) {
+        for o in self.odd {
+            s.entry(
+                o.path,
+                EntryKind::Unrecognized("a link outside the tag index grammar".into()),
+            );
+        }
+        self.links.shrink_to_fit();
+        (self.links, self.mtimes.into_boxed_slice())
+    }
+}
+
 /// The digest folders of one `<alg>` folder, already open as `dir`.
 #[allow(clippy::too_many_arguments)]
 fn alg_links(
@@ -473,7 +488,6 @@ fn tag_fast(
         .ok()?;
     let arel = format!("{trel}/index/sha256");
     let mut found = Found::default();
-    let mut part = Sink::default();
     alg_links(
         v2,
         &arel,
@@ -482,24 +496,15 @@ fn tag_fast(
         Tree::TagIndex,
         opts,
         &mut found,
-        &mut part,
+        s,
     );
-    // Most tags have one or two history entries; a first push reserves four.
-    found.links.shrink_to_fit();
-    let tag = Tag {
+    let (index, index_mtimes) = found.into_tag_history(s);
+    Some(Tag {
         name: name.to_string(),
         current,
-        index: found.links,
-        index_mtimes: found.mtimes.into_boxed_slice(),
-    };
-    for o in found.odd {
-        part.entry(
-            o.path,
-            EntryKind::Unrecognized("a link outside the tag index grammar".into()),
-        );
-    }
-    s.merge(part);
-    Some(tag)
+        index,
+        index_mtimes,
+    })
 }
 
 /// A tag read by listing every folder of it.
@@ -538,15 +543,8 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
                 }
             }
             ("index", EntryType::Dir) => {
-                let found = link_tree(v2, &prel, Tree::TagIndex, opts, s);
-                tag.index = found.links;
-                tag.index_mtimes = found.mtimes.into_boxed_slice();
-                for o in found.odd {
-                    s.entry(
-                        o.path,
-                        EntryKind::Unrecognized("a link outside the tag index grammar".into()),
-                    );
-                }
+                (tag.index, tag.index_mtimes) =
+                    link_tree(v2, &prel, Tree::TagIndex, opts, s).into_tag_history(s);
             }
             _ if p.name.to_str().is_none() => s.non_utf8(trel, &p.name),
             _ => unexpected(
