@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::store::{fixture, regfsck, run_json, v2};
+use common::store::{fixture, fixture_now, regfsck, run_json, v2};
 use regfsck::digest::Digest;
 use regfsck::layout;
 use serde_json::Value;
@@ -291,16 +291,20 @@ fn the_v2_folder_itself_and_config_files() {
 fn severity_overrides_strict_and_skip_list() {
     let tmp = fixture("sample");
     let root = tmp.path().to_str().unwrap();
+    // A pinned clock: the fixture's upload is neither recent nor stale at this time, whatever
+    // today's date (its `upload-stale` warning would otherwise make --strict fail once it ages).
+    let now = fixture_now(tmp.path()).to_string();
+    let check = ["check", root, "--now", &now];
     // The clean store has warnings (index children): fine by default, fatal with --strict.
-    assert_eq!(run_json(&["check", root]).0, 0);
-    assert_eq!(run_json(&["check", root, "--strict"]).0, 4);
-    let (code, doc) = run_json(&[
-        "check",
-        root,
-        "--strict",
-        "--severity",
-        "revision-untagged-child=info",
-    ]);
+    assert_eq!(run_json(&check).0, 0);
+    assert_eq!(run_json(&[&check[..], &["--strict"]].concat()).0, 4);
+    let (code, doc) = run_json(
+        &[
+            &check[..],
+            &["--strict", "--severity", "revision-untagged-child=info"],
+        ]
+        .concat(),
+    );
     assert_eq!(code, 0);
     assert!(doc["findings"]
         .as_array()
@@ -311,12 +315,10 @@ fn severity_overrides_strict_and_skip_list() {
     // A known problem can be skipped by path.
     fs::write(v2(tmp.path()).join("backup.tar"), b"x").unwrap();
     let strict = [
-        "check",
-        root,
-        "--strict",
-        "--severity",
-        "revision-untagged-child=info",
-    ];
+        &check[..],
+        &["--strict", "--severity", "revision-untagged-child=info"],
+    ]
+    .concat();
     assert_eq!(run_json(&strict).0, 4);
     let skip = tmp.path().join("skip.txt");
     fs::write(&skip, "# known\nbackup.tar\n").unwrap();

@@ -639,21 +639,21 @@ fn copy(from: &Path, to: &Path) {
 #[test]
 fn objects_younger_than_the_grace_window_are_never_touched() {
     let tmp = fixture("sample");
-    // Written just now (no pinned mtime): younger than the default 10-minute grace window.
+    // Written a minute before the pinned clock: younger than the default 10-minute grace window.
+    // (Both times are pinned: the kernel's clock and the test's may differ, e.g. under faketime.)
+    let now = fixture_now(tmp.path());
     let notes = v2(tmp.path()).join("repositories/team/_notes");
     fs::write(&notes, b"fresh").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&notes)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now as u64 - 60))
+        .unwrap();
     let out = regfsck()
-        // --force: the fixture's own upload may be recent if the fixtures were just regenerated.
-        .args(["repair", "--apply", "--quiet", "--force"])
+        .args(["repair", "--apply", "--quiet"])
         .arg(tmp.path())
-        .args([
-            "--now",
-            &std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                .to_string(),
-        ])
+        .args(["--now", &now.to_string()])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -61,7 +61,15 @@ mod tests {
             .current_dir(dir.path())
             .spawn()
             .unwrap();
-        let found = super::processes_using(dir.path());
+        // Poll briefly: on a loaded machine /proc may lag the spawn for a moment.
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = super::processes_using(dir.path());
+            if found.iter().any(|s| s.contains("sleep")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert!(found.iter().any(|s| s.contains("sleep")), "{found:?}");
