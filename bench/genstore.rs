@@ -8,8 +8,8 @@
 //!     [--orphans N] [--uploads N] [--seed S]
 
 use rayon::prelude::*;
-use regfsck::digest::Digest;
-use regfsck::layout;
+use regfsck::model::digest::Digest;
+use regfsck::model::layout;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

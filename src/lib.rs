@@ -1,26 +1,15 @@
-//! regfsck library: scan, check, report and repair a distribution registry's filesystem store.
+//! regfsck library: scan, check, report, repair and clean up a distribution registry's store.
 //!
-//! Data flow: `scan` (the only module that reads the store) builds an `inventory`; `verify` hashes
-//! blob data; `checks` are pure functions from the inventory to `finding`s; `gc` and `usage`
-//! predict and account; `report` renders; `repair` plans, applies with a journal, and undoes.
+//! Layers, each depending only on those above it: `model` (values: digests, the path grammar,
+//! manifests, the inventory, findings) -> `store` (the only code that reads the store: scan,
+//! hashing, the incremental state) -> `analysis` (pure: checks, reachability, GC emulation, usage,
+//! policy) -> `plan` (changes as values, one journalled applier, undo) -> `report` (renderers) ->
+//! `cli` (arguments, exit status).
 
-pub mod checks;
+pub mod analysis;
 pub mod cli;
-pub mod config;
-pub mod digest;
-pub mod duration;
-pub mod finding;
-pub mod gc;
-pub mod inventory;
-pub mod layout;
-pub mod manifest;
-pub mod policy;
+pub mod model;
+pub mod plan;
 pub mod progress;
-pub mod reach;
-pub mod repair;
 pub mod report;
-pub mod scan;
-pub mod state;
-pub mod timefmt;
-pub mod usage;
-pub mod verify;
+pub mod store;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::store::{self, fixture, fixture_now, run_json, v2};
-use regfsck::digest::Digest;
-use regfsck::layout;
+use regfsck::model::digest::Digest;
+use regfsck::model::layout;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fs;

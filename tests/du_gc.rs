@@ -66,8 +66,8 @@ fn du_counts_what_the_registry_never_cleans() {
         .unwrap()
         .into_path();
     std::fs::write(blob_dir.join("data.old"), b"1234567").unwrap();
-    let ghost = regfsck::digest::Digest::of_bytes(b"ghost");
-    let link = v.join(regfsck::layout::layer_link("team/proj", &ghost));
+    let ghost = regfsck::model::digest::Digest::of_bytes(b"ghost");
+    let link = v.join(regfsck::model::layout::layer_link("team/proj", &ghost));
     std::fs::create_dir_all(link.parent().unwrap()).unwrap();
     std::fs::write(&link, ghost.to_string()).unwrap();
     // Residue beside a link and inside a blob folder: only a deep scan lists those folders.

@@ -8,15 +8,15 @@ mod common;
 
 use common::registry::{gc_dry_run, registry_available};
 use common::store::{fixture, run_json, v2};
-use regfsck::digest::Digest;
-use regfsck::gc::{self, Version};
-use regfsck::layout;
+use regfsck::analysis::gc::{self, Version};
+use regfsck::model::digest::Digest;
+use regfsck::model::layout;
 use std::fs;
 use std::path::Path;
 
-fn inventory(root: &Path) -> regfsck::inventory::Inventory {
-    let store = regfsck::scan::locate(root).unwrap();
-    regfsck::scan::scan(&store, &regfsck::progress::Silent).unwrap()
+fn inventory(root: &Path) -> regfsck::model::inventory::Inventory {
+    let store = regfsck::store::scan::locate(root).unwrap();
+    regfsck::store::scan::scan(&store, &regfsck::progress::Silent).unwrap()
 }
 
 fn tag(repo: &str, t: &str) -> Digest {

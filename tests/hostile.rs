@@ -4,8 +4,8 @@
 mod common;
 
 use common::store::{fixture, fixture_now, regfsck, run_json, v2};
-use regfsck::digest::Digest;
-use regfsck::layout;
+use regfsck::model::digest::Digest;
+use regfsck::model::layout;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -187,23 +187,24 @@ fn binary_garbage_everywhere() {
 fn a_data_file_deleted_during_the_scan() {
     // Between the scan and the hashing, as a live registry's GC would do.
     let tmp = fixture("minimal");
-    let store = regfsck::scan::locate(tmp.path()).unwrap();
-    let mut inv = regfsck::scan::scan(&store, &regfsck::progress::Silent).unwrap();
+    let store = regfsck::store::scan::locate(tmp.path()).unwrap();
+    let mut inv = regfsck::store::scan::scan(&store, &regfsck::progress::Silent).unwrap();
     let victim = inv.blobs[0].digest.clone();
     fs::remove_file(v2(tmp.path()).join(layout::blob_data(&victim))).unwrap();
-    regfsck::verify::verify(&mut inv, &Default::default(), &regfsck::progress::Silent);
-    let findings = regfsck::checks::run(&inv, &Default::default());
-    assert!(findings.iter().any(
-        |f| f.code == regfsck::finding::Code::PathChanged && f.digest.as_ref() == Some(&victim)
-    ));
+    regfsck::store::verify::verify(&mut inv, &Default::default(), &regfsck::progress::Silent);
+    let findings = regfsck::analysis::checks::run(&inv, &Default::default());
+    assert!(findings
+        .iter()
+        .any(|f| f.code == regfsck::model::finding::Code::PathChanged
+            && f.digest.as_ref() == Some(&victim)));
     // A file rewritten in place while hashed is caught too.
     let other = inv.blobs[1].clone();
     let path = v2(tmp.path()).join(layout::blob_data(&other.digest));
     fs::write(&path, b"rewritten with other content").unwrap();
-    regfsck::verify::verify(&mut inv, &Default::default(), &regfsck::progress::Silent);
+    regfsck::store::verify::verify(&mut inv, &Default::default(), &regfsck::progress::Silent);
     assert!(matches!(
         inv.verify_of(inv.blob_index(&other.digest).unwrap()),
-        regfsck::inventory::Verify::Changed(_)
+        regfsck::model::inventory::Verify::Changed(_)
     ));
 }
 

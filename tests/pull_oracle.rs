@@ -6,8 +6,8 @@ mod common;
 
 use common::registry::{registry_available, Registry};
 use common::store::{expected, fixture, run_json, v2};
-use regfsck::digest::Digest;
-use regfsck::layout;
+use regfsck::model::digest::Digest;
+use regfsck::model::layout;
 use std::fs;
 use std::path::Path;
 

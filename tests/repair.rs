@@ -8,8 +8,8 @@ mod common;
 
 use common::registry::{gc_dry_run, registry_available, Registry};
 use common::store::{expected, fingerprint, fixture, fixture_now, regfsck, v2};
-use regfsck::digest::Digest;
-use regfsck::layout;
+use regfsck::model::digest::Digest;
+use regfsck::model::layout;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
@@ -499,7 +499,7 @@ fn lossy_needs_confirmation_and_live_registries_are_refused() {
     write(
         tmp.path(),
         &format!("{up}/startedat"),
-        regfsck::timefmt::format_rfc3339(now - 5).as_bytes(),
+        regfsck::model::timefmt::format_rfc3339(now - 5).as_bytes(),
     );
     let at = |extra: &[&str]| {
         let out = regfsck()
@@ -546,7 +546,7 @@ fn lossy_needs_confirmation_and_live_registries_are_refused() {
 fn the_lock_keeps_two_repairs_apart() {
     let tmp = fixture("sample");
     write(tmp.path(), "repositories/team/_notes", b"x");
-    let _held = regfsck::repair::apply::Lock::acquire(tmp.path()).unwrap();
+    let _held = regfsck::plan::apply::Lock::acquire(tmp.path()).unwrap();
     let (code, _, err) = run(tmp.path(), &["repair", "--apply"]);
     assert_eq!(code, 8);
     assert!(err.contains("holds the lock"), "{err}");

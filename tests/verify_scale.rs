@@ -4,7 +4,7 @@
 mod common;
 
 use common::store::{fixture, regfsck, run_json, v2};
-use regfsck::layout;
+use regfsck::model::layout;
 use serde_json::Value;
 use std::fs;
 
@@ -17,8 +17,8 @@ fn shards_cover_everything_exactly_once() {
     let tmp = fixture("sample");
     let root = tmp.path().to_str().unwrap();
     // Corrupt one blob: exactly one shard must find it.
-    let store = regfsck::scan::locate(tmp.path()).unwrap();
-    let inv = regfsck::scan::scan(&store, &regfsck::progress::Silent).unwrap();
+    let store = regfsck::store::scan::locate(tmp.path()).unwrap();
+    let inv = regfsck::store::scan::scan(&store, &regfsck::progress::Silent).unwrap();
     let victim = inv.blobs[3].digest.clone();
     let p = v2(tmp.path()).join(layout::blob_data(&victim));
     let mut data = fs::read(&p).unwrap();
@@ -81,8 +81,8 @@ fn incremental_state_hashes_only_what_is_due() {
     assert_eq!(hashed(&second), 0, "nothing is due");
     assert_eq!(second["summary"]["coverage"]["blobs"].as_u64(), Some(n));
     // A changed blob is hashed again.
-    let store = regfsck::scan::locate(tmp.path()).unwrap();
-    let inv = regfsck::scan::scan(&store, &regfsck::progress::Silent).unwrap();
+    let store = regfsck::store::scan::locate(tmp.path()).unwrap();
+    let inv = regfsck::store::scan::scan(&store, &regfsck::progress::Silent).unwrap();
     let p = v2(tmp.path()).join(layout::blob_data(&inv.blobs[0].digest));
     let f = fs::File::options().write(true).open(&p).unwrap();
     f.set_modified(std::time::SystemTime::now()).unwrap();

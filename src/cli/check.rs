@@ -2,11 +2,12 @@
 //! to the store.
 
 use super::{Failure, Format, StoreArgs};
-use crate::checks::CheckOptions;
-use crate::policy::Policy;
+use crate::analysis::checks;
+use crate::analysis::checks::CheckOptions;
+use crate::analysis::policy::Policy;
 use crate::report::{self, human};
-use crate::verify::VerifyOptions;
-use crate::{checks, config, scan, verify};
+use crate::store::verify::VerifyOptions;
+use crate::store::{config, scan, verify};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,7 +71,7 @@ pub struct CheckArgs {
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration, Failure> {
-    crate::duration::parse(text).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
+    crate::model::duration::parse(text).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
 }
 
 /// Options shared by every command that runs the checks.
@@ -134,7 +135,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     let subset = args
         .verify_subset
         .as_deref()
-        .map(crate::state::SubsetSpec::parse)
+        .map(crate::store::state::SubsetSpec::parse)
         .transpose()
         .map_err(Failure::Usage)?;
     let deadline = match &args.max_duration {
@@ -149,11 +150,11 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     let state_path = args
         .state
         .clone()
-        .unwrap_or_else(|| crate::state::default_path(&located.store.root));
+        .unwrap_or_else(|| crate::store::state::default_path(&located.store.root));
     let (mut state, warning) = if use_state {
-        crate::state::State::load(&state_path, &located.store.root)
+        crate::store::state::State::load(&state_path, &located.store.root)
     } else {
-        (crate::state::State::default(), None)
+        (crate::store::state::State::default(), None)
     };
     if let Some(w) = warning {
         eprintln!("regfsck: warning: {w}");
@@ -171,7 +172,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         let now = opts.now;
         let select: Option<verify::Selector> = match (subset, window) {
             (None, None) => None,
-            (sub, win) => Some(Box::new(move |b: &crate::inventory::Blob| {
+            (sub, win) => Some(Box::new(move |b: &crate::model::inventory::Blob| {
                 sub.is_none_or(|s| s.selects(&b.digest, seed))
                     && win.is_none_or(|w| prior.needs_hash(b, now, w))
             })),

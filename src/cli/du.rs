@@ -3,9 +3,10 @@
 
 use super::check::check_options;
 use super::{Failure, StoreArgs};
+use crate::analysis::reach;
+use crate::analysis::usage::{self, RepoUsage, Usage};
 use crate::report::human::size;
-use crate::usage::{self, RepoUsage, Usage};
-use crate::{reach, scan};
+use crate::store::scan;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use serde::Serialize;

@@ -3,10 +3,11 @@
 //! Never writes.
 
 use super::{Failure, Format, StoreArgs};
-use crate::finding::Finding;
-use crate::gc::{self, Prediction, Version};
+use crate::analysis::gc::{self, Prediction, Version};
+use crate::analysis::reach;
+use crate::model::finding::Finding;
 use crate::report::{human::size, ReportFinding};
-use crate::{reach, scan};
+use crate::store::scan;
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -7,8 +7,8 @@ mod gc;
 pub mod progress_bar;
 mod repair;
 
-use crate::config;
 use crate::report::exit;
+use crate::store::config;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,7 +62,7 @@ pub enum Format {
 
 /// A store location and the registry settings that matter to regfsck.
 pub struct Located {
-    pub store: crate::scan::Store,
+    pub store: crate::store::scan::Store,
     pub registry: Option<config::RegistryConfig>,
     pub config_path: Option<PathBuf>,
 }
@@ -88,7 +88,7 @@ impl StoreArgs {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ROOT)),
         };
-        let store = crate::scan::locate(&root).map_err(|e| e.to_string())?;
+        let store = crate::store::scan::locate(&root).map_err(|e| e.to_string())?;
         Ok(Located {
             store,
             registry,

@@ -3,13 +3,14 @@
 
 use super::check::check_options;
 use super::{Failure, StoreArgs};
-use crate::checks::CheckOptions;
-use crate::finding::{Code, Finding, Severity};
-use crate::inventory::{BlobFault, EntryKind, Inventory};
-use crate::repair::apply::{self, ApplyOptions};
-use crate::repair::{self, live, Plan, PlanOptions};
-use crate::verify::VerifyOptions;
-use crate::{checks, gc, reach, scan, verify};
+use crate::analysis::checks::CheckOptions;
+use crate::analysis::{checks, gc, reach};
+use crate::model::finding::{Code, Finding, Severity};
+use crate::model::inventory::{BlobFault, EntryKind, Inventory};
+use crate::plan::apply::{self, ApplyOptions};
+use crate::plan::{self, live, Plan, PlanOptions};
+use crate::store::verify::VerifyOptions;
+use crate::store::{scan, verify};
 use clap::Args;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -93,7 +94,7 @@ fn errors(findings: &[Finding]) -> Vec<&Finding> {
 }
 
 /// sha256 of every data file at a malformed path under blobs/ (the planner moves them home).
-fn misplaced_content(inv: &Inventory) -> HashMap<String, crate::digest::Digest> {
+fn misplaced_content(inv: &Inventory) -> HashMap<String, crate::model::digest::Digest> {
     let mut out = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
     for e in &inv.entries {
@@ -123,10 +124,10 @@ fn render_plan(plan: &Plan) -> String {
     let _ = writeln!(o, "Repair plan ({} actions):", plan.actions.len());
     for a in &plan.actions {
         let what = match &a.kind {
-            repair::ActionKind::Quarantine { path } => format!("quarantine {path}"),
-            repair::ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
-            repair::ActionKind::CreateDir { path } => format!("create folder {path}"),
-            repair::ActionKind::MoveBlob { from, to } => format!("move {from} -> {to}"),
+            plan::ActionKind::Quarantine { path } => format!("quarantine {path}"),
+            plan::ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
+            plan::ActionKind::CreateDir { path } => format!("create folder {path}"),
+            plan::ActionKind::MoveBlob { from, to } => format!("move {from} -> {to}"),
         };
         let _ = writeln!(
             o,
@@ -214,7 +215,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         }
     }
     let before = check_store(&located.store, &opts, args.no_verify, args.quiet)?;
-    let plan = repair::plan(
+    let plan = plan::repair::plan(
         &before.inv,
         &before.findings,
         &PlanOptions {

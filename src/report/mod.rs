@@ -3,9 +3,9 @@
 
 pub mod human;
 
-use crate::finding::{Code, Finding, Severity};
-use crate::inventory::Inventory;
-use crate::policy::Policy;
+use crate::analysis::policy::Policy;
+use crate::model::finding::{Code, Finding, Severity};
+use crate::model::inventory::Inventory;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

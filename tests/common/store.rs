@@ -116,7 +116,7 @@ pub fn fixture_now(root: &Path) -> i64 {
                 stack.push(p);
             } else if e.file_name() == "startedat" {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
-                if let Some(t) = regfsck::timefmt::parse_rfc3339(&text) {
+                if let Some(t) = regfsck::model::timefmt::parse_rfc3339(&text) {
                     newest = newest.max(t);
                 }
             }
@@ -148,15 +148,15 @@ pub fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
 }
 
 /// The digest a tag of a fixture store names, from its `.expected.json`.
-pub fn tag_digest(store: &str, repo: &str, tag: &str) -> regfsck::digest::Digest {
+pub fn tag_digest(store: &str, repo: &str, tag: &str) -> regfsck::model::digest::Digest {
     let exp = expected(store);
-    regfsck::digest::Digest::parse(exp["repositories"][repo]["tags"][tag].as_str().unwrap())
+    regfsck::model::digest::Digest::parse(exp["repositories"][repo]["tags"][tag].as_str().unwrap())
         .unwrap()
 }
 
 /// A manifest blob of the store, parsed as JSON.
-pub fn manifest_json(root: &Path, d: &regfsck::digest::Digest) -> serde_json::Value {
-    let p = v2(root).join(regfsck::layout::blob_data(d));
+pub fn manifest_json(root: &Path, d: &regfsck::model::digest::Digest) -> serde_json::Value {
+    let p = v2(root).join(regfsck::model::layout::blob_data(d));
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 

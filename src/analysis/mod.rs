@@ -1,0 +1,8 @@
+//! The analysis layer: pure functions over an inventory — checks (findings), reachability, the
+//! garbage collector's emulation, per-repository usage, and the severity policy. No I/O.
+
+pub mod checks;
+pub mod gc;
+pub mod policy;
+pub mod reach;
+pub mod usage;

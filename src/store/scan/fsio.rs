@@ -1,0 +1,351 @@
+//! Low-level, never-following file access for the scanner: directory listings with entry types,
+//! capped reads of small files (links, startedat) opened with O_NOFOLLOW|O_NONBLOCK.
+
+use crate::model::inventory::{EntryType, LinkState, Timestamp};
+use std::ffi::OsString;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// The largest link file regfsck reads: any valid digest text is at most 135 bytes.
+pub const LINK_CAP: u64 = 256;
+
+pub struct Child {
+    pub name: OsString,
+    pub kind: EntryType,
+}
+
+/// List a directory without following anything; sorted by name bytes (as the registry's walk).
+pub fn list(dir: &Path) -> io::Result<Vec<Child>> {
+    DirFd::open(dir)?.list()
+}
+
+pub fn mtime(m: &Metadata) -> Timestamp {
+    m.mtime()
+}
+
+/// Open a file for reading without following a symlink and without blocking on a FIFO.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Result of reading a small file with a cap.
+pub enum Small {
+    Bytes(Vec<u8>, Metadata),
+    TooLarge(u64),
+    NotFile,
+    Vanished,
+    Error(String),
+}
+
+pub fn read_small(path: &Path, cap: u64) -> Small {
+    let f = match open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Small::Vanished,
+        // ELOOP: the final component is a symlink.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Small::NotFile,
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Small::NotFile,
+        Err(e) => return Small::Error(e.to_string()),
+    };
+    let meta = match f.metadata() {
+        Ok(m) => m,
+        Err(e) => return Small::Error(e.to_string()),
+    };
+    if !meta.is_file() {
+        return Small::NotFile;
+    }
+    if meta.len() > cap {
+        return Small::TooLarge(meta.len());
+    }
+    // Read exactly the size fstat reported: one read() for a link, no extra call to see EOF. A
+    // file that grows meanwhile is cut at that size (and then fails strict validation).
+    let mut buf = vec![0u8; meta.len() as usize];
+    let mut filled = 0;
+    let mut f = f;
+    while filled < buf.len() {
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Small::Error(e.to_string()),
+        }
+    }
+    buf.truncate(filled);
+    Small::Bytes(buf, meta)
+}
+
+/// Read a link file into its state (strict digest validation) and mtime.
+pub fn read_link(path: &Path) -> (LinkState, Timestamp, bool) {
+    match read_small(path, LINK_CAP) {
+        Small::Bytes(b, meta) => (link_state(&b), mtime(&meta), false),
+        Small::TooLarge(len) => (LinkState::TooLarge { len }, 0, false),
+        Small::NotFile => (LinkState::NotFile, 0, false),
+        Small::Vanished => (LinkState::Absent, 0, true),
+        Small::Error(e) => (LinkState::Unreadable(e), 0, false),
+    }
+}
+
+/// An open directory (`O_DIRECTORY|O_NOFOLLOW`): the fast lanes open and stat relative to it, so
+/// that the kernel walks one or two components instead of the whole path for each of millions of
+/// files.
+pub struct DirFd(std::os::fd::OwnedFd);
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn cstr(rel: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Own the descriptor an open call returned, or take its error.
+fn owned(fd: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open `rel` below `dir`, refusing a symlink in any component (openat2 `RESOLVE_NO_SYMLINKS`);
+/// kernels without openat2 get `O_NOFOLLOW` on the last component, and the callers only pass
+/// names whose folders they listed as real directories.
+fn open_beneath(
+    dir: libc::c_int,
+    rel: &[u8],
+    flags: libc::c_int,
+) -> io::Result<std::os::fd::OwnedFd> {
+    let c = cstr(rel)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+        let how = OpenHow {
+            flags: flags as u64,
+            mode: 0,
+            resolve: RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+        };
+        // SAFETY: `c` is NUL-terminated and `how` is a valid open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        let e = match owned(fd as libc::c_int) {
+            Ok(f) => return Ok(f),
+            Err(e) => e,
+        };
+        match e.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EPERM)
+                if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => return Err(e),
+        }
+    }
+    // SAFETY: `c` is NUL-terminated; `dir` is an open descriptor owned by the caller.
+    owned(unsafe { libc::openat(dir, c.as_ptr(), flags) })
+}
+
+impl DirFd {
+    pub fn open(path: &Path) -> io::Result<DirFd> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = cstr(path.as_os_str().as_bytes())?;
+        // SAFETY: `c` is NUL-terminated.
+        owned(unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })
+        .map(DirFd)
+    }
+
+    fn raw(&self) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// A directory below this one (`rel` may have several components, none a symlink).
+    pub fn open_dir(&self, rel: &[u8]) -> io::Result<DirFd> {
+        open_beneath(self.raw(), rel, libc::O_RDONLY | libc::O_DIRECTORY).map(DirFd)
+    }
+
+    /// The entries of this directory with their types, sorted by name bytes, `.` and `..` left
+    /// out.
+    pub fn list(&self) -> io::Result<Vec<Child>> {
+        thread_local! {
+            // One getdents buffer per thread: tens of thousands of small folders are listed.
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 32 * 1024]);
+        }
+        BUF.with(|b| self.list_into(&mut b.borrow_mut()))
+    }
+
+    fn list_into(&self, buf: &mut [u8]) -> io::Result<Vec<Child>> {
+        use std::os::unix::ffi::OsStringExt;
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: `buf` is writable for its length; the kernel writes at most that much.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.raw(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if n == 0 {
+                break;
+            }
+            let mut off = 0usize;
+            let n = n as usize;
+            // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name NUL-terminated.
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                if reclen == 0 || off + reclen > n {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let dtype = buf[off + 18];
+                let name_area = &buf[off + 19..off + reclen];
+                let len = name_area
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(name_area.len());
+                let name = &name_area[..len];
+                off += reclen;
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let kind = match dtype {
+                    libc::DT_DIR => EntryType::Dir,
+                    libc::DT_REG => EntryType::File,
+                    libc::DT_LNK => EntryType::Symlink,
+                    libc::DT_UNKNOWN => self.type_at(name),
+                    _ => EntryType::Other,
+                };
+                out.push(Child {
+                    name: OsString::from_vec(name.to_vec()),
+                    kind,
+                });
+            }
+        }
+        out.sort_unstable_by(|a, b| a.name.as_encoded_bytes().cmp(b.name.as_encoded_bytes()));
+        Ok(out)
+    }
+
+    /// The type of an entry on filesystems whose listings do not carry it.
+    fn type_at(&self, name: &[u8]) -> EntryType {
+        match self.stat_at(name) {
+            Ok(st) => mode_type(st.st_mode),
+            Err(_) => EntryType::Other,
+        }
+    }
+
+    /// `fstatat(.., AT_SYMLINK_NOFOLLOW)` of `rel` below this directory.
+    pub fn stat_at(&self, rel: &[u8]) -> io::Result<libc::stat> {
+        let c = cstr(rel)?;
+        // SAFETY: zeroed is a valid `stat`; the kernel fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is NUL-terminated and `st` is writable.
+        let r =
+            unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
+    /// Read `rel` (a link file below this directory) the cheap way: open, one read, close; no
+    /// `fstat`, since only repair needs link mtimes and it scans deep. The link's state when it
+    /// read like a normal link (1 to `LINK_CAP` bytes), else `None` — missing, empty (a FIFO reads
+    /// empty too), too large, a folder, unreadable — and the caller looks at the folder the
+    /// thorough way.
+    pub fn read_link_fast(&self, rel: &[u8]) -> Option<LinkState> {
+        use std::os::fd::AsRawFd;
+        let f = open_beneath(self.raw(), rel, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
+        // One byte more than the cap: a file that fills it is larger than any link.
+        let mut buf = [0u8; LINK_CAP as usize + 1];
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 || n as usize > LINK_CAP as usize {
+            return None;
+        }
+        Some(link_state(&buf[..n as usize]))
+    }
+}
+
+impl DirFd {
+    /// Read a whole file below this directory whose size a stat reported as `expect`, at most
+    /// `cap` bytes: one `read` when the size still holds, more only when the file grew.
+    pub fn read_file_at(&self, rel: &[u8], expect: usize, cap: u64) -> io::Result<Vec<u8>> {
+        let f = File::from(open_beneath(
+            self.raw(),
+            rel,
+            libc::O_RDONLY | libc::O_NONBLOCK,
+        )?);
+        let mut buf = vec![0u8; expect.min(cap as usize) + 1];
+        let mut filled = 0;
+        let mut f = f;
+        loop {
+            match f.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            // The expected size read in one go: that is the end, unless the file grew.
+            if filled == expect && filled < buf.len() {
+                break;
+            }
+            if filled == buf.len() {
+                if filled as u64 > cap {
+                    break;
+                }
+                let grown = (buf.len() * 2).min(cap as usize + 1);
+                buf.resize(grown, 0);
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+}
+
+pub fn mode_type(mode: libc::mode_t) -> EntryType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => EntryType::Dir,
+        libc::S_IFREG => EntryType::File,
+        libc::S_IFLNK => EntryType::Symlink,
+        _ => EntryType::Other,
+    }
+}
+
+/// The state of a link from its fast-read bytes (strict digest validation, as `read_link`).
+pub fn link_state(bytes: &[u8]) -> LinkState {
+    match crate::model::digest::Digest::parse_bytes(bytes) {
+        Ok(d) => LinkState::Ok(d),
+        Err(error) => LinkState::Malformed {
+            error,
+            len: bytes.len() as u64,
+        },
+    }
+}

@@ -1,0 +1,618 @@
+//! Walks `repositories/`: the repository-name hierarchy (iteratively, any depth), then each
+//! repository's `_layers`, `_manifests` and `_uploads` in parallel.
+
+use super::fsio::{self, Child};
+use super::{ScanOptions, Sink};
+use crate::model::digest::Digest;
+use crate::model::inventory::*;
+use crate::model::layout;
+use rayon::prelude::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+pub(crate) struct Walked {
+    pub found: bool,
+    pub repos: Vec<Repo>,
+    pub tree: Vec<TreeDir>,
+    pub sink: Sink,
+}
+
+const MARKERS: [&str; 3] = ["_layers", "_manifests", "_uploads"];
+
+fn join(dir: &str, name: &str) -> String {
+    if name.is_empty() {
+        dir.to_string()
+    } else if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
+    let mut w = Walked {
+        found: true,
+        repos: Vec::new(),
+        tree: Vec::new(),
+        sink: Sink::default(),
+    };
+    let base = v2.join("repositories");
+    match std::fs::symlink_metadata(&base) {
+        Err(_) => {
+            w.found = false;
+            return w;
+        }
+        Ok(m) if !m.is_dir() => {
+            w.found = false;
+            w.sink.entry(
+                "repositories".into(),
+                EntryKind::Unrecognized("repositories is not a folder".into()),
+            );
+            return w;
+        }
+        Ok(_) => {}
+    }
+    // The name hierarchy: "" is repositories/ itself.
+    let mut stack = vec![String::new()];
+    let mut repo_names = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let rel = join("repositories", &dir);
+        let children = match fsio::list(&base.join(&dir)) {
+            Ok(c) => c,
+            Err(e) => {
+                w.sink.io_error(&rel, e);
+                continue;
+            }
+        };
+        let mut tree_children = Vec::with_capacity(children.len());
+        let mut is_repo = false;
+        for c in &children {
+            let Some(name) = c.name.to_str() else {
+                w.sink.non_utf8(&rel, &c.name);
+                continue;
+            };
+            tree_children.push((name.to_string(), c.kind));
+            let path = join(&rel, name);
+            match c.kind {
+                EntryType::Symlink => w.sink.entry(path, EntryKind::Symlink),
+                EntryType::Dir if name.starts_with('_') => {
+                    if MARKERS.contains(&name) && !dir.is_empty() {
+                        is_repo = true;
+                    } else {
+                        w.sink.entry(
+                            path,
+                            EntryKind::Unrecognized(
+                                "a _ folder the registry never writes here".into(),
+                            ),
+                        );
+                    }
+                }
+                EntryType::Dir => stack.push(join(&dir, name)),
+                _ if name.starts_with('_') => w.sink.entry(path, EntryKind::StrayUnderscore),
+                _ if layout::is_temp_residue(name) => w.sink.entry(path, EntryKind::TempResidue),
+                _ => w.sink.entry(
+                    path,
+                    EntryKind::Unrecognized("a file among repositories".into()),
+                ),
+            }
+        }
+        if is_repo {
+            if let Some(why) = layout::repo_name_problem(&dir) {
+                w.sink.entry(rel.clone(), EntryKind::RepoNameInvalid(why));
+            }
+            repo_names.push((dir.clone(), children));
+        } else if children.is_empty() && !dir.is_empty() {
+            w.sink.entry(rel.clone(), EntryKind::EmptyDir);
+        }
+        w.tree.push(TreeDir {
+            path: dir,
+            children: tree_children,
+        });
+    }
+    let parts: Vec<(Repo, Sink)> = repo_names
+        .into_par_iter()
+        .map(|(name, children)| scan_repo(v2, name, &children, opts))
+        .collect();
+    for (r, s) in parts {
+        w.repos.push(r);
+        w.sink.merge(s);
+    }
+    w
+}
+
+fn scan_repo(v2: &Path, name: String, children: &[Child], opts: &ScanOptions) -> (Repo, Sink) {
+    let mut s = Sink::default();
+    let mut repo = Repo {
+        name,
+        ..Repo::default()
+    };
+    let has = |n: &str| {
+        children
+            .iter()
+            .any(|c| c.name == n && c.kind == EntryType::Dir)
+    };
+    repo.has_layers = has("_layers");
+    repo.has_manifests = has("_manifests");
+    repo.has_uploads = has("_uploads");
+    if repo.has_layers {
+        let rel = layout::layers_dir(&repo.name);
+        let found = link_tree(v2, &rel, Tree::Layers, opts, &mut s);
+        repo.layers = found.links;
+        repo.odd_layer_links = found.odd;
+    }
+    if repo.has_manifests {
+        manifests_dir(v2, &mut repo, opts, &mut s);
+    }
+    if repo.has_uploads {
+        uploads(v2, &mut repo, &mut s);
+    }
+    (repo, s)
+}
+
+/// Any entry where only folders are expected: report it and say whether to descend.
+fn unexpected(path: String, c: &Child, what: &str, s: &mut Sink) {
+    match c.kind {
+        EntryType::Symlink => s.entry(path, EntryKind::Symlink),
+        _ if c.name.to_str().is_some_and(layout::is_temp_residue) => {
+            s.entry(path, EntryKind::TempResidue)
+        }
+        _ => s.entry(path, EntryKind::Unrecognized(what.to_string())),
+    }
+}
+
+/// Every file named `link` below `rel` (off the grammar): the registry's GC reads them all.
+fn odd_links(v2: &Path, rel: String, legacy: bool, odd: &mut Vec<OddLink>, s: &mut Sink) {
+    let mut stack = vec![rel];
+    while let Some(dir) = stack.pop() {
+        let Some(children) = s.list(v2, &dir) else {
+            continue;
+        };
+        if children.is_empty() {
+            s.entry(dir.clone(), EntryKind::EmptyDir);
+        }
+        for c in children {
+            let Some(name) = c.name.to_str() else {
+                s.non_utf8(&dir, &c.name);
+                continue;
+            };
+            let path = format!("{dir}/{name}");
+            match c.kind {
+                EntryType::Dir => stack.push(path),
+                _ if name == "link" => {
+                    if c.kind == EntryType::Symlink {
+                        s.entry(path.clone(), EntryKind::Symlink);
+                    }
+                    let (state, _, vanished) = fsio::read_link(&v2.join(&path));
+                    if vanished {
+                        s.entry(
+                            path.clone(),
+                            EntryKind::Changed("vanished during the scan".into()),
+                        );
+                    }
+                    odd.push(OddLink {
+                        path,
+                        state,
+                        legacy_signature: legacy,
+                    });
+                }
+                _ => unexpected(path, &c, "not a link file", s),
+            }
+        }
+    }
+}
+
+/// Which link tree is walked: what the fast lane needs from each link and what a missing one means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tree {
+    /// `_layers`: content only.
+    Layers,
+    /// `_manifests/revisions`: a folder without a link is recorded as `Absent` (API-delete
+    /// residue), and subfolders (legacy `signatures/`) are read, as the registry's GC does.
+    Revisions,
+    /// A tag's `index`: content (and, scanned deep, the mtime by which repair picks the newest
+    /// entry to restore a lost `current`).
+    TagIndex,
+}
+
+/// Listings above this many folders are split across threads, so that one huge repository
+/// does not run on one core.
+const PARALLEL_FOLDERS: usize = 2048;
+
+/// A `<rel>/<alg>/<hex>/link` tree (`_layers`, `_manifests/revisions`, tag `index`).
+fn link_tree(v2: &Path, rel: &str, tree: Tree, opts: &ScanOptions, s: &mut Sink) -> Found {
+    let mut found = Found::default();
+    let Some(algs) = s.list(v2, rel) else {
+        return found;
+    };
+    for a in algs {
+        let Some(alg) = a.name.to_str() else {
+            s.non_utf8(rel, &a.name);
+            continue;
+        };
+        let arel = format!("{rel}/{alg}");
+        if a.kind != EntryType::Dir {
+            unexpected(arel, &a, "not an algorithm folder", s);
+            continue;
+        }
+        let Some(dir) = s.open(v2, &arel) else {
+            continue;
+        };
+        alg_links(v2, &arel, alg, &dir, tree, opts, &mut found, s);
+    }
+    // A repository's links are kept for the whole run: no growth slack.
+    found.links.shrink_to_fit();
+    found
+}
+
+/// What a link tree holds.
+#[derive(Default)]
+struct Found {
+    links: Vec<Link>,
+    odd: Vec<OddLink>,
+    /// Tag index links only, and only when the link was statted (deep scans).
+    mtimes: Vec<(Digest, Timestamp)>,
+}
+
+impl Found {
+    /// A tag's history: its links (without growth slack: most tags have one or two entries, and a
+    /// first push reserves four) and their mtimes. A link outside the grammar is reported.
+    fn into_tag_history(mut self, s: &mut Sink) -> (Vec<Link>, Box<[(Digest, Timestamp)]>) {
+        for o in self.odd {
+            s.entry(
+                o.path,
+                EntryKind::Unrecognized("a link outside the tag index grammar".into()),
+            );
+        }
+        self.links.shrink_to_fit();
+        (self.links, self.mtimes.into_boxed_slice())
+    }
+}
+
+/// The digest folders of one `<alg>` folder, already open as `dir`.
+#[allow(clippy::too_many_arguments)]
+fn alg_links(
+    v2: &Path,
+    arel: &str,
+    alg: &str,
+    dir: &fsio::DirFd,
+    tree: Tree,
+    opts: &ScanOptions,
+    found: &mut Found,
+    s: &mut Sink,
+) {
+    let Some(hexes) = s.list_open(dir, arel) else {
+        return;
+    };
+    if hexes.len() <= PARALLEL_FOLDERS {
+        digest_folders(v2, arel, alg, dir, &hexes, tree, opts, found, s);
+        return;
+    }
+    let parts: Vec<(Found, Sink)> = hexes
+        .par_chunks(PARALLEL_FOLDERS / 2)
+        .map(|chunk| {
+            let (mut f, mut ps) = (Found::default(), Sink::default());
+            digest_folders(v2, arel, alg, dir, chunk, tree, opts, &mut f, &mut ps);
+            (f, ps)
+        })
+        .collect();
+    for (f, ps) in parts {
+        found.links.extend(f.links);
+        found.odd.extend(f.odd);
+        found.mtimes.extend(f.mtimes);
+        s.merge(ps);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn digest_folders(
+    v2: &Path,
+    arel: &str,
+    alg: &str,
+    dir: &fsio::DirFd,
+    hexes: &[Child],
+    tree: Tree,
+    opts: &ScanOptions,
+    found: &mut Found,
+    s: &mut Sink,
+) {
+    let mut rel = Vec::with_capacity(160);
+    for h in hexes {
+        let Some(hex) = h.name.to_str() else {
+            s.non_utf8(arel, &h.name);
+            continue;
+        };
+        if h.kind != EntryType::Dir {
+            unexpected(format!("{arel}/{hex}"), h, "not a digest folder", s);
+            continue;
+        }
+        let Some(digest) = layout::digest_from_components(alg, hex) else {
+            let hrel = format!("{arel}/{hex}");
+            s.entry(
+                hrel.clone(),
+                EntryKind::Unrecognized("folder name is not a digest".into()),
+            );
+            odd_links(v2, hrel, false, &mut found.odd, s);
+            continue;
+        };
+        if !opts.deep {
+            // The fast lane: the link file alone, read relative to the open <alg> folder. A
+            // revision folder is taken this way only when it provably has no subfolder (a
+            // directory's link count is 2 + its subfolders on ext4 and XFS; btrfs says 1).
+            let plain = tree != Tree::Revisions
+                || dir.stat_at(hex.as_bytes()).is_ok_and(|st| st.st_nlink == 2);
+            if plain {
+                rel.clear();
+                rel.extend_from_slice(hex.as_bytes());
+                rel.extend_from_slice(b"/link");
+                if let Some(state) = dir.read_link_fast(&rel) {
+                    found.links.push(Link::new(digest, state));
+                    continue;
+                }
+            }
+        }
+        link_dir(v2, format!("{arel}/{hex}"), digest, tree, found, s);
+    }
+}
+
+fn link_dir(v2: &Path, hrel: String, digest: Digest, tree: Tree, found: &mut Found, s: &mut Sink) {
+    let revisions = tree == Tree::Revisions;
+    let Some(inner) = s.list(v2, &hrel) else {
+        return;
+    };
+    let mut has_link = false;
+    for e in inner {
+        let Some(name) = e.name.to_str() else {
+            s.non_utf8(&hrel, &e.name);
+            continue;
+        };
+        let p = format!("{hrel}/{name}");
+        if name == "link" {
+            has_link = true;
+            if e.kind == EntryType::Symlink {
+                s.entry(p.clone(), EntryKind::Symlink);
+            }
+            let (state, mtime, vanished) = fsio::read_link(&v2.join(&p));
+            if vanished {
+                s.entry(p, EntryKind::Changed("vanished during the scan".into()));
+            }
+            if tree == Tree::TagIndex {
+                found.mtimes.push((digest.clone(), mtime));
+            }
+            found.links.push(Link::new(digest.clone(), state));
+        } else if revisions && name == "signatures" && e.kind == EntryType::Dir {
+            odd_links(v2, p, true, &mut found.odd, s);
+        } else if e.kind == EntryType::Dir {
+            s.entry(
+                p.clone(),
+                EntryKind::Unrecognized("unexpected folder in a link folder".into()),
+            );
+            odd_links(v2, p, false, &mut found.odd, s);
+        } else {
+            unexpected(p, &e, "unexpected file in a link folder", s);
+        }
+    }
+    if !has_link {
+        s.entry(hrel, EntryKind::EmptyDir);
+        if revisions {
+            found.links.push(Link::new(digest, LinkState::Absent));
+        }
+    }
+}
+
+fn manifests_dir(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
+    let rel = layout::manifests_dir(&repo.name);
+    let Some(children) = s.list(v2, &rel) else {
+        return;
+    };
+    for c in children {
+        let name = c.name.to_str().unwrap_or("");
+        let p = format!("{rel}/{}", c.name.to_string_lossy());
+        match (name, c.kind) {
+            ("revisions", EntryType::Dir) => {
+                repo.has_revisions = true;
+                let found = link_tree(
+                    v2,
+                    &layout::revisions_dir(&repo.name),
+                    Tree::Revisions,
+                    opts,
+                    s,
+                );
+                repo.revisions = found.links;
+                repo.odd_revision_links = found.odd;
+            }
+            ("tags", EntryType::Dir) => {
+                repo.has_tags = true;
+                tags(v2, repo, opts, s);
+            }
+            _ if c.name.to_str().is_none() => s.non_utf8(&rel, &c.name),
+            _ => unexpected(
+                p,
+                &c,
+                "the registry writes only revisions/ and tags/ here",
+                s,
+            ),
+        }
+    }
+}
+
+fn tags(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
+    let rel = layout::tags_dir(&repo.name);
+    let Some(children) = s.list(v2, &rel) else {
+        return;
+    };
+    // The fast lane reads `<tag>/current/link` and lists `<tag>/index/sha256/` relative to the
+    // open tags folder, without listing the folders in between.
+    let dir = if opts.deep {
+        None
+    } else {
+        fsio::DirFd::open(&v2.join(&rel)).ok()
+    };
+    for c in children {
+        let Some(name) = c.name.to_str() else {
+            s.non_utf8(&rel, &c.name);
+            continue;
+        };
+        let trel = format!("{rel}/{name}");
+        if c.kind != EntryType::Dir {
+            unexpected(trel, &c, "not a tag folder", s);
+            continue;
+        }
+        if !layout::is_valid_tag(name) {
+            s.entry(trel.clone(), EntryKind::TagNameInvalid);
+        }
+        let fast = dir
+            .as_ref()
+            .and_then(|d| tag_fast(v2, d, &trel, name, opts, s));
+        let tag = match fast {
+            Some(t) => t,
+            None => tag_thorough(v2, &trel, name, opts, s),
+        };
+        repo.tags.push(tag);
+    }
+    // Kept for the whole run: no growth slack.
+    repo.tags.shrink_to_fit();
+}
+
+/// A tag read the cheap way; `None` when anything is unusual (the caller then lists it).
+fn tag_fast(
+    v2: &Path,
+    tags: &fsio::DirFd,
+    trel: &str,
+    name: &str,
+    opts: &ScanOptions,
+    s: &mut Sink,
+) -> Option<Tag> {
+    let current = tags.read_link_fast(format!("{name}/current/link").as_bytes())?;
+    let index = tags
+        .open_dir(format!("{name}/index/sha256").as_bytes())
+        .ok()?;
+    let arel = format!("{trel}/index/sha256");
+    let mut found = Found::default();
+    alg_links(
+        v2,
+        &arel,
+        "sha256",
+        &index,
+        Tree::TagIndex,
+        opts,
+        &mut found,
+        s,
+    );
+    let (index, index_mtimes) = found.into_tag_history(s);
+    Some(Tag {
+        name: name.to_string(),
+        current,
+        index,
+        index_mtimes,
+    })
+}
+
+/// A tag read by listing every folder of it.
+fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut Sink) -> Tag {
+    let mut tag = Tag {
+        name: name.to_string(),
+        current: LinkState::Absent,
+        index: Vec::new(),
+        index_mtimes: Box::default(),
+    };
+    let Some(parts) = s.list(v2, trel) else {
+        return tag;
+    };
+    for p in parts {
+        let pname = p.name.to_str().unwrap_or("");
+        let prel = format!("{trel}/{}", p.name.to_string_lossy());
+        match (pname, p.kind) {
+            ("current", EntryType::Dir) => {
+                let Some(inner) = s.list(v2, &prel) else {
+                    continue;
+                };
+                for e in inner {
+                    let erel = format!("{prel}/{}", e.name.to_string_lossy());
+                    if e.name == "link" {
+                        if e.kind == EntryType::Symlink {
+                            s.entry(erel.clone(), EntryKind::Symlink);
+                        }
+                        let (state, _, vanished) = fsio::read_link(&v2.join(&erel));
+                        if vanished {
+                            s.entry(erel, EntryKind::Changed("vanished during the scan".into()));
+                        }
+                        tag.current = state;
+                    } else {
+                        unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
+                    }
+                }
+            }
+            ("index", EntryType::Dir) => {
+                (tag.index, tag.index_mtimes) =
+                    link_tree(v2, &prel, Tree::TagIndex, opts, s).into_tag_history(s);
+            }
+            _ if p.name.to_str().is_none() => s.non_utf8(trel, &p.name),
+            _ => unexpected(
+                prel,
+                &p,
+                "the registry writes only current/ and index/ here",
+                s,
+            ),
+        }
+    }
+    tag
+}
+
+fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
+    let rel = layout::uploads_dir(&repo.name);
+    let Some(children) = s.list(v2, &rel) else {
+        return;
+    };
+    for c in children {
+        let Some(uuid) = c.name.to_str() else {
+            s.non_utf8(&rel, &c.name);
+            continue;
+        };
+        let urel = format!("{rel}/{uuid}");
+        if c.kind != EntryType::Dir || !layout::is_upload_uuid(uuid) {
+            unexpected(urel, &c, "not an upload folder", s);
+            continue;
+        }
+        let mut up = Upload {
+            uuid: uuid.to_string(),
+            started_at: StartedAt::Missing,
+            bytes: 0,
+            mtime: 0,
+        };
+        // Total size and newest mtime of everything inside, without following links.
+        let mut stack = vec![urel.clone()];
+        while let Some(dir) = stack.pop() {
+            let Some(items) = s.list(v2, &dir) else {
+                continue;
+            };
+            for it in items {
+                let p = format!("{dir}/{}", it.name.to_string_lossy());
+                match it.kind {
+                    EntryType::Dir => stack.push(p),
+                    EntryType::Symlink => s.entry(p, EntryKind::Symlink),
+                    _ => {
+                        if let Ok(m) = std::fs::symlink_metadata(v2.join(&p)) {
+                            up.bytes += m.len();
+                            up.mtime = up.mtime.max(m.mtime());
+                        }
+                    }
+                }
+            }
+        }
+        let started = v2.join(&urel).join("startedat");
+        up.started_at = match fsio::read_small(&started, 64) {
+            fsio::Small::Bytes(b, _) => match std::str::from_utf8(&b)
+                .ok()
+                .and_then(crate::model::timefmt::parse_rfc3339)
+            {
+                Some(t) => StartedAt::Ok(t),
+                None => StartedAt::Invalid(format!("{:?}", String::from_utf8_lossy(&b))),
+            },
+            fsio::Small::Vanished => StartedAt::Missing,
+            fsio::Small::TooLarge(n) => StartedAt::Invalid(format!("{n} bytes")),
+            fsio::Small::NotFile => StartedAt::Invalid("not a regular file".into()),
+            fsio::Small::Error(e) => StartedAt::Invalid(e),
+        };
+        repo.uploads.push(up);
+    }
+}

@@ -1,0 +1,203 @@
+//! Content verification: sha256 of every selected blob's data in parallel, streamed through a
+//! buffer or memory-mapped (large files), never following symlinks, detecting files that change
+//! while they are hashed, stopping cleanly on cancel or deadline.
+
+use crate::model::digest::Digest;
+use crate::model::inventory::{Blob, Inventory, Verify};
+use crate::model::layout;
+use crate::progress::{Progress, Unit};
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Files at least this large are memory-mapped; smaller ones are read through a buffer (see
+/// docs/design.md: mapping costs a syscall pair and page-table work that small files never repay).
+pub const MMAP_THRESHOLD: u64 = 4 << 20;
+const BUF_SIZE: usize = 1 << 20;
+
+pub type Selector = Box<dyn Fn(&Blob) -> bool + Send + Sync>;
+
+#[derive(Default)]
+pub struct VerifyOptions {
+    /// Set by Ctrl-C: stop at the next blob boundary.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Stop starting new blobs after this instant (`--max-duration`).
+    pub deadline: Option<Instant>,
+    /// Which blobs to hash (subset, incremental state); all when `None`.
+    pub select: Option<Selector>,
+}
+
+/// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob.
+const CANCEL_CHUNK: usize = 64 << 20;
+
+fn cancelled(cancel: Option<&AtomicBool>) -> bool {
+    cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+}
+
+fn interrupted() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled")
+}
+
+fn hash_reader(
+    f: &mut File,
+    buf: &mut [u8],
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<Digest> {
+    let mut h = Sha256::new();
+    let mut since_check = 0;
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        since_check += n;
+        if since_check >= CANCEL_CHUNK {
+            since_check = 0;
+            if cancelled(cancel) {
+                return Err(interrupted());
+            }
+        }
+    }
+    Ok(Digest::sha256(h.finalize().into()))
+}
+
+fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest> {
+    // SAFETY: the map is read-only and dropped before returning; the registry is stopped or
+    // read-only while regfsck runs, and a concurrent truncation (which could SIGBUS) is the one
+    // risk we accept for large files — the size/mtime check around hashing reports such changes.
+    let map = unsafe { memmap2::Mmap::map(f)? };
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let mut h = Sha256::new();
+    for chunk in map.chunks(CANCEL_CHUNK) {
+        if cancelled(cancel) {
+            return Err(interrupted());
+        }
+        h.update(chunk);
+    }
+    Ok(Digest::sha256(h.finalize().into()))
+}
+
+/// Hash one file; compare identity before and after so that a file changed mid-hash is reported.
+pub fn hash_file(
+    path: &Path,
+    expect_size: u64,
+    expect_inode: u64,
+    buf: &mut [u8],
+    cancel: Option<&AtomicBool>,
+) -> Result<Digest, Verify> {
+    let mut f = match crate::store::scan::fsio::open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Verify::Changed(Box::new("vanished after the scan".into())))
+        }
+        Err(e) => return Err(Verify::Unreadable(Box::new(e.to_string()))),
+    };
+    let before = f
+        .metadata()
+        .map_err(|e| Verify::Unreadable(Box::new(e.to_string())))?;
+    if !before.is_file() {
+        return Err(Verify::Changed(Box::new("no longer a regular file".into())));
+    }
+    if before.len() != expect_size || before.ino() != expect_inode {
+        return Err(Verify::Changed(Box::new(format!(
+            "size or inode changed since the scan ({} -> {} bytes)",
+            expect_size,
+            before.len()
+        ))));
+    }
+    let result = if before.len() >= MMAP_THRESHOLD {
+        match hash_mapped(&f, cancel) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                hash_reader(&mut f, buf, cancel)
+            }
+            other => other,
+        }
+    } else {
+        hash_reader(&mut f, buf, cancel)
+    };
+    let d = result.map_err(|e| match e.kind() {
+        std::io::ErrorKind::Interrupted => Verify::NotChecked,
+        _ => Verify::Unreadable(Box::new(e.to_string())),
+    })?;
+    match f.metadata() {
+        Ok(after)
+            if after.len() == before.len()
+                && after.mtime() == before.mtime()
+                && after.mtime_nsec() == before.mtime_nsec() =>
+        {
+            Ok(d)
+        }
+        Ok(_) => Err(Verify::Changed(Box::new(
+            "modified while it was hashed".into(),
+        ))),
+        Err(e) => Err(Verify::Unreadable(Box::new(e.to_string()))),
+    }
+}
+
+/// Hash the selected blobs and record each outcome in `Blob::verify` and `inv.stats`.
+pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
+    let started = Instant::now();
+    let selected: Vec<usize> = inv
+        .blobs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| opts.select.as_ref().is_none_or(|s| s(b)))
+        .map(|(i, _)| i)
+        .collect();
+    let total: u64 = selected.iter().map(|&i| inv.blobs[i].size).sum();
+    let bar = progress.bar("verify", total, Unit::Bytes);
+    let stopped = AtomicBool::new(false);
+    let hashed_bytes = AtomicU64::new(0);
+    let v2 = inv.v2.clone();
+    let blobs = &inv.blobs;
+    let results: Vec<(usize, Verify)> = selected
+        .par_iter()
+        .map_init(
+            || vec![0u8; BUF_SIZE],
+            |buf, &i| {
+                let cancelled = opts
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::Relaxed))
+                    || opts.deadline.is_some_and(|d| Instant::now() >= d);
+                if cancelled {
+                    stopped.store(true, Ordering::Relaxed);
+                    return (i, Verify::NotChecked);
+                }
+                let b = &blobs[i];
+                let path = v2.join(layout::blob_data(&b.digest));
+                let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
+                    Ok(d) if d == b.digest => Verify::Ok,
+                    Ok(d) => Verify::Mismatch(Box::new(d)),
+                    Err(v) => v,
+                };
+                if v == Verify::NotChecked {
+                    stopped.store(true, Ordering::Relaxed);
+                    return (i, v);
+                }
+                hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
+                bar.inc(b.size);
+                (i, v)
+            },
+        )
+        .collect();
+    bar.finish();
+    let mut hashed = 0;
+    for (i, v) in results {
+        if v != Verify::NotChecked {
+            hashed += 1;
+        }
+        inv.set_verify(i, v);
+    }
+    inv.stats.hashed_blobs += hashed;
+    inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);
+    inv.stats.hash_seconds += started.elapsed().as_secs_f64();
+    inv.stats.hash_incomplete |= stopped.load(Ordering::Relaxed);
+}
