@@ -205,8 +205,14 @@ fn gc_json_contract_and_modes() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("registry 2.8 garbage-collect: safe to run now"), "{text}");
-    assert!(text.contains("`docker-registry garbage-collect CONFIG.yml`"), "{text}");
+    assert!(
+        text.contains("registry 2.8 garbage-collect: safe to run now"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`docker-registry garbage-collect CONFIG.yml`"),
+        "{text}"
+    );
     assert!(!text.contains("Do not run"), "{text}");
     let out = regfsck()
         .args(["gc", root, "--registry-version", "2.8", "-m"])

@@ -99,10 +99,11 @@ pub fn compute<'a>(inv: &'a Inventory, findings: &[Finding]) -> Vec<Vec<Affected
             }
             let repo = f.repo.as_deref().and_then(|r| inv.repo(r));
             let mut by_repo: Vec<(&str, Vec<String>)> = Vec::new();
-            let mut add = |r: &'a Repo, t: &str| match by_repo.iter_mut().find(|(x, _)| *x == r.name) {
-                Some((_, tags)) => tags.push(t.to_string()),
-                None => by_repo.push((&r.name, vec![t.to_string()])),
-            };
+            let mut add =
+                |r: &'a Repo, t: &str| match by_repo.iter_mut().find(|(x, _)| *x == r.name) {
+                    Some((_, tags)) => tags.push(t.to_string()),
+                    None => by_repo.push((&r.name, vec![t.to_string()])),
+                };
             if let Some(d) = &f.digest {
                 for &(ri, ti) in needed_by.get(d).map(Vec::as_slice).unwrap_or_default() {
                     let r = &inv.repos[ri];
@@ -165,7 +166,9 @@ mod tests {
             Finding::new(Code::ManifestInvalid, "r/x", "m")
                 .repo("multi")
                 .digest(&ix),
-            Finding::new(Code::TagDangling, "t", "m").repo("a").tag("gone"),
+            Finding::new(Code::TagDangling, "t", "m")
+                .repo("a")
+                .tag("gone"),
             Finding::new(Code::BlobUnreferenced, "blobs/z", "m").digest(&layer),
             Finding::new(Code::RepoMissingLayers, "r/a/_layers", "m").repo("a"),
         ];

@@ -266,19 +266,24 @@ mod tests {
             .unwrap()
             .revisions
             .iter()
-            .filter(|l| r.repos[1].class(&inv.repos[1], &l.path_digest) == Some(RevisionClass::TaggedChild))
+            .filter(|l| {
+                r.repos[1].class(&inv.repos[1], &l.path_digest) == Some(RevisionClass::TaggedChild)
+            })
             .filter_map(|l| match inv.manifest(&l.path_digest) {
-                Some(Ok(m)) => Some(m.refs.iter().filter_map(|x| inv.blob(&x.digest)).map(|b| b.size).sum::<u64>()),
+                Some(Ok(m)) => Some(
+                    m.refs
+                        .iter()
+                        .filter_map(|x| inv.blob(&x.digest))
+                        .map(|b| b.size)
+                        .sum::<u64>(),
+                ),
                 _ => None,
             })
             .sum();
         assert!(children > 0);
         assert_eq!(bb.untagged_only_bytes_2_8, children);
         assert!(a.untagged_only_bytes_2_8 >= a.untagged_only_bytes);
-        assert_eq!(
-            t.untagged_only_bytes_2_8,
-            t.untagged_only_bytes + children
-        );
+        assert_eq!(t.untagged_only_bytes_2_8, t.untagged_only_bytes + children);
     }
 
     #[test]

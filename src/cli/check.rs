@@ -228,13 +228,11 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             }
         }
         if inv.stats.hash_incomplete {
-            verification.stopped = Some(
-                if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
-                    "interrupted"
-                } else {
-                    "time-limit"
-                },
-            );
+            verification.stopped = Some(if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+                "interrupted"
+            } else {
+                "time-limit"
+            });
         }
         if use_state {
             state.record(&inv, opts.now);

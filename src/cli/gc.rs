@@ -115,7 +115,11 @@ fn render(
                     } else {
                         format!(
                             ", and {}",
-                            plural(p.layer_links_deleted.len() as u64, "layer link", "layer links")
+                            plural(
+                                p.layer_links_deleted.len() as u64,
+                                "layer link",
+                                "layer links"
+                            )
                         )
                     }
                 );
@@ -236,8 +240,16 @@ fn next_steps(
             .map(|j| j.run.label())
             .collect::<Vec<_>>()
             .join(", ");
-        let mut apply: Vec<&str> = repairable.iter().filter(|x| !x.1).map(|x| x.0.as_str()).collect();
-        let mut lossy: Vec<&str> = repairable.iter().filter(|x| x.1).map(|x| x.0.as_str()).collect();
+        let mut apply: Vec<&str> = repairable
+            .iter()
+            .filter(|x| !x.1)
+            .map(|x| x.0.as_str())
+            .collect();
+        let mut lossy: Vec<&str> = repairable
+            .iter()
+            .filter(|x| x.1)
+            .map(|x| x.0.as_str())
+            .collect();
         apply.dedup();
         lossy.dedup();
         if !apply.is_empty() {
@@ -342,12 +354,8 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
         let hints = advice::repair_hints(&inv, &all, &plan_opts);
         for (i, (f, trap)) in hazards.iter().enumerate() {
             if !trap {
-                fixes[i] = advice::fix_text(
-                    f,
-                    hints[i].as_ref(),
-                    &inv.root,
-                    inv.has_repositories_dir,
-                );
+                fixes[i] =
+                    advice::fix_text(f, hints[i].as_ref(), &inv.root, inv.has_repositories_dir);
             }
         }
         repairable = hints[hazards.len()..]
@@ -358,7 +366,12 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
         repairable.sort();
         repairable.dedup();
     }
-    let next = next_steps(&judged, &repairable, &inv.root, located.config_path.as_deref());
+    let next = next_steps(
+        &judged,
+        &repairable,
+        &inv.root,
+        located.config_path.as_deref(),
+    );
     let exit_code = if unsafe_any {
         crate::report::exit::UNCORRECTED
     } else {

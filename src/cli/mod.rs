@@ -119,7 +119,9 @@ pub fn locate(args: &StoreArgs) -> Result<Located, Failure> {
 
 /// A scan error: Ctrl-C during the scan is an interruption, anything else an operational error.
 pub fn scan_failure(e: anyhow::Error) -> Failure {
-    if e.downcast_ref::<crate::store::scan::Interrupted>().is_some() {
+    if e.downcast_ref::<crate::store::scan::Interrupted>()
+        .is_some()
+    {
         Failure::Interrupted(e.to_string())
     } else {
         Failure::from(e)
@@ -269,5 +271,52 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
         Failure::Operational(format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every option has a help text (`regfsck <cmd> --help` is the manual).
+    #[test]
+    fn every_option_and_subcommand_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd.get_about().is_none() {
+                missing.push(format!("{here}: no about"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{here} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        // The walk does see the options (a broken walk would pass vacuously).
+        let check = cmd.find_subcommand("check").unwrap();
+        assert!(check.get_arguments().count() > 15);
+    }
+
+    #[test]
+    fn json_is_asked_for_in_either_spelling() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(asks_for_json(&args(&[
+            "regfsck", "check", "--format", "json"
+        ])));
+        assert!(asks_for_json(&args(&["regfsck", "du", "--format=json"])));
+        assert!(!asks_for_json(&args(&["regfsck", "du", "--format", "csv"])));
     }
 }

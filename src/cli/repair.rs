@@ -9,6 +9,7 @@ use crate::model::finding::{Code, Finding, Severity};
 use crate::model::inventory::Inventory;
 use crate::plan::apply::{self, ApplyOptions};
 use crate::plan::{self, live, Plan, PlanOptions};
+use crate::report::human::plural;
 use crate::store::verify::VerifyOptions;
 use crate::store::{scan, verify};
 use clap::Args;
@@ -110,7 +111,11 @@ fn render_plan(plan: &Plan) -> String {
         let _ = writeln!(o, "Nothing to repair.");
         return o;
     }
-    let _ = writeln!(o, "Repair plan ({} actions):", plan.actions.len());
+    let _ = writeln!(
+        o,
+        "Repair plan ({}):",
+        plural(plan.actions.len() as u64, "action", "actions")
+    );
     for a in &plan.actions {
         let what = match &a.kind {
             plan::ActionKind::Quarantine { path } => format!("quarantine {path}"),
@@ -136,10 +141,14 @@ fn confirm_lossy(plan: &Plan, yes: bool) -> Result<(), Failure> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Usage(format!(
-            "{lossy} lossy actions need --yes when not on a terminal"
+            "{} need --yes when not on a terminal",
+            plural(lossy as u64, "lossy action", "lossy actions")
         )));
     }
-    eprint!("Apply {lossy} lossy actions (broken tags and revisions are moved to the quarantine)? [y/N] ");
+    eprint!(
+        "Apply {} (broken tags and revisions are moved to the quarantine)? [y/N] ",
+        plural(lossy as u64, "lossy action", "lossy actions")
+    );
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -197,8 +206,8 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             let r = apply::resume(&root, &run_id, &apply_opts)?;
             let _ = writeln!(
                 out,
-                "Resumed interrupted run {run_id}: {} more actions applied.",
-                r.applied
+                "Resumed interrupted run {run_id}: {} applied.",
+                plural(r.applied as u64, "more action", "more actions")
             );
         }
     }
@@ -266,8 +275,8 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let outcome = apply::apply(&root, &plan, &apply_opts)?;
     let _ = writeln!(
         out,
-        "\nApplied {} actions as run {} (undo: regfsck undo {} --run {}).",
-        outcome.applied,
+        "\nApplied {} as run {} (undo: regfsck undo {} --run {}).",
+        plural(outcome.applied as u64, "action", "actions"),
         outcome.run_id,
         root.display(),
         outcome.run_id
@@ -280,7 +289,11 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     if remaining.is_empty() {
         let _ = writeln!(out, "No errors remain.");
     } else {
-        let _ = writeln!(out, "{} errors remain:", remaining.len());
+        let _ = writeln!(
+            out,
+            "{} remain:",
+            plural(remaining.len() as u64, "error", "errors")
+        );
         for f in remaining.iter().take(20) {
             let _ = writeln!(
                 out,

@@ -84,7 +84,13 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for (secs, text) in [(0, "0s"), (90, "1m30s"), (21_600, "6h"), (2_592_000, "30d"), (5_400, "1h30m")] {
+        for (secs, text) in [
+            (0, "0s"),
+            (90, "1m30s"),
+            (21_600, "6h"),
+            (2_592_000, "30d"),
+            (5_400, "1h30m"),
+        ] {
             assert_eq!(format(secs), text);
             assert_eq!(parse(text).unwrap().as_secs(), secs);
         }

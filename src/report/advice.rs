@@ -241,16 +241,25 @@ pub fn group_fix(
     let mut manual_n = 0;
     for h in hints {
         match h {
-            Some(RepairHint { via: Some(v), lossy, .. }) => via.push((v, *lossy)),
+            Some(RepairHint {
+                via: Some(v),
+                lossy,
+                ..
+            }) => via.push((v, *lossy)),
             Some(h) if !h.lossy => apply.extend(&h.actions),
             Some(h) => lossy.extend(&h.actions),
             None => manual_n += 1,
         }
     }
-    let ways = [!apply.is_empty(), !lossy.is_empty(), !via.is_empty(), manual_n > 0]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let ways = [
+        !apply.is_empty(),
+        !lossy.is_empty(),
+        !via.is_empty(),
+        manual_n > 0,
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     let of = |n: usize| {
         if ways > 1 {
             format!("for {n} of them: ")
@@ -397,7 +406,9 @@ mod tests {
         let root = Path::new("/srv/reg");
         let with = gc_command(Some(Path::new("/etc/r/config.yml")), root, true);
         assert!(with.contains("`registry garbage-collect --delete-untagged /etc/r/config.yml`"));
-        assert!(with.contains("`docker-registry garbage-collect --delete-untagged /etc/r/config.yml`"));
+        assert!(
+            with.contains("`docker-registry garbage-collect --delete-untagged /etc/r/config.yml`")
+        );
         assert!(!with.contains("CONFIG.yml"));
         let without = gc_command(None, root, false);
         assert!(without.contains("`docker-registry garbage-collect CONFIG.yml`"));
@@ -407,7 +418,10 @@ mod tests {
 
     #[test]
     fn shell_words() {
-        assert_eq!(shell_word(Path::new("/var/lib/registry")), "/var/lib/registry");
+        assert_eq!(
+            shell_word(Path::new("/var/lib/registry")),
+            "/var/lib/registry"
+        );
         assert_eq!(shell_word(Path::new("/a b/it's")), r"'/a b/it'\''s'");
     }
 

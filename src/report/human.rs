@@ -194,7 +194,12 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
                 group.len() - shown
             );
         }
-        fix_line(&mut o, &r.root, r.has_repositories, &group[..group.len().min(shown)]);
+        fix_line(
+            &mut o,
+            &r.root,
+            r.has_repositories,
+            &group[..group.len().min(shown)],
+        );
     }
     if !r.next_steps.is_empty() {
         let _ = writeln!(o, "\nNext:");

@@ -305,7 +305,10 @@ fn next_steps(findings: &[ReportFinding], s: &Summary, w: &Where) -> Vec<String>
         .filter(|r| !unsafe_runs.contains(r))
         .collect();
     if !unsafe_runs.is_empty() {
-        let names: Vec<String> = unsafe_runs.iter().map(|r| format!("`{}`", r.label())).collect();
+        let names: Vec<String> = unsafe_runs
+            .iter()
+            .map(|r| format!("`{}`", r.label()))
+            .collect();
         steps.push(format!(
             "Do not run {} on this store yet: `regfsck gc {root}` shows what it would break.",
             names.join(", ")
@@ -371,7 +374,10 @@ fn next_steps(findings: &[ReportFinding], s: &Summary, w: &Where) -> Vec<String>
             "Push these images again (regfsck cannot invent their bytes): {}{}.",
             repush[..shown].join(", "),
             if repush.len() > shown {
-                format!(" and {} more (see the findings' affected lists)", repush.len() - shown)
+                format!(
+                    " and {} more (see the findings' affected lists)",
+                    repush.len() - shown
+                )
             } else {
                 String::new()
             }
@@ -466,7 +472,11 @@ fn verification_steps(s: &Summary, root: &str, repeat: &[String]) -> Vec<String>
                 },
                 cmds[..shown].join(", "),
                 if cmds.len() > shown {
-                    format!(" and {} more: {}", cmds.len() - shown, v.remaining_shards[shown..].join(", "))
+                    format!(
+                        " and {} more: {}",
+                        cmds.len() - shown,
+                        v.remaining_shards[shown..].join(", ")
+                    )
                 } else {
                     String::new()
                 }
@@ -475,4 +485,3 @@ fn verification_steps(s: &Summary, root: &str, repeat: &[String]) -> Vec<String>
     }
     steps
 }
-

@@ -3,10 +3,10 @@
 
 use super::fsio::{self, Child};
 use super::{ScanOptions, Sink};
-use crate::progress::Bar;
 use crate::model::digest::Algorithm;
 use crate::model::inventory::{Blob, BlobFault, EntryKind, EntryType, Hashed};
 use crate::model::layout;
+use crate::progress::Bar;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
