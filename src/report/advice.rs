@@ -391,7 +391,9 @@ pub fn gc_command(config: Option<&Path>, root: &Path, delete_untagged: bool) -> 
     if config.is_none() {
         s.push_str(&format!(
             ", where CONFIG.yml is the registry's configuration (storage.filesystem.rootdirectory: {})",
-            root.display()
+            std::path::absolute(root)
+                .unwrap_or_else(|_| root.to_path_buf())
+                .display()
         ));
     }
     s

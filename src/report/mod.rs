@@ -290,28 +290,42 @@ fn next_steps(findings: &[ReportFinding], s: &Summary, w: &Where) -> Vec<String>
     let root = advice::shell_word(w.root);
     let has = |c: Code| findings.iter().any(|f| f.code == c);
     let mut steps = Vec::new();
-    // Which garbage collections the findings make unsafe.
-    let unsafe_runs: Vec<GcRun> = GcRun::ALL
+    // Which garbage collections the findings make unsafe: through a `gc-would-*` finding (the
+    // store must be fixed first), or 2.8's --delete-untagged on multi-arch images (the run
+    // itself is the problem; nothing to repair).
+    let hazardous: Vec<GcRun> = GcRun::ALL
+        .into_iter()
+        .filter(|r| findings.iter().any(|f| r.concerns(f.code, &f.message)))
+        .collect();
+    let trapped: Vec<GcRun> = GcRun::ALL
         .into_iter()
         .filter(|r| {
-            findings.iter().any(|f| r.concerns(f.code, &f.message))
-                || (r.version == Version::V2_8
-                    && r.delete_untagged
-                    && has(Code::RevisionUntaggedChild))
+            r.version == Version::V2_8
+                && r.delete_untagged
+                && has(Code::RevisionUntaggedChild)
+                && !hazardous.contains(r)
         })
         .collect();
     let safe_runs: Vec<GcRun> = GcRun::ALL
         .into_iter()
-        .filter(|r| !unsafe_runs.contains(r))
+        .filter(|r| !hazardous.contains(r) && !trapped.contains(r))
         .collect();
-    if !unsafe_runs.is_empty() {
-        let names: Vec<String> = unsafe_runs
-            .iter()
+    let names = |runs: &[GcRun]| {
+        runs.iter()
             .map(|r| format!("`{}`", r.label()))
-            .collect();
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !hazardous.is_empty() {
         steps.push(format!(
             "Do not run {} on this store yet: `regfsck gc {root}` shows what it would break.",
-            names.join(", ")
+            names(&hazardous)
+        ));
+    }
+    if !trapped.is_empty() {
+        steps.push(format!(
+            "Do not run {} on this store: it deletes the untagged children of its multi-arch images (revision-untagged-child); a plain garbage-collect, or registry 3's --delete-untagged, keeps them.",
+            names(&trapped)
         ));
     }
     let (apply, lossy): (Vec<&ReportFinding>, Vec<&ReportFinding>) = findings
