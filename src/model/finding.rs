@@ -209,7 +209,7 @@ codes! {
         "regfsck repair --apply when it fixes the finding at the same path (the report says), else fix that path by hand; then re-run regfsck gc";
     GcWouldDeleteTagged = "gc-would-delete-tagged", Error,
         "the registry's garbage-collect would delete data reachable from a tag",
-        "fix the cause named in the message (regfsck gc says whether regfsck repair can), or do not run that garbage-collect";
+        "fix the cause named in the message, or do not run that garbage-collect";
 }
 
 impl fmt::Display for Code {

@@ -122,23 +122,15 @@ pub fn repair_hints(
         })
         .collect();
     for (i, f) in findings.iter().enumerate() {
-        if f.code != Code::GcWouldAbort {
+        if !is_gc_hazard(f.code) {
             continue;
         }
-        let Some(path) = f.path.as_deref() else {
-            continue;
-        };
-        // The finding at the abort's path (or the folder holding it) that repair acts on.
         let cause = findings
             .iter()
             .zip(&hints)
             .filter(|(g, _)| !is_gc_hazard(g.code))
             .filter_map(|(g, h)| Some((g, h.as_ref()?)))
-            .filter(|(g, _)| {
-                g.path
-                    .as_deref()
-                    .is_some_and(|p| p == path || path.starts_with(&format!("{p}/")))
-            })
+            .filter(|(g, _)| causes(g, f))
             .min_by_key(|(_, h)| h.lossy);
         hints[i] = cause.map(|(g, h)| RepairHint {
             lossy: h.lossy,
@@ -150,6 +142,36 @@ pub fn repair_hints(
         });
     }
     hints
+}
+
+/// Whether finding `g` is a cause of the GC hazard `h`: for an abort, the finding at the path
+/// where the real GC stops (or the folder holding it); for a loss of tagged data, a repository
+/// folder problem that the hazard's message names (a repository its catalog walk cannot see, a
+/// file that hides the repositories after it, a missing tags folder).
+fn causes(g: &Finding, h: &Finding) -> bool {
+    let Some(gp) = g.path.as_deref() else {
+        return false;
+    };
+    match h.code {
+        Code::GcWouldAbort => h
+            .path
+            .as_deref()
+            .is_some_and(|p| p == gp || p.starts_with(&format!("{gp}/"))),
+        Code::GcWouldDeleteTagged => {
+            matches!(
+                g.code,
+                Code::RepoMissingLayers
+                    | Code::RepoMissingTags
+                    | Code::RepoStrayUnderscore
+                    | Code::RepoNameInvalid
+            ) && (h.message.contains(&format!("the file {gp} "))
+                || g.repo.as_deref().is_some_and(|r| {
+                    h.message.contains(&format!("repository {r} is invisible"))
+                        || h.message.contains(&format!("{r} has no tags folder"))
+                }))
+        }
+        _ => false,
+    }
 }
 
 fn is_gc_hazard(c: Code) -> bool {
@@ -303,7 +325,7 @@ pub fn group_fix(
             .collect();
         causes.dedup();
         parts.push(format!(
-            "{}`regfsck repair {root} --apply{}` fixes the cause ({}); then re-run `regfsck gc {root}`",
+            "{}`regfsck repair {root} --apply{}` fixes the cause ({}); then run `regfsck gc {root}` again",
             of(via.len()),
             if any_lossy { " --lossy" } else { "" },
             causes.join(", ")
