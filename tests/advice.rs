@@ -746,4 +746,17 @@ fn the_demo_shows_what_the_docs_say() {
         !next.contains("--no-verify") && !next.contains("/etc/docker"),
         "{next}"
     );
+    // And it works: after `repair --apply`, the stale upload is gone (the restored folders carry
+    // the pinned mtime, so the grace window does not hold it back).
+    if stale > 0 {
+        let demo = repo.join("target/demo/sample");
+        let out = regfsck()
+            .args(["repair", demo.to_str().unwrap(), "--apply", "--quiet"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let (_, after) = run_json(&["check", demo.to_str().unwrap()]);
+        assert!(after["summary"]["by_code"]["upload-stale"].is_null(), "{after:#}");
+        assert!(!after["next_steps"].to_string().contains("Run `regfsck repair"));
+    }
 }
