@@ -756,7 +756,12 @@ fn the_demo_shows_what_the_docs_say() {
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         let (_, after) = run_json(&["check", demo.to_str().unwrap()]);
-        assert!(after["summary"]["by_code"]["upload-stale"].is_null(), "{after:#}");
-        assert!(!after["next_steps"].to_string().contains("Run `regfsck repair"));
+        assert!(
+            after["summary"]["by_code"]["upload-stale"].is_null(),
+            "{after:#}"
+        );
+        assert!(!after["next_steps"]
+            .to_string()
+            .contains("Run `regfsck repair"));
     }
 }

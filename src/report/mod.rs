@@ -275,7 +275,7 @@ struct Where<'a> {
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    human::plural(n as u64, one, many)
 }
 
 /// Distinct codes of these findings, in order, as `a, b and c`.
