@@ -55,6 +55,11 @@ fn a_store_with_only_blobs_gets_advice_that_works() {
         next.contains("has no action for 4 errors (gc-would-abort)"),
         "{next}"
     );
+    // Each hazard is recognised as the run it concerns (the GC emulation's wording).
+    assert!(
+        next.contains("Do not run `registry 2.8 garbage-collect`, `registry 2.8 garbage-collect --delete-untagged`, `registry 3 garbage-collect`, `registry 3 garbage-collect --delete-untagged` on this store yet"),
+        "{next}"
+    );
     let out = regfsck().args(["repair", root]).output().unwrap();
     assert!(text(&out.stdout).contains("Nothing to repair."));
     // `regfsck gc` agrees: nothing to repair, and it says so instead of naming repair.
