@@ -1,6 +1,7 @@
 //! The analysis layer: pure functions over an inventory — checks (findings), reachability, the
 //! garbage collector's emulation, per-repository usage, and the severity policy. No I/O.
 
+pub mod affected;
 pub mod checks;
 pub mod gc;
 pub mod policy;

@@ -6,13 +6,13 @@ use super::{Failure, StoreArgs};
 use crate::analysis::checks::CheckOptions;
 use crate::analysis::{checks, gc, reach};
 use crate::model::finding::{Code, Finding, Severity};
-use crate::model::inventory::{BlobFault, EntryKind, Inventory};
+use crate::model::inventory::Inventory;
 use crate::plan::apply::{self, ApplyOptions};
 use crate::plan::{self, live, Plan, PlanOptions};
+use crate::report::human::plural;
 use crate::store::verify::VerifyOptions;
 use crate::store::{scan, verify};
 use clap::Args;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,12 +42,17 @@ pub struct RepairArgs {
     /// Do not hash blobs (then no link can be proven rebuildable and no corrupt blob is found).
     #[arg(long)]
     pub no_verify: bool,
+    /// Upload age after which an unfinished upload is stale (default: the config's
+    /// uploadpurging.age, else 168h).
     #[arg(long, value_name = "DURATION")]
     pub purge_age: Option<String>,
+    /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Hashing threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// Evaluate ages as of this time (unix seconds), for reproducible runs.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
 }
@@ -78,7 +83,14 @@ fn check_store(
     let progress = super::progress_bar::for_run(quiet);
     // Deep: repair acts on residue inside link and blob folders too, and restores a lost tag
     // from its newest index entry, which needs the link mtimes only a deep scan reads.
-    let mut inv = scan::scan_with(store, &scan::ScanOptions { deep: true }, progress.as_ref())?;
+    let mut inv = scan::scan_with(
+        store,
+        &scan::ScanOptions {
+            deep: true,
+            ..Default::default()
+        },
+        progress.as_ref(),
+    )?;
     if !no_verify {
         verify::verify(&mut inv, &VerifyOptions::default(), progress.as_ref());
     }
@@ -93,35 +105,17 @@ fn errors(findings: &[Finding]) -> Vec<&Finding> {
         .collect()
 }
 
-/// sha256 of every data file at a malformed path under blobs/ (the planner moves them home).
-fn misplaced_content(inv: &Inventory) -> HashMap<String, crate::model::digest::Digest> {
-    let mut out = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for e in &inv.entries {
-        if let EntryKind::BlobPath {
-            fault: BlobFault::BadPath,
-            size: Some(size),
-        } = &e.kind
-        {
-            let p = inv.v2.join(&e.path);
-            let ino = std::fs::symlink_metadata(&p)
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap_or(0);
-            if let Ok(d) = verify::hash_file(&p, *size, ino, &mut buf, None) {
-                out.insert(e.path.clone(), d);
-            }
-        }
-    }
-    out
-}
-
 fn render_plan(plan: &Plan) -> String {
     let mut o = String::new();
     if plan.actions.is_empty() {
         let _ = writeln!(o, "Nothing to repair.");
         return o;
     }
-    let _ = writeln!(o, "Repair plan ({} actions):", plan.actions.len());
+    let _ = writeln!(
+        o,
+        "Repair plan ({}):",
+        plural(plan.actions.len() as u64, "action", "actions")
+    );
     for a in &plan.actions {
         let what = match &a.kind {
             plan::ActionKind::Quarantine { path } => format!("quarantine {path}"),
@@ -147,10 +141,14 @@ fn confirm_lossy(plan: &Plan, yes: bool) -> Result<(), Failure> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Usage(format!(
-            "{lossy} lossy actions need --yes when not on a terminal"
+            "{} need --yes when not on a terminal",
+            plural(lossy as u64, "lossy action", "lossy actions")
         )));
     }
-    eprint!("Apply {lossy} lossy actions (broken tags and revisions are moved to the quarantine)? [y/N] ");
+    eprint!(
+        "Apply {} (broken tags and revisions are moved to the quarantine)? [y/N] ",
+        plural(lossy as u64, "lossy action", "lossy actions")
+    );
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -161,28 +159,27 @@ fn confirm_lossy(plan: &Plan, yes: bool) -> Result<(), Failure> {
 }
 
 fn gc_advice(inv: &Inventory, config: Option<&PathBuf>) -> String {
-    let cfg = config
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/etc/docker/registry/config.yml".into());
     let preds = gc::predict_all(inv);
     let r = reach::compute(inv);
     let mut o = String::new();
     for p in &preds {
         let bad = p.abort.is_some()
             || !gc::hazards_with(inv, &r, std::slice::from_ref(p), true).is_empty();
-        let flag = if p.delete_untagged {
-            " --delete-untagged"
-        } else {
-            ""
-        };
         let _ = writeln!(
             o,
-            "  registry {}: `registry garbage-collect{flag} {cfg}` {}",
-            p.registry_version.name(),
+            "  {}: {}",
+            p.label(),
             if bad {
-                "is NOT safe yet (see regfsck gc)"
+                "NOT safe yet (see regfsck gc)".to_string()
             } else {
-                "is safe now"
+                format!(
+                    "safe now: {}",
+                    crate::report::advice::gc_command(
+                        config.map(PathBuf::as_path),
+                        &inv.root,
+                        p.delete_untagged
+                    )
+                )
             }
         );
     }
@@ -190,7 +187,7 @@ fn gc_advice(inv: &Inventory, config: Option<&PathBuf>) -> String {
 }
 
 pub fn run(args: RepairArgs) -> Result<i32, Failure> {
-    let located = args.store.locate().map_err(Failure::Operational)?;
+    let located = super::locate(&args.store)?;
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,
@@ -209,8 +206,8 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             let r = apply::resume(&root, &run_id, &apply_opts)?;
             let _ = writeln!(
                 out,
-                "Resumed interrupted run {run_id}: {} more actions applied.",
-                r.applied
+                "Resumed interrupted run {run_id}: {} applied.",
+                plural(r.applied as u64, "more action", "more actions")
             );
         }
     }
@@ -222,7 +219,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             lossy: args.lossy,
             now: opts.now,
             purge_age: opts.purge_age,
-            misplaced_content: misplaced_content(&before.inv),
+            misplaced_content: verify::misplaced_content(&before.inv),
         },
     );
     if let Some(path) = &args.plan {
@@ -278,8 +275,8 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let outcome = apply::apply(&root, &plan, &apply_opts)?;
     let _ = writeln!(
         out,
-        "\nApplied {} actions as run {} (undo: regfsck undo {} --run {}).",
-        outcome.applied,
+        "\nApplied {} as run {} (undo: regfsck undo {} --run {}).",
+        plural(outcome.applied as u64, "action", "actions"),
         outcome.run_id,
         root.display(),
         outcome.run_id
@@ -292,7 +289,11 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     if remaining.is_empty() {
         let _ = writeln!(out, "No errors remain.");
     } else {
-        let _ = writeln!(out, "{} errors remain:", remaining.len());
+        let _ = writeln!(
+            out,
+            "{} remain:",
+            plural(remaining.len() as u64, "error", "errors")
+        );
         for f in remaining.iter().take(20) {
             let _ = writeln!(
                 out,
@@ -321,7 +322,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
 }
 
 pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
-    let located = args.store.locate().map_err(Failure::Operational)?;
+    let located = super::locate(&args.store)?;
     let root = located.store.root.clone();
     if args.list {
         let mut out = String::new();

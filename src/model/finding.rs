@@ -110,7 +110,7 @@ codes! {
         "none: the registry writes these itself";
     LayerLinkDangling = "layer-link-dangling", Warn,
         "a repository's _layers link names a blob that does not exist (pulls of it answer BLOB_UNKNOWN; GC never removes the link)",
-        "regfsck repair --apply quarantines the link";
+        "regfsck repair --apply quarantines the link unless a manifest of the repository needs it; then re-push that image";
     LayerLinkUnused = "layer-link-unused", Info,
         "a _layers link that no manifest of the repository references (registry 2.8 never cleans these)",
         "none: registry 3 garbage-collect removes them";
@@ -152,7 +152,7 @@ codes! {
         "regfsck repair --apply adds the index entry";
     TagIndexDangling = "tag-index-dangling", Info,
         "a tag history entry whose revision no longer exists",
-        "none needed; regfsck repair --apply quarantines it";
+        "none needed: the registry skips history entries without a revision";
     TagNameInvalid = "tag-name-invalid", Warn,
         "a tag folder whose name the registry API can never address",
         "quarantine the tag folder by hand once you know where it came from";
@@ -185,7 +185,7 @@ codes! {
         "stop the registry or make it read-only before repairing or collecting garbage";
     PathUnrecognized = "path-unrecognized", Warn,
         "an entry the registry never writes",
-        "regfsck repair --apply quarantines it when it can confuse the registry; otherwise remove it by hand";
+        "move it out of the store by hand once you know where it came from (the registry ignores it)";
     PathUnreadable = "path-unreadable", Error,
         "an entry that could not be read (permission or I/O error)",
         "fix the permissions or the disk, then re-run regfsck";
@@ -206,10 +206,10 @@ codes! {
         "none needed";
     GcWouldAbort = "gc-would-abort", Error,
         "the registry's garbage-collect would stop (or panic) on this store",
-        "fix the findings named in the message, then re-run regfsck gc";
+        "regfsck repair --apply when it fixes the finding at the same path (the report says), else fix that path by hand; then re-run regfsck gc";
     GcWouldDeleteTagged = "gc-would-delete-tagged", Error,
         "the registry's garbage-collect would delete data reachable from a tag",
-        "fix the findings named in the message, or do not run that garbage-collect";
+        "fix the cause named in the message, or do not run that garbage-collect";
 }
 
 impl fmt::Display for Code {

@@ -6,6 +6,7 @@ use super::{ScanOptions, Sink};
 use crate::model::digest::Algorithm;
 use crate::model::inventory::{Blob, BlobFault, EntryKind, EntryType, Hashed};
 use crate::model::layout;
+use crate::progress::Bar;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -82,6 +83,10 @@ fn shard(
         sink.entry(dir.clone(), EntryKind::EmptyDir);
     }
     for c in children {
+        // A cold fan-out folder of a large store takes seconds: Ctrl-C must not wait for it.
+        if opts.cancelled() {
+            return;
+        }
         let Some(hex) = name_of(&c) else {
             sink.non_utf8(&dir, &c.name);
             continue;
@@ -188,7 +193,7 @@ fn shard(
 }
 
 /// Scan `blobs/`; returns false when it does not exist.
-pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
+pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink, found: &dyn Bar) -> bool {
     let top = match fsio::list(&v2.join("blobs")) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
@@ -236,6 +241,9 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
     // plus their concatenation.
     let all = std::sync::Mutex::new(std::mem::take(sink));
     shards.par_iter().for_each(|(alg_name, fan)| {
+        if opts.cancelled() {
+            return;
+        }
         let mut s = Sink::default();
         shard(
             v2,
@@ -245,6 +253,7 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
             opts,
             &mut s,
         );
+        found.inc((s.blobs.len() + s.entries.len()) as u64);
         all.lock().unwrap_or_else(|e| e.into_inner()).merge(s);
     });
     *sink = all.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -44,7 +44,7 @@ fn read_one(inv: &Inventory, blobs: &std::io::Result<fsio::DirFd>, d: &Digest) -
     }
 }
 
-pub(crate) fn read_all(inv: &mut Inventory) {
+pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions) {
     let mut wanted: DigestSet = DigestSet::default();
     for r in &inv.repos {
         for l in &r.revisions {
@@ -67,11 +67,14 @@ pub(crate) fn read_all(inv: &mut Inventory) {
         .filter(|d| inv.blob(d).is_some())
         .collect();
     let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
-    while !frontier.is_empty() {
+    while !frontier.is_empty() && !opts.cancelled() {
         let mut next = Vec::new();
         let mut round = Vec::with_capacity(frontier.len());
         // In chunks, so that parsed manifests wait in small batches, not all at once.
         for chunk in frontier.chunks(4096) {
+            if opts.cancelled() {
+                return;
+            }
             let parsed: Vec<(Digest, manifest::Parsed)> = chunk
                 .par_iter()
                 .map(|d| (d.clone(), read_one(inv, &blobs, d)))

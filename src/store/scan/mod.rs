@@ -9,10 +9,12 @@ mod manifests;
 mod repos;
 
 use crate::model::inventory::{Blob, Entry, EntryKind, Inventory};
-use crate::progress::{Progress, Unit};
+use crate::progress::Progress;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A located store.
@@ -143,7 +145,7 @@ impl Sink {
 }
 
 /// How thoroughly to look.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
     /// Also list the inside of every link folder, tag `current/` folder and blob folder, to find
     /// foreign files and temp residue there. The default reads each `link` and stats each
@@ -151,7 +153,30 @@ pub struct ScanOptions {
     /// that read is unusual (missing, empty, too large, not a regular file) — about a third of
     /// the system calls (docs/benchmarks.md).
     pub deep: bool,
+    /// Set by Ctrl-C: the walks stop at the next folder and the scan returns `Interrupted`.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+impl ScanOptions {
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The scan was stopped by `ScanOptions::cancel`; a partial listing is no basis for any verdict,
+/// so nothing of it is returned.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted during the scan: nothing was checked")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Scan a located store into an inventory, the default way.
 pub fn scan(store: &Store, progress: &dyn Progress) -> anyhow::Result<Inventory> {
@@ -167,7 +192,8 @@ pub fn scan_with(
     let started = Instant::now();
     let top = fsio::list(&store.v2)
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", store.v2.display()))?;
-    let bar = progress.bar("scan", 3, Unit::Items);
+    // Objects found so far (blobs, links, entries), with a rate: the total is not known.
+    let bar = progress.counter("scan");
     let mut inv = Inventory {
         root: store.root.clone(),
         v2: store.v2.clone(),
@@ -192,12 +218,11 @@ pub fn scan_with(
     let (has_blobs, repos) = rayon::join(
         || {
             let mut s = Sink::default();
-            let found = blobs::scan(&store.v2, opts, &mut s);
+            let found = blobs::scan(&store.v2, opts, &mut s, bar.as_ref());
             (found, s)
         },
-        || repos::scan(&store.v2, opts),
+        || repos::scan(&store.v2, opts, bar.as_ref()),
     );
-    bar.inc(1);
     inv.has_blobs_dir = has_blobs.0;
     sink.merge(has_blobs.1);
     let walked = repos;
@@ -207,11 +232,15 @@ pub fn scan_with(
     sink.merge(walked.sink);
     inv.blobs = sink.blobs;
     inv.entries = sink.entries;
+    if opts.cancelled() {
+        return Err(Interrupted.into());
+    }
     inv.normalize();
-    bar.inc(1);
-    manifests::read_all(&mut inv);
-    bar.inc(1);
+    manifests::read_all(&mut inv, opts);
     bar.finish();
+    if opts.cancelled() {
+        return Err(Interrupted.into());
+    }
     inv.stats.blob_bytes = inv.blobs.iter().map(|b| b.size).sum();
     inv.stats.residue_bytes = inv
         .entries

@@ -6,6 +6,7 @@ use super::{ScanOptions, Sink};
 use crate::model::digest::Digest;
 use crate::model::inventory::*;
 use crate::model::layout;
+use crate::progress::Bar;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -29,7 +30,7 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
+pub(crate) fn scan(v2: &Path, opts: &ScanOptions, found: &dyn Bar) -> Walked {
     let mut w = Walked {
         found: true,
         repos: Vec::new(),
@@ -56,6 +57,9 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
     let mut stack = vec![String::new()];
     let mut repo_names = Vec::new();
     while let Some(dir) = stack.pop() {
+        if opts.cancelled() {
+            break;
+        }
         let rel = join("repositories", &dir);
         let children = match fsio::list(&base.join(&dir)) {
             Ok(c) => c,
@@ -111,7 +115,12 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
     }
     let parts: Vec<(Repo, Sink)> = repo_names
         .into_par_iter()
-        .map(|(name, children)| scan_repo(v2, name, &children, opts))
+        .filter(|_| !opts.cancelled())
+        .map(|(name, children)| {
+            let (r, s) = scan_repo(v2, name, &children, opts);
+            found.inc((r.revisions.len() + r.layers.len() + r.tags.len() + s.entries.len()) as u64);
+            (r, s)
+        })
         .collect();
     for (r, s) in parts {
         w.repos.push(r);
