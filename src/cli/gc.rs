@@ -49,6 +49,13 @@ fn render(root: &str, preds: &[Prediction], hazards: &[Finding], all: bool) -> S
     let limit = if all { usize::MAX } else { 10 };
     for p in preds {
         let _ = writeln!(o);
+        if let Some(c) = &p.cannot_predict {
+            let _ = writeln!(o, "{}: CANNOT PREDICT — {}", p.label(), c.reason);
+            for path in &c.paths {
+                let _ = writeln!(o, "  {path}");
+            }
+            continue;
+        }
         match &p.abort {
             Some(a) => {
                 let _ = writeln!(
@@ -107,6 +114,9 @@ fn render(root: &str, preds: &[Prediction], hazards: &[Finding], all: bool) -> S
             .iter()
             .find(|p| p.registry_version == Version::V3 && p.delete_untagged == m);
         let (Some(a), Some(b)) = (a, b) else { continue };
+        if a.cannot_predict.is_some() || b.cannot_predict.is_some() {
+            continue;
+        }
         let (ab, am, aa) = a.dry_run_view();
         let (bb, bm, ba) = b.dry_run_view();
         if (ab.clone(), am.clone(), aa) == (bb.clone(), bm.clone(), ba) {

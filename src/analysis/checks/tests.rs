@@ -364,7 +364,7 @@ fn link_malformed() {
 
 #[test]
 fn link_not_file() {
-    break_each_link(LinkState::NotFile, Code::LinkNotFile, &[]);
+    break_each_link(LinkState::NotFile(EntryType::Dir), Code::LinkNotFile, &[]);
 }
 
 #[test]
