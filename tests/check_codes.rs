@@ -555,6 +555,25 @@ fn tag_dangling() {
 }
 
 #[test]
+fn revision_link_missing() {
+    // Registry 2.8 still serves the tag through the `_layers` link of the same digest
+    // (tests/layers_fallback.rs pulls it); GC never marks it.
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    let rev = layout::revision_link("team/proj", &m);
+    ctx.rm(rev.strip_suffix("/link").unwrap());
+    ctx.write(&layout::layer_link("team/proj", &m), m.to_string().as_bytes());
+    let doc = assert_break(
+        &ctx,
+        "revision-link-missing",
+        &rev,
+        &["gc-would-delete-tagged"],
+        &[],
+    );
+    assert!(!findings(&doc).iter().any(|f| f.0 == "tag-dangling"));
+}
+
+#[test]
 fn tag_index_missing_current() {
     let ctx = Ctx::new();
     let m = ctx.tag("library/alpine", "3.19");
@@ -822,6 +841,24 @@ fn path_temp_residue() {
     ctx.write(&path, m.to_string().as_bytes());
     // Beside a tag's current link: found by --deep, which lists inside every link folder.
     assert_break(&ctx, "path-temp-residue", &path, &[], &["--deep"]);
+}
+
+#[test]
+fn gc_cannot_predict() {
+    // The registry's revision walk would follow this link out of the store.
+    let ctx = Ctx::new();
+    let at = format!(
+        "{}/sha256/{}",
+        layout::revisions_dir("team/proj"),
+        "ab".repeat(32)
+    );
+    std::os::unix::fs::symlink("/etc", ctx.p(&at)).unwrap();
+    let doc = assert_break(&ctx, "gc-cannot-predict", &at, &["path-symlink"], &[]);
+    let hits = findings(&doc)
+        .into_iter()
+        .filter(|f| f.0 == "gc-cannot-predict")
+        .count();
+    assert_eq!(hits, 4, "every version and mode walks revisions");
 }
 
 #[test]

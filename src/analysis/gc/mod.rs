@@ -362,8 +362,21 @@ fn predict_each<T: Send>(inv: &Inventory, f: impl Fn(Prediction) -> T + Sync) ->
 }
 
 /// Why tagged data would go, as far as the inventory tells.
-fn reasons(inv: &Inventory, p: &Prediction, hit_repos: &BTreeSet<String>) -> Vec<String> {
+fn reasons(
+    inv: &Inventory,
+    reach: &crate::analysis::reach::Reach,
+    p: &Prediction,
+    hit_repos: &BTreeSet<String>,
+) -> Vec<String> {
     let mut why = Vec::new();
+    for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
+        if hit_repos.contains(&repo.name) && !rr.fallback.is_empty() {
+            why.push(format!(
+                "{} has manifests without a revision link (served by registry 2.8 through _layers only), which garbage-collect never marks",
+                repo.name
+            ));
+        }
+    }
     for r in &p.invisible_repos {
         why.push(format!("repository {r} is invisible to its catalog walk"));
     }
@@ -532,7 +545,7 @@ fn hazards_of(
     if hit_repos.is_empty() {
         return;
     }
-    let why = reasons(inv, p, &hit_repos);
+    let why = reasons(inv, reach, p, &hit_repos);
     let first = hit_repos.iter().next().cloned().unwrap_or_default();
     out.push(
         Finding::new(
