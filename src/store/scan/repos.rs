@@ -587,6 +587,8 @@ fn tag_thorough(
                             s.entry(erel, EntryKind::Changed("vanished during the scan".into()));
                         }
                         tag.current = state;
+                    } else if e.name.to_str().is_none() {
+                        s.non_utf8(&prel, &e.name);
                     } else {
                         unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
                     }
@@ -641,6 +643,9 @@ fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
             };
             for it in items {
                 let p = format!("{dir}/{}", it.name.to_string_lossy());
+                if it.name.to_str().is_none() {
+                    s.non_utf8(&dir, &it.name);
+                }
                 match it.kind {
                     EntryType::Dir => stack.push(p),
                     EntryType::Symlink => s.entry(p, EntryKind::Symlink),
