@@ -562,7 +562,10 @@ fn revision_link_missing() {
     let m = ctx.tag("team/proj", "v1");
     let rev = layout::revision_link("team/proj", &m);
     ctx.rm(rev.strip_suffix("/link").unwrap());
-    ctx.write(&layout::layer_link("team/proj", &m), m.to_string().as_bytes());
+    ctx.write(
+        &layout::layer_link("team/proj", &m),
+        m.to_string().as_bytes(),
+    );
     let doc = assert_break(
         &ctx,
         "revision-link-missing",

@@ -377,7 +377,12 @@ fn hostile_entries_agree_with_the_real_gc() {
     }
     use End::*;
     let variants: Vec<(&str, Break, End, End)> = vec![
-        ("README in tags/", |r| write(r, &format!("{TAGS}/README"), b"hi"), Ok, Abort),
+        (
+            "README in tags/",
+            |r| write(r, &format!("{TAGS}/README"), b"hi"),
+            Ok,
+            Abort,
+        ),
         (
             "temp file in tags/",
             |r| {
@@ -390,8 +395,18 @@ fn hostile_entries_agree_with_the_real_gc() {
             Ok,
             Abort,
         ),
-        ("symlink loop in tags/", |r| symlink(r, "loop", &format!("{TAGS}/loop")), Ok, Abort),
-        ("dangling symlink in tags/", |r| symlink(r, "nowhere", &format!("{TAGS}/gone")), Ok, Ok),
+        (
+            "symlink loop in tags/",
+            |r| symlink(r, "loop", &format!("{TAGS}/loop")),
+            Ok,
+            Abort,
+        ),
+        (
+            "dangling symlink in tags/",
+            |r| symlink(r, "nowhere", &format!("{TAGS}/gone")),
+            Ok,
+            Ok,
+        ),
         (
             "symlink in tags/ to another repository's tag",
             |r| {
@@ -474,7 +489,12 @@ fn hostile_entries_agree_with_the_real_gc() {
             Abort,
             Abort,
         ),
-        ("symlink loop in repositories/", |r| symlink(r, "rl", "repositories/rl"), Abort, Abort),
+        (
+            "symlink loop in repositories/",
+            |r| symlink(r, "rl", "repositories/rl"),
+            Abort,
+            Abort,
+        ),
         (
             "folder symlink cycle in repositories/ (ELOOP at 41 links)",
             |r| {
@@ -484,7 +504,12 @@ fn hostile_entries_agree_with_the_real_gc() {
             Abort,
             Abort,
         ),
-        ("dangling symlink in repositories/", |r| symlink(r, "nowhere", "repositories/gone"), Ok, Ok),
+        (
+            "dangling symlink in repositories/",
+            |r| symlink(r, "nowhere", "repositories/gone"),
+            Ok,
+            Ok,
+        ),
         (
             "repository symlinked under a second name",
             |r| symlink(r, "team/proj/app", "repositories/alias"),
@@ -533,7 +558,11 @@ fn hostile_entries_agree_with_the_real_gc() {
             "dangling symlink in revisions/",
             |r| {
                 let x = "ab".repeat(32);
-                symlink(r, "nowhere", &format!("{PROJ}/_manifests/revisions/sha256/{x}"));
+                symlink(
+                    r,
+                    "nowhere",
+                    &format!("{PROJ}/_manifests/revisions/sha256/{x}"),
+                );
             },
             Ok,
             Ok,
@@ -556,10 +585,16 @@ fn hostile_entries_agree_with_the_real_gc() {
             "_layers link that is a folder, read by the 2.8 fallback",
             |r| {
                 let d = tag("team/proj", "v1");
-                common::store::rm_v2(r, &format!("{PROJ}/_manifests/revisions/sha256/{}", d.hex()));
+                common::store::rm_v2(
+                    r,
+                    &format!("{PROJ}/_manifests/revisions/sha256/{}", d.hex()),
+                );
                 write(
                     r,
-                    &layout::revision_link("team/proj", &Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap()),
+                    &layout::revision_link(
+                        "team/proj",
+                        &Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap(),
+                    ),
                     d.to_string().as_bytes(),
                 );
                 mkdir(r, &layout::layer_link("team/proj", &d));
@@ -677,7 +712,10 @@ fn symlinks_out_of_the_store_cannot_be_predicted() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(4), "{text}");
-        assert!(text.contains("CANNOT PREDICT") && text.contains(&link), "{text}");
+        assert!(
+            text.contains("CANNOT PREDICT") && text.contains(&link),
+            "{text}"
+        );
     }
 }
 
@@ -696,10 +734,17 @@ fn layers_fallback_agrees_with_the_real_gc() {
         let r = tmp.path();
         let d = match which {
             None => tag(repo, "v1"),
-            Some(i) => Digest::parse(manifest(r, &ix)["manifests"][i]["digest"].as_str().unwrap())
-                .unwrap(),
+            Some(i) => {
+                Digest::parse(manifest(r, &ix)["manifests"][i]["digest"].as_str().unwrap()).unwrap()
+            }
         };
-        common::store::rm_v2(r, &format!("repositories/{repo}/_manifests/revisions/sha256/{}", d.hex()));
+        common::store::rm_v2(
+            r,
+            &format!(
+                "repositories/{repo}/_manifests/revisions/sha256/{}",
+                d.hex()
+            ),
+        );
         write(r, &layout::layer_link(repo, &d), d.to_string().as_bytes());
         let (plain, _) = agree(r, repo);
         let inv = inventory(r);
@@ -709,7 +754,10 @@ fn layers_fallback_agrees_with_the_real_gc() {
             let hazards = gc::hazards(&inv, false);
             let h = hazards
                 .iter()
-                .find(|f| f.code.as_str() == "gc-would-delete-tagged" && f.message.starts_with("registry 2.8 garbage-collect would"))
+                .find(|f| {
+                    f.code.as_str() == "gc-would-delete-tagged"
+                        && f.message.starts_with("registry 2.8 garbage-collect would")
+                })
                 .unwrap_or_else(|| panic!("{hazards:#?}"));
             assert!(h.message.contains("_layers"), "{}", h.message);
         }

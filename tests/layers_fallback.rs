@@ -32,7 +32,9 @@ fn check(root: &Path) -> Value {
 fn break_revision(root: &Path, repo: &str, d: &Digest) {
     rm_v2(
         root,
-        layout::revision_link(repo, d).strip_suffix("/link").unwrap(),
+        layout::revision_link(repo, d)
+            .strip_suffix("/link")
+            .unwrap(),
     );
     write_v2(root, &layout::layer_link(repo, d), d.to_string().as_bytes());
 }
@@ -51,10 +53,13 @@ fn a_tag_served_through_the_layers_fallback_is_repaired_not_dropped() {
     // The real registry still serves it.
     {
         let reg = Registry::start(root);
-        reg.pull("team/proj", "v1").expect("2.8 serves the tag through _layers");
+        reg.pull("team/proj", "v1")
+            .expect("2.8 serves the tag through _layers");
     }
     // The real GC deletes its manifest blob: data a pullable tag needs.
-    assert!(gc_dry_run(root, false).eligible_blobs.contains(&d.to_string()));
+    assert!(gc_dry_run(root, false)
+        .eligible_blobs
+        .contains(&d.to_string()));
 
     let doc = check(root);
     assert_eq!(codes_at(&doc, "revision-link-missing"), vec![rev.clone()]);
@@ -70,23 +75,42 @@ fn a_tag_served_through_the_layers_fallback_is_repaired_not_dropped() {
     // Even a lossy repair restores the revision link and keeps the tag.
     let now = fixture_now(root).to_string();
     let out = common::store::regfsck()
-        .args(["repair", root.to_str().unwrap(), "--apply", "--lossy", "--yes", "--now", &now])
+        .args([
+            "repair",
+            root.to_str().unwrap(),
+            "--apply",
+            "--lossy",
+            "--yes",
+            "--now",
+            &now,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("write {rev} = {d}")), "{text}");
     assert!(
-        !text.contains(&format!("quarantine {}", layout::tag_dir("team/proj", "v1"))),
+        !text.contains(&format!(
+            "quarantine {}",
+            layout::tag_dir("team/proj", "v1")
+        )),
         "{text}"
     );
-    assert!(common::store::v2(root).join(layout::tag_current_link("team/proj", "v1")).is_file());
+    assert!(common::store::v2(root)
+        .join(layout::tag_current_link("team/proj", "v1"))
+        .is_file());
 
     let reg = Registry::start(root);
-    reg.pull("team/proj", "v1").expect("still pulls after the repair");
+    reg.pull("team/proj", "v1")
+        .expect("still pulls after the repair");
     drop(reg);
-    assert!(!gc_dry_run(root, false).eligible_blobs.contains(&d.to_string()));
+    assert!(!gc_dry_run(root, false)
+        .eligible_blobs
+        .contains(&d.to_string()));
     let doc = check(root);
-    assert!(codes_at(&doc, "revision-link-missing").is_empty(), "{doc:#}");
+    assert!(
+        codes_at(&doc, "revision-link-missing").is_empty(),
+        "{doc:#}"
+    );
     assert!(
         !codes_at(&doc, "gc-would-delete-tagged").contains(&"repositories/team/proj".to_string()),
         "{doc:#}"

@@ -36,7 +36,10 @@ fn what_each_scan_sees() {
         (format!("{}/sha256", layout::layers_dir("team/proj")), true),
         (layout::manifests_dir("team/proj"), true),
         (layout::revisions_dir("team/proj"), true),
-        (format!("{}/sha256", layout::revisions_dir("team/proj")), true),
+        (
+            format!("{}/sha256", layout::revisions_dir("team/proj")),
+            true,
+        ),
         (layout::tags_dir("team/proj"), true),
         (format!("{tag}/index/sha256"), true),
         ("repositories/library/alpine/_uploads".into(), true),

@@ -121,9 +121,7 @@ fn an_unreadable_repository_is_not_a_missing_one() {
     let doc = assert_no_verdict(tmp.path(), unread, 4);
     // Its blobs (and its nested repository's) are not garbage: no verdict at all on them.
     let d = tag_digest("sample", "team/proj", "v1");
-    assert!(!codes(&doc)
-        .iter()
-        .any(|c| c.1 == layout::blob_data(&d)));
+    assert!(!codes(&doc).iter().any(|c| c.1 == layout::blob_data(&d)));
     if registry_available() {
         for m in [false, true] {
             let real = gc_dry_run_as(tmp.path(), m, true);
@@ -149,8 +147,9 @@ fn unreadable_tags_blind_only_what_reads_tags() {
     // Only --delete-untagged reads tags: 2 of the 4 runs.
     let doc = assert_no_verdict(tmp.path(), &unread, 2);
     assert!(
-        !codes(&doc).iter().any(|c| c.0 == "revision-untagged"
-            && c.1.starts_with(&layout::repo_dir("team/proj"))),
+        !codes(&doc)
+            .iter()
+            .any(|c| c.0 == "revision-untagged" && c.1.starts_with(&layout::repo_dir("team/proj"))),
         "{doc:#}"
     );
     if registry_available() {
@@ -164,7 +163,10 @@ fn unreadable_tags_blind_only_what_reads_tags() {
         assert!(real.aborted.is_none() && p.abort.is_none() && p.cannot_predict.is_none());
         assert_eq!(p.dry_run_view().0, real.eligible_blobs);
         let real_m = gc_dry_run_as(tmp.path(), true, true);
-        assert!(real_m.aborted.unwrap_or_default().contains("permission denied"));
+        assert!(real_m
+            .aborted
+            .unwrap_or_default()
+            .contains("permission denied"));
     }
 }
 
@@ -174,16 +176,24 @@ fn unreadable_tags_blind_only_what_reads_tags() {
 fn unreadable_layer_data_changes_no_prediction() {
     let d = tag_digest("sample", "team/proj", "v1");
     let m = common::store::manifest_json(&common::store::testdata().join("stores/sample"), &d);
-    let layer = regfsck::model::digest::Digest::parse(m["layers"][1]["digest"].as_str().unwrap())
-        .unwrap();
+    let layer =
+        regfsck::model::digest::Digest::parse(m["layers"][1]["digest"].as_str().unwrap()).unwrap();
     let unread = layout::blob_data(&layer);
     let tmp = store_with_unreadable(&unread);
     let (_, doc) = check(tmp.path());
     let all = codes(&doc);
-    assert!(all.contains(&("path-unreadable".into(), unread.clone())), "{all:#?}");
+    assert!(
+        all.contains(&("path-unreadable".into(), unread.clone())),
+        "{all:#?}"
+    );
     assert!(!all.iter().any(|c| c.0 == "gc-cannot-predict"), "{all:#?}");
     if registry_available() {
-        let (_, gc) = run(&["gc", tmp.path().to_str().unwrap(), "--registry-version", "2.8"]);
+        let (_, gc) = run(&[
+            "gc",
+            tmp.path().to_str().unwrap(),
+            "--registry-version",
+            "2.8",
+        ]);
         for m in [false, true] {
             let real = gc_dry_run_as(tmp.path(), m, true);
             assert!(real.aborted.is_none(), "{:?}", real.aborted);

@@ -55,8 +55,7 @@ impl Blind {
             paths: inv.unreadable_paths(),
             ..Blind::default()
         };
-        let unreadable_manifest =
-            |p: &str| matches!(layout::parse_path(p), layout::Parsed::BlobData(d) if inv.manifest_unreadable(&d).is_some());
+        let unreadable_manifest = |p: &str| matches!(layout::parse_path(p), layout::Parsed::BlobData(d) if inv.manifest_unreadable(&d).is_some());
         for p in b.paths.clone() {
             if p == "blobs" || p.starts_with("blobs/") {
                 if unreadable_manifest(&p) {

@@ -573,9 +573,7 @@ impl Inventory {
 
     /// The symbolic links at or below `dir` (v2-relative), in path order.
     pub fn symlinks_below<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a Symlink> + 'a {
-        let from = self
-            .symlinks
-            .partition_point(|s| s.path.as_str() < dir);
+        let from = self.symlinks.partition_point(|s| s.path.as_str() < dir);
         self.symlinks[from..].iter().take_while(move |s| {
             s.path == dir
                 || (s.path.starts_with(dir) && s.path.as_bytes().get(dir.len()) == Some(&b'/'))
@@ -602,7 +600,9 @@ impl Inventory {
             }
             Parsed::RevisionLink { repo, digest } => {
                 let r = self.repo(&repo)?;
-                r.revision(&digest).map(Link::state).or_else(|| odd(r, path))
+                r.revision(&digest)
+                    .map(Link::state)
+                    .or_else(|| odd(r, path))
             }
             Parsed::TagCurrent { repo, tag } => {
                 let t = self.repo(&repo)?.tag(&tag)?;
@@ -643,20 +643,25 @@ impl Inventory {
             .collect();
         let unreadable = |s: &LinkState| matches!(s, LinkState::Unreadable(_));
         for r in &self.repos {
-            let links = r.layers.iter().map(|l| (crate::model::layout::layer_link(&r.name, &l.path_digest), l));
-            let revs = r.revisions.iter().map(|l| (crate::model::layout::revision_link(&r.name, &l.path_digest), l));
-            for (p, l) in links.chain(revs) {
-                if unreadable(&l.state()) {
-                    out.push(p);
-                }
+            // Paths are built only for the (rare) unreadable links.
+            let bad = |l: &&Link| !l.names_own_folder() && unreadable(&l.state());
+            for l in r.layers.iter().filter(bad) {
+                out.push(crate::model::layout::layer_link(&r.name, &l.path_digest));
+            }
+            for l in r.revisions.iter().filter(bad) {
+                out.push(crate::model::layout::revision_link(&r.name, &l.path_digest));
             }
             for t in &r.tags {
                 if unreadable(&t.current) {
                     out.push(crate::model::layout::tag_current_link(&r.name, &t.name));
                 }
                 for l in &t.index {
-                    if unreadable(&l.state()) {
-                        out.push(crate::model::layout::tag_index_link(&r.name, &t.name, &l.path_digest));
+                    if !l.names_own_folder() && unreadable(&l.state()) {
+                        out.push(crate::model::layout::tag_index_link(
+                            &r.name,
+                            &t.name,
+                            &l.path_digest,
+                        ));
                     }
                 }
             }
@@ -667,7 +672,7 @@ impl Inventory {
             }
         }
         for (i, b) in self.blobs.iter().enumerate() {
-            if matches!(self.verify_of(i), Verify::Unreadable(_)) {
+            if b.hashed == Hashed::Failed && matches!(self.verify_of(i), Verify::Unreadable(_)) {
                 out.push(crate::model::layout::blob_data(&b.digest));
             }
         }

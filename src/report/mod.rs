@@ -167,7 +167,7 @@ pub fn build(
 fn next_steps(findings: &[ReportFinding], s: &Summary, root: &str) -> Vec<String> {
     let has = |c: Code| findings.iter().any(|f| f.code == c);
     let mut steps = Vec::new();
-    if has(Code::GcWouldAbort) || has(Code::GcWouldDeleteTagged) {
+    if has(Code::GcWouldAbort) || has(Code::GcWouldDeleteTagged) || has(Code::GcCannotPredict) {
         steps.push(format!(
             "Do not run `registry garbage-collect` yet: see `regfsck gc {root}` for what it would break."
         ));

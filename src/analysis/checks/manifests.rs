@@ -104,7 +104,13 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
 
 /// The checks of one served manifest `m` of repository `ri`: readable, what it references
 /// present and linked, index children served.
-fn manifest(ctx: &Ctx, ri: usize, m: &crate::model::digest::Digest, seen: &mut Seen, out: &mut Vec<Finding>) {
+fn manifest(
+    ctx: &Ctx,
+    ri: usize,
+    m: &crate::model::digest::Digest,
+    seen: &mut Seen,
+    out: &mut Vec<Finding>,
+) {
     let inv = ctx.inv;
     let repo = &inv.repos[ri];
     let name = repo.name.as_str();
@@ -133,9 +139,12 @@ fn manifest(ctx: &Ctx, ri: usize, m: &crate::model::digest::Digest, seen: &mut S
         }
         None => {
             // An I/O error is not a verdict on the manifest (hashing may have said so already).
-            let hashed = inv
-                .blob_index(m)
-                .is_some_and(|i| matches!(inv.verify_of(i), crate::model::inventory::Verify::Unreadable(_)));
+            let hashed = inv.blob_index(m).is_some_and(|i| {
+                matches!(
+                    inv.verify_of(i),
+                    crate::model::inventory::Verify::Unreadable(_)
+                )
+            });
             if let (Some(e), false) = (inv.manifest_unreadable(m), hashed) {
                 out.push(
                     Finding::new(

@@ -2,8 +2,8 @@
 //! residue and malformed paths.
 
 use super::Ctx;
-use crate::model::finding::{Code, Finding};
 use crate::analysis::unread::repo_of;
+use crate::model::finding::{Code, Finding};
 use crate::model::inventory::{BlobFault, EntryKind};
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {

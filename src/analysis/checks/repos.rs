@@ -39,7 +39,12 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             );
         }
         let blind = ctx.blind.repo(name);
-        if repo.has_manifests && !has_revisions && repo.tags.is_empty() && !blind.revisions && !blind.tags {
+        if repo.has_manifests
+            && !has_revisions
+            && repo.tags.is_empty()
+            && !blind.revisions
+            && !blind.tags
+        {
             out.push(
                 Finding::new(
                     Code::RepoEmpty,

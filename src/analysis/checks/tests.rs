@@ -1010,8 +1010,10 @@ fn revision_link_missing() {
     assert_eq!(x.tag.as_deref(), Some("v1"));
     let new = new_findings(&inv);
     assert!(
-        !new.iter()
-            .any(|x| matches!(x.code, Code::TagDangling | Code::TagIndexDangling | Code::BlobUnreferenced)),
+        !new.iter().any(|x| matches!(
+            x.code,
+            Code::TagDangling | Code::TagIndexDangling | Code::BlobUnreferenced
+        )),
         "{new:#?}"
     );
     // A folder without its link file reads as "not found" too: same fallback.
@@ -1058,7 +1060,10 @@ fn index_children_use_the_layers_fallback_too() {
         &[],
     );
     let new = new_findings(&inv);
-    assert!(!new.iter().any(|x| x.code == Code::IndexChildMissing), "{new:#?}");
+    assert!(
+        !new.iter().any(|x| x.code == Code::IndexChildMissing),
+        "{new:#?}"
+    );
 }
 
 // ---- no verdict from what could not be read ---------------------------------------------------
@@ -1097,7 +1102,10 @@ fn nothing_is_unreferenced_while_a_repository_is_unread() {
     }
     // What the registry never reads for references blinds nothing.
     let mut fine = inv.clone();
-    unreadable(&mut fine, format!("{}/_uploads/{UUID}", layout::repo_dir("team/app")));
+    unreadable(
+        &mut fine,
+        format!("{}/_uploads/{UUID}", layout::repo_dir("team/app")),
+    );
     assert!(has(&fine));
 }
 
@@ -1134,13 +1142,19 @@ fn unlisted_folders_are_no_verdicts() {
     repo(&mut inv, "team/app").tags.clear();
     unreadable(&mut inv, layout::tags_dir("team/app"));
     let all = run(&inv, &opts());
-    assert!(!all.iter().any(|x| x.code == Code::RevisionUntagged), "{all:#?}");
+    assert!(
+        !all.iter().any(|x| x.code == Code::RevisionUntagged),
+        "{all:#?}"
+    );
     // A tag folder: it would look like one without current/link.
     let (mut inv, _) = valid();
     repo(&mut inv, "team/app").tags[0].current = LinkState::Absent;
     unreadable(&mut inv, layout::tag_dir("team/app", "v1"));
     let all = run(&inv, &opts());
-    assert!(!all.iter().any(|x| x.code == Code::TagCurrentMissing), "{all:#?}");
+    assert!(
+        !all.iter().any(|x| x.code == Code::TagCurrentMissing),
+        "{all:#?}"
+    );
     // The revisions: every tag would dangle.
     let (mut inv, _) = valid();
     repo(&mut inv, "team/app").revisions.clear();
@@ -1153,7 +1167,10 @@ fn unlisted_folders_are_no_verdicts() {
     inv.manifests.remove(&f.app);
     unreadable(&mut inv, format!("blobs/sha256/{}", &f.app.hex()[..2]));
     let all = run(&inv, &opts());
-    assert!(!all.iter().any(|x| x.code == Code::RevisionBlobMissing), "{all:#?}");
+    assert!(
+        !all.iter().any(|x| x.code == Code::RevisionBlobMissing),
+        "{all:#?}"
+    );
     assert!(all.iter().any(|x| x.code == Code::PathUnreadable));
 }
 

@@ -23,11 +23,26 @@ pub(super) struct Marker<'a> {
     pub layer_links: Vec<RepoDigest>,
 }
 
-/// One file named `link` that a walk of `revisions/` (or 3.x's of `_layers`) reads.
-struct Item {
-    /// Where it is on disk (v2-relative), for findings.
-    path: String,
+/// One file named `link` that a walk of `revisions/` (or 3.x's of `_layers`) reads: where it is
+/// (its path is built only when needed: a store has millions of links), and what reading it gives.
+struct Item<'l> {
+    at: At<'l>,
     got: Got,
+}
+
+enum At<'l> {
+    /// A link of the grammar: `path_of(repo, digest)`.
+    Link(&'l crate::model::inventory::Link),
+    Path(String),
+}
+
+impl At<'_> {
+    fn path(&self, repo: &str, path_of: fn(&str, &Digest) -> String) -> String {
+        match self {
+            At::Link(l) => path_of(repo, &l.path_digest),
+            At::Path(p) => p.clone(),
+        }
+    }
 }
 
 /// The path `rel` (inside repository `real`) as the walk of `walked` names it.
@@ -37,11 +52,6 @@ fn rename(rel: &str, real: &str, walked: &str) -> String {
         Some(rest) => format!("{}{rest}", layout::repo_dir(walked)),
         None => rel.to_string(),
     }
-}
-
-/// Order of a depth-first walk over sorted listings: component by component.
-fn walk_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.split('/').cmp(b.split('/'))
 }
 
 /// What `--delete-untagged` finds when it reads the `current/link` of every entry of `tags/`.
@@ -55,51 +65,71 @@ enum Lookup {
 impl<'a> Marker<'a> {
     /// Every file named `link` the registry's walk of `dir` (a repository's revisions or
     /// `_layers`) reads, in walk order, with what reading it gives.
-    fn walked_links(&self, fs: &Fs, repo: &Repo, v: &Visit, dir: &str, revisions: bool) -> Vec<Item> {
+    fn walked_links<'r>(
+        &self,
+        fs: &Fs,
+        repo: &'r Repo,
+        v: &Visit,
+        dir: &str,
+        revisions: bool,
+    ) -> Vec<Item<'r>> {
         let inv = self.inv;
-        let mut out = Vec::new();
-        let links = if revisions {
-            &repo.revisions
+        let (links, odd, path_of) = if revisions {
+            (
+                &repo.revisions,
+                &repo.odd_revision_links,
+                layout::revision_link as fn(&str, &Digest) -> String,
+            )
         } else {
-            &repo.layers
+            (
+                &repo.layers,
+                &repo.odd_layer_links,
+                layout::layer_link as fn(&str, &Digest) -> String,
+            )
         };
-        let odd = if revisions {
-            &repo.odd_revision_links
-        } else {
-            &repo.odd_layer_links
-        };
-        let path_of = if revisions {
-            layout::revision_link
-        } else {
-            layout::layer_link
-        };
-        let mut push = |path: String, got: Got| out.push(Item { path, got });
+        let mut out = Vec::with_capacity(links.len());
         for l in links {
             let state = l.state();
-            match &*state {
+            let got = match &*state {
+                LinkState::Ok(d) => Got::Digest(d.clone()),
                 // A folder named `link` is descended (what is inside is an odd link); a symbolic
                 // link is an entry of its own below.
                 LinkState::Absent
                 | LinkState::NotFile(EntryType::Dir)
                 | LinkState::NotFile(EntryType::Symlink) => continue,
-                _ => {}
-            }
-            let path = path_of(&repo.name, &l.path_digest);
-            let walked = rename(&path, &v.real, &v.walked);
-            let got = fs.got(&state, &path, &walked);
-            push(path, got);
+                other => {
+                    let path = path_of(&repo.name, &l.path_digest);
+                    fs.got(other, &path, &rename(&path, &v.real, &v.walked))
+                }
+            };
+            out.push(Item {
+                at: At::Link(l),
+                got,
+            });
         }
+        let mut extra = Vec::new();
         for o in odd {
-            if matches!(o.state, LinkState::NotFile(EntryType::Dir) | LinkState::NotFile(EntryType::Symlink)) {
+            if matches!(
+                o.state,
+                LinkState::NotFile(EntryType::Dir) | LinkState::NotFile(EntryType::Symlink)
+            ) {
                 continue;
             }
             let walked = rename(&o.path, &v.real, &v.walked);
-            let got = fs.got(&o.state, &o.path, &walked);
-            push(o.path.clone(), got);
+            extra.push(Item {
+                at: At::Path(o.path.clone()),
+                got: fs.got(&o.state, &o.path, &walked),
+            });
         }
         for s in inv.symlinks_below(dir) {
             let name = s.path.rsplit('/').next().unwrap_or("");
             let walked = rename(&s.path, &v.real, &v.walked);
+            let mut push = |path: String, got: Got| {
+                extra.push(Item {
+                    at: At::Path(path),
+                    got,
+                })
+            };
             // The walk's own `Stat` (the driver's, unwrapped) follows the link.
             let stat = |e: &str| Got::Err(GoError::plain(format!("stat {}: {e}", fs.abs(&walked))));
             match &s.target {
@@ -151,19 +181,66 @@ impl<'a> Marker<'a> {
                 }
             }
         }
-        out.sort_by(|a, b| walk_order(&a.path, &b.path));
+        if !extra.is_empty() {
+            // Interleave the rare odd entries in walk order; only then are paths built.
+            out.extend(extra);
+            out.sort_by_cached_key(|i| {
+                i.at.path(&repo.name, path_of)
+                    .split('/')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            });
+        }
         out
+    }
+
+    /// Read `repo`'s revision (or `_layers`) link of `d` as the registry does: straight from the
+    /// inventory when the store holds no symbolic link (the common case, without a path string),
+    /// else along the path.
+    fn read_repo_link(&self, fs: &Fs, repo: &Repo, v: &Visit, d: &Digest, revisions: bool) -> Got {
+        let path_of = if revisions {
+            layout::revision_link
+        } else {
+            layout::layer_link
+        };
+        if self.inv.symlinks.is_empty() {
+            let link = if revisions {
+                repo.revision(d)
+            } else {
+                repo.layer(d)
+            };
+            let Some(l) = link else {
+                return Got::NotFound;
+            };
+            let state = l.state();
+            return match &*state {
+                LinkState::Ok(x) => Got::Digest(x.clone()),
+                LinkState::Absent => Got::NotFound,
+                other => {
+                    let rel = path_of(&v.real, d);
+                    fs.got(other, &rel, &rename(&rel, &v.real, &v.walked))
+                }
+            };
+        }
+        let rel = path_of(&v.real, d);
+        fs.read_link(&rel, &rename(&rel, &v.real, &v.walked))
     }
 
     /// `linkedBlobStatter.Stat` for manifest `d`: the revision link, on 2.8 then the `_layers`
     /// link (a 2.1-era fallback); `Ok(None)` = unknown to the registry (skipped).
-    fn manifest_target(&self, fs: &Fs, v: &Visit, d: &Digest) -> Result<Option<Digest>, Got> {
-        let mut paths = vec![layout::revision_link(&v.real, d)];
-        if self.version == Version::V2_8 {
-            paths.push(layout::layer_link(&v.real, d));
-        }
-        for rel in paths {
-            match fs.read_link(&rel, &rename(&rel, &v.real, &v.walked)) {
+    fn manifest_target(
+        &self,
+        fs: &Fs,
+        repo: &Repo,
+        v: &Visit,
+        d: &Digest,
+    ) -> Result<Option<Digest>, Got> {
+        let fallback = self.version == Version::V2_8;
+        for revisions in [true, false] {
+            if !revisions && !fallback {
+                break;
+            }
+            match self.read_repo_link(fs, repo, v, d, revisions) {
                 Got::Digest(x) => {
                     return match fs.blob_exists(&x) {
                         Ok(true) => Ok(Some(x)),
@@ -190,6 +267,18 @@ impl<'a> Marker<'a> {
         let mut tags = DigestSet::default();
         let mut unknown_tag = None;
         for (name, utf8) in names {
+            let odd = repo.odd_tags.iter().find(|o| o.name == name);
+            if utf8 && valid_component(name) && odd.is_none() {
+                // The common case, without path strings.
+                match repo.tag(name).map(|t| &t.current) {
+                    Some(LinkState::Ok(d)) => {
+                        tags.insert(d.clone());
+                        continue;
+                    }
+                    Some(LinkState::Absent) | None => continue,
+                    Some(_) => {}
+                }
+            }
             let rel = layout::tag_current_link(&v.real, name);
             let walked = layout::tag_current_link(&v.walked, name);
             if !utf8 || !valid_component(name) {
@@ -198,7 +287,6 @@ impl<'a> Marker<'a> {
                     GoError::invalid_path(&format!("/docker/registry/v2/{walked}")),
                 );
             }
-            let odd = repo.odd_tags.iter().find(|o| o.name == name);
             let got = match odd {
                 Some(o) if o.kind == EntryType::Symlink => fs.read_link(&rel, &walked),
                 Some(o) if o.kind != EntryType::Dir => {
@@ -270,7 +358,14 @@ impl<'a> Marker<'a> {
 
     /// 3.x `markManifestReferences`: mark new references and recurse into those that exist as
     /// manifests of this repository.
-    fn mark_references(&mut self, fs: &Fs, v: &Visit, d: &Digest, target: &Digest) -> Result<(), Stop> {
+    fn mark_references(
+        &mut self,
+        fs: &Fs,
+        repo: &Repo,
+        v: &Visit,
+        d: &Digest,
+        target: &Digest,
+    ) -> Result<(), Stop> {
         let refs: Vec<Digest> = self
             .get(fs, d, target)?
             .refs
@@ -282,8 +377,8 @@ impl<'a> Marker<'a> {
                 continue;
             }
             // `Exists` errors are ignored: the reference is simply not descended.
-            if let Ok(Some(t)) = self.manifest_target(fs, v, &r) {
-                self.mark_references(fs, v, &r, &t)?;
+            if let Ok(Some(t)) = self.manifest_target(fs, repo, v, &r) {
+                self.mark_references(fs, repo, v, &r, &t)?;
             }
         }
         Ok(())
@@ -303,7 +398,10 @@ impl<'a> Marker<'a> {
                 Lookup::Tags(t) => t.contains(d),
                 Lookup::Error(path, e) => {
                     return Err(abort(
-                        format!("{MARK}filesystem: failed to retrieve tags for digest {d}: {}", e.text),
+                        format!(
+                            "{MARK}filesystem: failed to retrieve tags for digest {d}: {}",
+                            e.text
+                        ),
                         Some(path.clone()),
                     ))
                 }
@@ -354,7 +452,7 @@ impl<'a> Marker<'a> {
                 }
                 Ok(())
             }
-            Version::V3 => self.mark_references(fs, v, d, target),
+            Version::V3 => self.mark_references(fs, repo, v, d, target),
         }
     }
 
@@ -385,22 +483,27 @@ impl<'a> Marker<'a> {
             links: v.links,
         };
         let revisions = layout::revisions_dir(&v.real);
-        if let Some(stop) = self.folder_symlink(&[layout::manifests_dir(&v.real), revisions.clone()]) {
+        if let Some(stop) =
+            self.folder_symlink(&[layout::manifests_dir(&v.real), revisions.clone()])
+        {
             return Err(stop);
         }
         let lookup = self.delete_untagged.then(|| self.lookup(&fs, repo, v));
         let wrap = |e: GoError| format!("failed to mark: {}", e.walked().walked().text);
+        let at = |i: &Item, path_of| Some(i.at.path(&v.real, path_of));
         for item in self.walked_links(&fs, repo, v, &revisions, true) {
-            let d = match item.got {
-                Got::Digest(d) => d,
+            let d = match &item.got {
+                Got::Digest(d) => d.clone(),
                 Got::NotFound => continue,
-                Got::Err(e) => return Err(abort(wrap(e), Some(item.path))),
-                Got::Unknown(c) => return Err(Stop::Unknown(c)),
+                Got::Err(e) => {
+                    return Err(abort(wrap(e.clone()), at(&item, layout::revision_link)))
+                }
+                Got::Unknown(c) => return Err(Stop::Unknown(c.clone())),
             };
-            match self.manifest_target(&fs, v, &d) {
+            match self.manifest_target(&fs, repo, v, &d) {
                 Ok(Some(target)) => self.ingest(&fs, repo, v, lookup.as_ref(), &d, &target)?,
                 Ok(None) => {}
-                Err(Got::Err(e)) => return Err(abort(wrap(e), Some(item.path))),
+                Err(Got::Err(e)) => return Err(abort(wrap(e), at(&item, layout::revision_link))),
                 Err(Got::Unknown(c)) => return Err(Stop::Unknown(c)),
                 Err(_) => {}
             }
@@ -417,23 +520,26 @@ impl<'a> Marker<'a> {
                 ));
             }
             for item in self.walked_links(&fs, repo, v, &layers, false) {
-                let d = match item.got {
-                    Got::Digest(d) => d,
+                let d = match &item.got {
+                    Got::Digest(d) => d.clone(),
                     Got::NotFound => continue,
-                    Got::Err(e) => return Err(abort(wrap(e), Some(item.path))),
-                    Got::Unknown(c) => return Err(Stop::Unknown(c)),
+                    Got::Err(e) => {
+                        return Err(abort(wrap(e.clone()), at(&item, layout::layer_link)))
+                    }
+                    Got::Unknown(c) => return Err(Stop::Unknown(c.clone())),
                 };
                 // Stat through the layer link of the content digest; a missing blob is skipped.
-                let rel = layout::layer_link(&v.real, &d);
-                let known = match fs.read_link(&rel, &rename(&rel, &v.real, &v.walked)) {
+                let known = match self.read_repo_link(&fs, repo, v, &d, false) {
                     Got::Digest(x) => match fs.blob_exists(&x) {
                         Ok(e) => e,
-                        Err(Got::Err(e)) => return Err(abort(wrap(e), Some(item.path))),
+                        Err(Got::Err(e)) => {
+                            return Err(abort(wrap(e), at(&item, layout::layer_link)))
+                        }
                         Err(Got::Unknown(c)) => return Err(Stop::Unknown(c)),
                         Err(_) => false,
                     },
                     Got::NotFound => false,
-                    Got::Err(e) => return Err(abort(wrap(e), Some(item.path))),
+                    Got::Err(e) => return Err(abort(wrap(e), at(&item, layout::layer_link))),
                     Got::Unknown(c) => return Err(Stop::Unknown(c)),
                 };
                 if known && !self.marked.contains(&d) {

@@ -202,7 +202,10 @@ fn top_symlink(inv: &Inventory) -> Option<CannotPredict> {
             .filter(|s| s.target != crate::model::inventory::SymlinkTarget::Dangling)
             .map(|s| {
                 fs::unknown(
-                    format!("{top} is a symbolic link (to {}) the registry follows", s.text),
+                    format!(
+                        "{top} is a symbolic link (to {}) the registry follows",
+                        s.text
+                    ),
                     &s.path,
                 )
             })
@@ -316,11 +319,7 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
     let known = cannot_predict.is_none();
     let freed_bytes = r.eligible.iter().map(|(_, s)| s).sum();
     let eligible_blobs: Vec<Digest> = r.eligible.into_iter().map(|(d, _)| d).collect();
-    let mut eligible_manifests = if known {
-        r.marker.queued
-    } else {
-        Vec::new()
-    };
+    let mut eligible_manifests = if known { r.marker.queued } else { Vec::new() };
     eligible_manifests.sort();
     eligible_manifests.dedup();
     let mut layer_links_deleted = if abort.is_none() && known {

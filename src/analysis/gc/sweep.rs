@@ -43,7 +43,10 @@ pub(super) fn digest_from_path(path: &[u8]) -> Result<Digest, Stop> {
     text.extend_from_slice(hex);
     Digest::parse_bytes(&text).map_err(|e| {
         abort(
-            format!("error enumerating blobs: filesystem: {}", e.registry_message()),
+            format!(
+                "error enumerating blobs: filesystem: {}",
+                e.registry_message()
+            ),
             Some(shown),
         )
     })

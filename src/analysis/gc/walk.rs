@@ -104,8 +104,7 @@ impl Walk<'_> {
             self.steps += 1;
             if self.steps > MAX_STEPS {
                 return Err(Stop::Unknown(CannotPredict {
-                    reason: "its catalog walk through symbolic links is too long to replay"
-                        .into(),
+                    reason: "its catalog walk through symbolic links is too long to replay".into(),
                     paths: vec![format!("repositories/{walked}")],
                 }));
             }

@@ -71,10 +71,13 @@ fn raw_subtree(v2: &Path, raw: std::path::PathBuf, sink: &mut Sink) {
             let p = dir.join(&c.name);
             match c.kind {
                 EntryType::Dir => stack.push(p),
-                EntryType::Symlink => sink.entry(p.to_string_lossy().into_owned(), EntryKind::Symlink),
+                EntryType::Symlink => {
+                    sink.entry(p.to_string_lossy().into_owned(), EntryKind::Symlink)
+                }
                 EntryType::File if c.name == "data" => {
                     let size = std::fs::symlink_metadata(v2.join(&p)).ok().map(|m| m.len());
-                    sink.raw_blob_data.push((p.as_os_str().as_bytes().to_vec(), size));
+                    sink.raw_blob_data
+                        .push((p.as_os_str().as_bytes().to_vec(), size));
                 }
                 _ => {}
             }

@@ -48,7 +48,9 @@ pub fn read_small(path: &Path, cap: u64) -> Small {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Small::Vanished,
         // ELOOP: the final component is a symlink.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Small::NotFile(EntryType::Symlink),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Small::NotFile(EntryType::Symlink)
+        }
         Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Small::NotFile(EntryType::Dir),
         Err(e) => return Small::Error(e.to_string()),
     };

@@ -80,9 +80,13 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
             if !(utf8 && name_utf8) {
                 // Only the shape of a subtree below a non-UTF-8 name is kept (see above).
                 match c.kind {
-                    EntryType::Dir if lossy.starts_with('_') => is_repo |= MARKERS.contains(&&*lossy),
+                    EntryType::Dir if lossy.starts_with('_') => {
+                        is_repo |= MARKERS.contains(&&*lossy)
+                    }
                     EntryType::Dir => stack.push((join(&dir, &lossy), raw.join(&c.name), false)),
-                    EntryType::Symlink if utf8 => w.sink.entry(join(&rel, &lossy), EntryKind::Symlink),
+                    EntryType::Symlink if utf8 => {
+                        w.sink.entry(join(&rel, &lossy), EntryKind::Symlink)
+                    }
                     _ => {}
                 }
                 continue;
