@@ -757,15 +757,7 @@ fn path_unreadable() {
         }
     }
     fs::set_permissions(ctx._tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_regfsck");
-    let as_root = unsafe_is_root();
-    let mut cmd = if as_root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
-        c
-    } else {
-        std::process::Command::new(bin)
-    };
+    let mut cmd = store::unprivileged(env!("CARGO_BIN_EXE_regfsck"));
     let out = cmd
         .args([
             "check",
@@ -786,14 +778,6 @@ fn path_unreadable() {
         "{doc:#}"
     );
     assert_eq!(out.status.code(), Some(4));
-}
-
-fn unsafe_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
 }
 
 #[test]

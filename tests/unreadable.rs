@@ -44,12 +44,36 @@ fn codes(doc: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A fixture copy with one path unreadable; readable again when dropped (so that a non-root
+/// run can delete it).
+struct Store {
+    tmp: tempfile::TempDir,
+    unread: std::path::PathBuf,
+}
+
+impl Store {
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = fs::set_permissions(&self.unread, fs::Permissions::from_mode(0o755));
+    }
+}
+
+fn unreadable(tmp: tempfile::TempDir, rel: &str) -> Store {
+    let unread = v2(tmp.path()).join(rel);
+    fs::set_permissions(&unread, fs::Permissions::from_mode(0o000)).unwrap();
+    Store { tmp, unread }
+}
+
 /// A readable fixture copy with `rel` (below v2) made unreadable to everyone but root.
-fn store_with_unreadable(rel: &str) -> tempfile::TempDir {
+fn store_with_unreadable(rel: &str) -> Store {
     let tmp = fixture("sample");
     open_to_all(tmp.path());
-    fs::set_permissions(v2(tmp.path()).join(rel), fs::Permissions::from_mode(0o000)).unwrap();
-    tmp
+    unreadable(tmp, rel)
 }
 
 fn check(root: &Path) -> (i32, Value) {
@@ -212,4 +236,54 @@ fn unreadable_layer_data_changes_no_prediction() {
             assert_eq!(ours, real.eligible_blobs, "-m={m}");
         }
     }
+}
+
+/// The whole fixture owned by the unprivileged user (when the tests run as root), so that a
+/// repair can write; then `rel` made unreadable to that user.
+fn writable_store_with_unreadable(rel: &str) -> Store {
+    let tmp = fixture("sample");
+    open_to_all(tmp.path());
+    if common::store::is_root() {
+        let id = |flag: &str| -> u32 {
+            let out = std::process::Command::new("id")
+                .args([flag, "nobody"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let mut stack = vec![tmp.path().to_path_buf()];
+        while let Some(p) = stack.pop() {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap();
+            if p.is_dir() {
+                stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        // The broken thing stays root's.
+        std::os::unix::fs::lchown(v2(tmp.path()).join(rel), Some(0), Some(0)).unwrap();
+    }
+    unreadable(tmp, rel)
+}
+
+/// Issue #12.1: after a repair of what it could read, regfsck must not call a garbage-collect
+/// safe while a repository it could not read hides what that run would do.
+#[test]
+fn no_garbage_collect_is_called_safe_after_a_repair_beside_an_unreadable_repository() {
+    let unread = "repositories/team/proj";
+    let tmp = writable_store_with_unreadable(unread);
+    let root = tmp.path();
+    let now = fixture_now(root).to_string();
+    let out = unprivileged(env!("CARGO_BIN_EXE_regfsck"))
+        .args(["repair", root.to_str().unwrap(), "--apply", "--now", &now])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("is safe now"), "{text}");
+    let (code, gc) = run(&["gc", root.to_str().unwrap()]);
+    assert_eq!(code, 4, "{gc:#}");
+    assert!(gc["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["cannot_predict"]["paths"][0] == unread));
 }
