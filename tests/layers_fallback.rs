@@ -7,21 +7,11 @@
 mod common;
 
 use common::registry::{gc_dry_run, registry_available, Registry};
-use common::store::{fixture, fixture_now, rm_v2, run_json, tag_digest, write_v2};
+use common::store::{codes_at, fixture, fixture_now, rm_v2, run_json, tag_digest, write_v2};
 use regfsck::model::digest::Digest;
 use regfsck::model::layout;
 use serde_json::Value;
 use std::path::Path;
-
-fn codes_at(doc: &Value, code: &str) -> Vec<String> {
-    doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["code"] == code)
-        .map(|f| f["path"].as_str().unwrap_or("").to_string())
-        .collect()
-}
 
 fn check(root: &Path) -> Value {
     let now = fixture_now(root).to_string();

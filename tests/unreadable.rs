@@ -6,7 +6,9 @@
 mod common;
 
 use common::registry::{gc_dry_run_as, registry_available};
-use common::store::{fixture, fixture_now, open_to_all, tag_digest, unprivileged, v2};
+use common::store::{
+    code_paths as codes, fixture, fixture_now, open_to_all, tag_digest, unprivileged, v2,
+};
 use regfsck::model::layout;
 use serde_json::Value;
 use std::fs;
@@ -28,20 +30,6 @@ fn run(args: &[&str]) -> (i32, Value) {
         )
     });
     (out.status.code().unwrap_or(-1), doc)
-}
-
-fn codes(doc: &Value) -> Vec<(String, String)> {
-    doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
 }
 
 /// A fixture copy with one path unreadable; readable again when dropped (so that a non-root

@@ -229,3 +229,27 @@ pub fn open_to_all(dir: &Path) {
         }
     }
 }
+
+/// (code, path) of every finding of a `check --format json` document.
+pub fn code_paths(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The paths of the findings with `code`.
+pub fn codes_at(doc: &serde_json::Value, code: &str) -> Vec<String> {
+    code_paths(doc)
+        .into_iter()
+        .filter(|(c, _)| c == code)
+        .map(|(_, p)| p)
+        .collect()
+}

@@ -356,6 +356,16 @@ impl<'a> Marker<'a> {
         }
     }
 
+    /// What manifest `d` (read as blob `target`) references.
+    fn refs(&self, fs: &Fs, d: &Digest, target: &Digest) -> Result<Vec<Digest>, Stop> {
+        Ok(self
+            .get(fs, d, target)?
+            .refs
+            .iter()
+            .map(|r| r.digest.clone())
+            .collect())
+    }
+
     /// 3.x `markManifestReferences`: mark new references and recurse into those that exist as
     /// manifests of this repository.
     fn mark_references(
@@ -366,13 +376,7 @@ impl<'a> Marker<'a> {
         d: &Digest,
         target: &Digest,
     ) -> Result<(), Stop> {
-        let refs: Vec<Digest> = self
-            .get(fs, d, target)?
-            .refs
-            .iter()
-            .map(|r| r.digest.clone())
-            .collect();
-        for r in refs {
+        for r in self.refs(fs, d, target)? {
             if !self.marked.insert(&r) {
                 continue;
             }
@@ -441,13 +445,7 @@ impl<'a> Marker<'a> {
         self.marked.insert(d);
         match self.version {
             Version::V2_8 => {
-                let refs: Vec<Digest> = self
-                    .get(fs, d, target)?
-                    .refs
-                    .iter()
-                    .map(|r| r.digest.clone())
-                    .collect();
-                for r in &refs {
+                for r in &self.refs(fs, d, target)? {
                     self.marked.insert(r);
                 }
                 Ok(())
@@ -491,14 +489,16 @@ impl<'a> Marker<'a> {
         let lookup = self.delete_untagged.then(|| self.lookup(&fs, repo, v));
         let wrap = |e: GoError| format!("failed to mark: {}", e.walked().walked().text);
         let at = |i: &Item, path_of| Some(i.at.path(&v.real, path_of));
+        // What a walked link names; a read error stops the run (inside two walks).
+        let named = |item: &Item, path_of| match &item.got {
+            Got::Digest(d) => Ok(Some(d.clone())),
+            Got::NotFound => Ok(None),
+            Got::Err(e) => Err(abort(wrap(e.clone()), at(item, path_of))),
+            Got::Unknown(c) => Err(Stop::Unknown(c.clone())),
+        };
         for item in self.walked_links(&fs, repo, v, &revisions, true) {
-            let d = match &item.got {
-                Got::Digest(d) => d.clone(),
-                Got::NotFound => continue,
-                Got::Err(e) => {
-                    return Err(abort(wrap(e.clone()), at(&item, layout::revision_link)))
-                }
-                Got::Unknown(c) => return Err(Stop::Unknown(c.clone())),
+            let Some(d) = named(&item, layout::revision_link)? else {
+                continue;
             };
             match self.manifest_target(&fs, repo, v, &d) {
                 Ok(Some(target)) => self.ingest(&fs, repo, v, lookup.as_ref(), &d, &target)?,
@@ -520,13 +520,8 @@ impl<'a> Marker<'a> {
                 ));
             }
             for item in self.walked_links(&fs, repo, v, &layers, false) {
-                let d = match &item.got {
-                    Got::Digest(d) => d.clone(),
-                    Got::NotFound => continue,
-                    Got::Err(e) => {
-                        return Err(abort(wrap(e.clone()), at(&item, layout::layer_link)))
-                    }
-                    Got::Unknown(c) => return Err(Stop::Unknown(c.clone())),
+                let Some(d) = named(&item, layout::layer_link)? else {
+                    continue;
                 };
                 // Stat through the layer link of the content digest; a missing blob is skipped.
                 let known = match self.read_repo_link(&fs, repo, v, &d, false) {
