@@ -80,7 +80,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 .map(|t| t.name.as_str())
                 .collect();
             let who = if tags.is_empty() {
-                "a tagged index".to_string()
+                "an index".to_string()
             } else {
                 format!("tag {}", tags.join(", "))
             };
