@@ -573,11 +573,17 @@ impl Inventory {
 
     /// The symbolic links at or below `dir` (v2-relative), in path order.
     pub fn symlinks_below<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a Symlink> + 'a {
+        // Everything from `dir` up to `dir` + '0' (the byte after '/') starts with `dir`; names
+        // such as `dir.bak` sort in between and are skipped, not a reason to stop.
         let from = self.symlinks.partition_point(|s| s.path.as_str() < dir);
-        self.symlinks[from..].iter().take_while(move |s| {
-            s.path == dir
-                || (s.path.starts_with(dir) && s.path.as_bytes().get(dir.len()) == Some(&b'/'))
-        })
+        let end = format!("{dir}0");
+        self.symlinks[from..]
+            .iter()
+            .take_while(move |s| s.path < end)
+            .filter(move |s| {
+                s.path == dir
+                    || (s.path.starts_with(dir) && s.path.as_bytes().get(dir.len()) == Some(&b'/'))
+            })
     }
 
     /// The state of the link file at `path` (v2-relative), when the inventory knows a link there:
@@ -756,6 +762,31 @@ mod tests {
         inv.blobs.truncate(10);
         let kept = inv.blobs[3].digest.clone();
         assert_eq!(inv.blob_index(&kept), Some(3));
+    }
+
+    #[test]
+    fn symlinks_below_a_folder_skip_siblings_that_sort_between() {
+        let mut inv = Inventory::default();
+        for p in [
+            "blobs",
+            "blobs.bak",
+            "blobs-x/y",
+            "blobs/sha256/ab",
+            "blobsz",
+            "blobs/z",
+        ] {
+            inv.symlinks.push(Symlink {
+                path: p.into(),
+                text: String::new(),
+                target: SymlinkTarget::Dangling,
+            });
+        }
+        inv.normalize();
+        let got: Vec<&str> = inv
+            .symlinks_below("blobs")
+            .map(|s| s.path.as_str())
+            .collect();
+        assert_eq!(got, vec!["blobs", "blobs/sha256/ab", "blobs/z"]);
     }
 
     #[test]
