@@ -692,6 +692,28 @@ fn tag_dangling() {
 }
 
 #[test]
+fn revision_link_missing() {
+    // Registry 2.8 still serves the tag through the `_layers` link of the same digest
+    // (tests/layers_fallback.rs pulls it); GC never marks it.
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    let rev = layout::revision_link("team/proj", &m);
+    ctx.rm(rev.strip_suffix("/link").unwrap());
+    ctx.write(
+        &layout::layer_link("team/proj", &m),
+        m.to_string().as_bytes(),
+    );
+    let doc = assert_break(
+        &ctx,
+        "revision-link-missing",
+        &rev,
+        &["gc-would-delete-tagged"],
+        &[],
+    );
+    assert!(!findings(&doc).iter().any(|f| f.0 == "tag-dangling"));
+}
+
+#[test]
 fn tag_index_missing_current() {
     let ctx = Ctx::new();
     let m = ctx.tag("library/alpine", "3.19");
@@ -872,15 +894,7 @@ fn path_unreadable() {
         }
     }
     fs::set_permissions(ctx._tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_regfsck");
-    let as_root = unsafe_is_root();
-    let mut cmd = if as_root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
-        c
-    } else {
-        std::process::Command::new(bin)
-    };
+    let mut cmd = store::unprivileged(env!("CARGO_BIN_EXE_regfsck"));
     let out = cmd
         .args([
             "check",
@@ -903,23 +917,16 @@ fn path_unreadable() {
     assert_eq!(out.status.code(), Some(4));
 }
 
-fn unsafe_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
 #[test]
 fn path_symlink() {
     let ctx = Ctx::new();
     std::os::unix::fs::symlink("/etc", ctx.p("repositories/team/elsewhere")).unwrap();
+    // The registry's catalog walk would follow it out of the store: no GC prediction.
     let doc = assert_break(
         &ctx,
         "path-symlink",
         "repositories/team/elsewhere",
-        &[],
+        &["gc-cannot-predict"],
         &[],
     );
     assert!(
@@ -934,7 +941,17 @@ fn path_non_utf8() {
     use std::os::unix::ffi::OsStrExt;
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
     fs::create_dir_all(ctx.p("repositories").join(name).join("_layers")).unwrap();
-    assert_break(&ctx, "path-non-utf8", "repositories/caf\u{fffd}", &[], &[]);
+    // A repository there: registry 2.8's catalog walk finds it and aborts on its name.
+    let doc = assert_break(
+        &ctx,
+        "path-non-utf8",
+        "repositories/caf\u{fffd}",
+        &["gc-would-abort"],
+        &[],
+    );
+    assert!(findings(&doc)
+        .iter()
+        .any(|f| f.0 == "gc-would-abort" && f.1 == "repositories/caf\u{fffd}"));
 }
 
 #[test]
@@ -948,6 +965,24 @@ fn path_temp_residue() {
     ctx.write(&path, m.to_string().as_bytes());
     // Beside a tag's current link: found by --deep, which lists inside every link folder.
     assert_break(&ctx, "path-temp-residue", &path, &[], &["--deep"]);
+}
+
+#[test]
+fn gc_cannot_predict() {
+    // The registry's revision walk would follow this link out of the store.
+    let ctx = Ctx::new();
+    let at = format!(
+        "{}/sha256/{}",
+        layout::revisions_dir("team/proj"),
+        "ab".repeat(32)
+    );
+    std::os::unix::fs::symlink("/etc", ctx.p(&at)).unwrap();
+    let doc = assert_break(&ctx, "gc-cannot-predict", &at, &["path-symlink"], &[]);
+    let hits = findings(&doc)
+        .into_iter()
+        .filter(|f| f.0 == "gc-cannot-predict")
+        .count();
+    assert_eq!(hits, 4, "every version and mode walks revisions");
 }
 
 #[test]

@@ -83,6 +83,13 @@ fn render(
     let limit = if all { usize::MAX } else { 10 };
     for (p, j) in preds.iter().zip(judged) {
         let _ = writeln!(o);
+        if let Some(c) = &p.cannot_predict {
+            let _ = writeln!(o, "{}: CANNOT PREDICT — {}", p.label(), c.reason);
+            for path in &c.paths {
+                let _ = writeln!(o, "  {path}");
+            }
+            continue;
+        }
         let verdict = if j.hazards.is_empty() {
             "safe to run now"
         } else {
@@ -162,6 +169,9 @@ fn render(
             .iter()
             .find(|p| p.registry_version == Version::V3 && p.delete_untagged == m);
         let (Some(a), Some(b)) = (a, b) else { continue };
+        if a.cannot_predict.is_some() || b.cannot_predict.is_some() {
+            continue;
+        }
         let (ab, am, aa) = a.dry_run_view();
         let (bb, bm, ba) = b.dry_run_view();
         if (ab.clone(), am.clone(), aa) == (bb.clone(), bm.clone(), ba) {

@@ -141,6 +141,9 @@ codes! {
     RevisionUntaggedChild = "revision-untagged-child", Warn,
         "an untagged revision that a tagged index references: registry 2.8 garbage-collect --delete-untagged deletes it and breaks the multi-arch image",
         "do not run garbage-collect --delete-untagged with registry 2.8; registry 3 keeps these";
+    RevisionLinkMissing = "revision-link-missing", Error,
+        "a manifest a tag (or a tagged index) names has no revision link, only a _layers link of the same digest: registry 2.8 still serves it through a 2.1-era fallback, registry 3 answers MANIFEST_UNKNOWN, and garbage-collect never marks it, so it deletes the image's blobs",
+        "regfsck repair --apply writes the revision link again (the manifest blob exists and hashes correctly)";
     TagCurrentMissing = "tag-current-missing", Error,
         "a tag folder without current/link: the tag is listed but cannot be pulled",
         "regfsck repair --apply rebuilds current from the tag index when it names exactly one live revision; --lossy uses the newest entry or quarantines the tag";
@@ -210,6 +213,9 @@ codes! {
     GcWouldDeleteTagged = "gc-would-delete-tagged", Error,
         "the registry's garbage-collect would delete data reachable from a tag",
         "fix the cause named in the message, or do not run that garbage-collect";
+    GcCannotPredict = "gc-cannot-predict", Error,
+        "regfsck cannot tell what the registry's garbage-collect would do: it would read paths regfsck could not read, or follow a symbolic link where regfsck does not",
+        "make the named paths readable to regfsck (or remove the symbolic links), then re-run regfsck gc; do not run garbage-collect until then";
 }
 
 impl fmt::Display for Code {

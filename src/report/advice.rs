@@ -175,7 +175,10 @@ fn causes(g: &Finding, h: &Finding) -> bool {
 }
 
 fn is_gc_hazard(c: Code) -> bool {
-    matches!(c, Code::GcWouldAbort | Code::GcWouldDeleteTagged)
+    matches!(
+        c,
+        Code::GcWouldAbort | Code::GcWouldDeleteTagged | Code::GcCannotPredict
+    )
 }
 
 /// What the operator does when `regfsck repair` plans nothing for a finding. (The catalogue's
@@ -388,10 +391,15 @@ impl GcRun {
 
     /// Whether a `gc-would-*` finding is about this run (its message starts with the label).
     pub fn concerns(&self, code: Code, message: &str) -> bool {
+        let label = self.label();
         is_gc_hazard(code)
-            && message
-                .strip_prefix(&self.label())
+            && (message
+                .strip_prefix(&label)
                 .is_some_and(|rest| rest.starts_with(" would"))
+                || message
+                    .strip_prefix("cannot predict ")
+                    .and_then(|m| m.strip_prefix(&label))
+                    .is_some_and(|rest| rest.starts_with(':')))
     }
 }
 

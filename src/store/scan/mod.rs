@@ -88,6 +88,8 @@ pub fn locate(path: &Path) -> Result<Store, LocateError> {
 pub(crate) struct Sink {
     pub blobs: Vec<Blob>,
     pub entries: Vec<Entry>,
+    /// `data` files below non-UTF-8 folders of `blobs/`: raw path, size.
+    pub raw_blob_data: Vec<(Vec<u8>, Option<u64>)>,
 }
 
 impl Sink {
@@ -141,7 +143,48 @@ impl Sink {
             self.blobs.extend(other.blobs);
         }
         self.entries.extend(other.entries);
+        self.raw_blob_data.extend(other.raw_blob_data);
     }
+}
+
+/// Record the absolute v2 path the registry's messages show, the symbolic links in it, and where
+/// every symbolic link found in the store leads (resolved without following; see
+/// `fsio::resolve_symlink`).
+fn resolve_symlinks(inv: &mut Inventory) {
+    let abs = std::path::absolute(&inv.v2).unwrap_or_else(|_| inv.v2.clone());
+    inv.v2_text = abs.display().to_string();
+    let real = std::fs::canonicalize(&inv.v2).ok();
+    // A v2 path without symbolic links is its own canonical form; otherwise their number is not
+    // known (resolving the path above the store is not regfsck's business).
+    inv.v2_links = match &real {
+        Some(r) if *r == abs => Some(0),
+        _ => None,
+    };
+    let Some(real) = real else { return };
+    inv.symlinks = inv
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Symlink)
+        .map(|e| {
+            let at = real.join(&e.path);
+            let text = std::fs::read_link(&at)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // A path shown lossily cannot be resolved: it names another file.
+            let target = if e.path.contains('\u{fffd}') {
+                crate::model::inventory::SymlinkTarget::Unknown(
+                    "below a folder whose name is not UTF-8".into(),
+                )
+            } else {
+                fsio::resolve_symlink(&real, &at)
+            };
+            crate::model::inventory::Symlink {
+                path: e.path.clone(),
+                text,
+                target,
+            }
+        })
+        .collect();
 }
 
 /// How thoroughly to look.
@@ -235,6 +278,8 @@ pub fn scan_with(
     if opts.cancelled() {
         return Err(Interrupted.into());
     }
+    inv.raw_blob_data = std::mem::take(&mut sink.raw_blob_data);
+    resolve_symlinks(&mut inv);
     inv.normalize();
     manifests::read_all(&mut inv, opts);
     bar.finish();
