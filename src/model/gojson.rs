@@ -34,6 +34,41 @@ fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// Bytes that need no attention inside a string: not a quote, a backslash or a control byte.
+const PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = false;
+        c += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+/// How many bytes at the start of `s` are plain string content. Eight bytes at a time while none
+/// of them needs attention (strings are most of a manifest's bytes), then byte by byte.
+fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        if control | zero_byte(x ^ (ONES * b'"' as u64)) | zero_byte(x ^ (ONES * b'\\' as u64)) != 0
+        {
+            break;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&c| !PLAIN[c as usize])
+        .unwrap_or(s.len() - i)
+}
+
 /// Go's `quoteChar`: the byte as a rune, `strconv.Quote`d, in single quotes.
 fn quote_char(c: u8) -> String {
     match c {
@@ -201,6 +236,7 @@ impl Scanner<'_> {
     fn string(&mut self) -> Result<(), String> {
         self.pos += 1;
         loop {
+            self.pos += plain_run(&self.src[self.pos.min(self.src.len())..]);
             let Some(c) = self.peek() else {
                 return Err(EOF.into());
             };
@@ -376,6 +412,10 @@ fn lossy_go(mut b: &[u8]) -> Cow<'_, str> {
 pub fn fold_matches(name: &str, key: &[u8]) -> bool {
     let name = name.as_bytes();
     debug_assert!(name.is_ascii(), "registry field names are ASCII");
+    // A folded key is as long as the name, or longer by the extra bytes of ſ (2) and K (3).
+    if key.len() < name.len() || key.len() > name.len() * 3 {
+        return false;
+    }
     let mut non_letter = false;
     let mut special = false;
     for &b in name {
@@ -440,16 +480,23 @@ pub struct GoStruct {
     /// `reflect.Type.String()`, e.g. `distribution.Descriptor`.
     pub go_type: &'static str,
     pub fields: &'static [&'static str],
+    /// Keys regfsck reads for its own reports although the registry's struct lacks them (Go
+    /// skips them): matched like fields, numbered after them, handed over raw, never checked.
+    pub extra: &'static [&'static str],
 }
 
 impl GoStruct {
     /// The field a key sets: an exact name first, else the first that folds to it.
     pub fn field(&self, key: &[u8]) -> Option<usize> {
-        self.fields
-            .iter()
-            .position(|f| f.as_bytes() == key)
-            .or_else(|| self.fields.iter().position(|f| fold_matches(f, key)))
+        find(self.fields, key)
     }
+}
+
+fn find(names: &[&str], key: &[u8]) -> Option<usize> {
+    names
+        .iter()
+        .position(|f| f.as_bytes() == key)
+        .or_else(|| names.iter().position(|f| fold_matches(f, key)))
 }
 
 /// A Go slice: `len` elements in use out of a backing array whose length is the capacity.
@@ -564,10 +611,12 @@ impl<'a> Validated<'a> {
 fn string_end(src: &[u8], start: usize) -> usize {
     let mut i = start + 1;
     while i < src.len() {
-        match src[i] {
-            b'"' => return i + 1,
-            b'\\' => i += 2,
-            _ => i += 1,
+        i += plain_run(&src[i..]);
+        match src.get(i) {
+            Some(b'"') => return i + 1,
+            Some(b'\\') => i += 2,
+            Some(_) => i += 1,
+            None => break,
         }
     }
     src.len()
@@ -654,28 +703,37 @@ impl<'a> Decoder<'a> {
     pub fn skip(&mut self) {
         self.ws();
         let src = self.src;
-        let mut depth = 0usize;
-        loop {
-            let Some(&c) = src.get(self.pos) else {
-                return;
-            };
-            match c {
-                b'"' => self.pos = string_end(src, self.pos),
-                b'{' | b'[' => {
-                    depth += 1;
+        match src.get(self.pos) {
+            Some(b'"') => self.pos = string_end(src, self.pos),
+            Some(b'{' | b'[') => {
+                // Inside a container only strings and brackets matter.
+                let mut depth = 0usize;
+                while let Some(&c) = src.get(self.pos) {
                     self.pos += 1;
+                    match c {
+                        b'"' => self.pos = string_end(src, self.pos - 1),
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return;
+                            }
+                        }
+                        _ => {}
+                    }
                 }
-                b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    self.pos += 1;
-                }
-                b',' | b':' | b' ' | b'\t' | b'\r' | b'\n' => self.pos += 1,
-                _ => self.pos = literal_end(src, self.pos).max(self.pos + 1),
             }
-            if depth == 0 {
-                return;
-            }
+            Some(_) => self.pos = literal_end(src, self.pos).max(self.pos + 1),
+            None => {}
         }
+    }
+
+    /// Skip one value and hand it over whole (it is valid JSON on its own).
+    pub fn raw_value(&mut self) -> Validated<'a> {
+        self.ws();
+        let start = self.pos;
+        self.skip();
+        Validated(&self.src[start..self.pos.max(start)])
     }
 
     /// The raw text between the quotes of the string ahead.
@@ -835,7 +893,8 @@ impl<'a> Decoder<'a> {
 
     /// A Go struct (or pointer to one): null leaves it as it is (a pointer would become nil,
     /// which no caller stores); each member whose key names a field goes to `field` with that
-    /// field's index, any other member is skipped whatever it holds.
+    /// field's index (an `extra` key with its index after the fields, for `raw_value`), any other
+    /// member is skipped whatever it holds.
     pub fn object(
         &mut self,
         st: &GoStruct,
@@ -860,8 +919,14 @@ impl<'a> Decoder<'a> {
             }
             let raw = self.raw_string()?;
             self.expect(b':')?;
-            let key = unquote(raw);
-            match st.field(key.as_bytes()) {
+            // Without escapes the raw bytes match exactly what Go's unquoted key would: invalid
+            // UTF-8, which Go turns into U+FFFD, matches no field either way.
+            let key = if raw.contains(&b'\\') {
+                Cow::Owned(unquote(raw).into_owned().into_bytes())
+            } else {
+                Cow::Borrowed(raw)
+            };
+            match st.field(&key) {
                 Some(i) => {
                     self.ctx_fields.push(st.fields[i]);
                     self.ctx_struct = st.name;
@@ -869,7 +934,10 @@ impl<'a> Decoder<'a> {
                     self.ctx_fields.truncate(outer_len);
                     self.ctx_struct = outer_struct;
                 }
-                None => self.skip(),
+                None => match find(st.extra, &key) {
+                    Some(j) => field(self, st.fields.len() + j)?,
+                    None => self.skip(),
+                },
             }
             self.ws();
             if self.src.get(self.pos) == Some(&b',') {

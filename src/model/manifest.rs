@@ -6,7 +6,7 @@ mod structs;
 
 use crate::model::digest::Digest;
 use crate::model::gojson::{self, Validated};
-use structs::{Descriptor, ImageManifest, ManifestList, Schema1, Subject, Versioned};
+use structs::{Descriptor, ImageManifest, ManifestList, Schema1, Versioned};
 
 pub const MT_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 pub const MT_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
@@ -173,11 +173,10 @@ fn image(doc: &Validated<'_>, kind: Kind) -> Parsed {
     for l in m.layers.as_slice() {
         c.push(l, Role::Layer);
     }
-    let mut subject = Subject::default();
-    let subject = match doc.unmarshal(|d| subject.decode(d)) {
-        Ok(()) => Digest::parse(&subject.digest).ok(),
-        Err(_) => None,
-    };
+    let subject = m
+        .subject
+        .and_then(structs::subject_digest)
+        .and_then(|d| Digest::parse(&d).ok());
     Ok(c.finish(kind, subject))
 }
 
@@ -670,13 +669,38 @@ mod tests {
     }
 
     #[test]
+    fn subject_is_read_leniently() {
+        let oci = |top: &str| swap(v2(&cfg(), &layer(""), top), MT_DOCKER_V2, MT_OCI_MANIFEST);
+        let m = parse(&oci(&format!(
+            r#","Subject":{{"digest":"{D1}","size":"x"}}"#
+        )))
+        .unwrap();
+        assert_eq!(
+            m.subject.as_deref().map(|d| d.to_string()),
+            Some(D1.to_string())
+        );
+        for junk in [
+            r#","subject":5"#,
+            r#","subject":{"digest":5}"#,
+            r#","subject":{"digest":"nope"}"#,
+        ] {
+            let m = parse(&oci(junk)).unwrap();
+            assert_eq!(
+                (m.subject.clone(), digests(&m)),
+                (None, vec![C.to_string(), D2.to_string()])
+            );
+        }
+    }
+
+    #[test]
     fn struct_tables_are_sound() {
         // The fold rules assume ASCII names; two names that fold together would make the
         // field order matter, which the tables do not model.
         for st in structs::all_structs() {
-            for (i, a) in st.fields.iter().enumerate() {
+            let names: Vec<&str> = st.fields.iter().chain(st.extra).copied().collect();
+            for (i, a) in names.iter().enumerate() {
                 assert!(a.is_ascii(), "{}.{a}", st.name);
-                for b in &st.fields[i + 1..] {
+                for b in &names[i + 1..] {
                     assert!(
                         !gojson::fold_matches(a, b.as_bytes()),
                         "{}: {a} ~ {b}",

@@ -210,6 +210,7 @@ fn fold_rules_are_go_1_19s() {
         name: "T",
         go_type: "p.T",
         fields: &["a", "size"],
+        extra: &[],
     };
     assert_eq!(st.field(b"size"), Some(1));
     assert_eq!(st.field("SI\u{17f}E".as_bytes()), None); // lengths differ byte-wise: fine, no s at 3
@@ -235,11 +236,13 @@ const TS: GoStruct = GoStruct {
     name: "T",
     go_type: "pkg.T",
     fields: &["name", "n", "list", "m"],
+    extra: &[],
 };
 const ITEM: GoStruct = GoStruct {
     name: "Item",
     go_type: "pkg.Item",
     fields: &["v", "w"],
+    extra: &[],
 };
 
 impl<'a> T<'a> {

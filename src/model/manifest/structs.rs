@@ -4,7 +4,7 @@
 //! what regfsck reads is stored; every other field the registry has is type-checked all the same,
 //! because a wrong type there fails the registry's decode. Keys no struct has are skipped.
 
-use crate::model::gojson::{Decoder, GoSlice, GoStruct, Step};
+use crate::model::gojson::{Decoder, GoSlice, GoStruct, Step, Validated};
 use std::borrow::Cow;
 
 /// `manifest.Versioned`, decoded first from every manifest.
@@ -18,6 +18,7 @@ const VERSIONED: GoStruct = GoStruct {
     name: "Versioned",
     go_type: "manifest.Versioned",
     fields: &["schemaVersion", "mediaType"],
+    extra: &[],
 };
 
 impl<'a> Versioned<'a> {
@@ -52,6 +53,7 @@ const DESCRIPTOR: GoStruct = GoStruct {
     name: "Descriptor",
     go_type: "distribution.Descriptor",
     fields: DESCRIPTOR_FIELDS,
+    extra: &[],
 };
 
 impl<'a> Descriptor<'a> {
@@ -80,6 +82,7 @@ const V1_PLATFORM: GoStruct = GoStruct {
     name: "Platform",
     go_type: "v1.Platform",
     fields: &["architecture", "os", "os.version", "os.features", "variant"],
+    extra: &[],
 };
 
 fn check_v1_platform(d: &mut Decoder<'_>) -> Step {
@@ -109,6 +112,7 @@ const PLATFORM_SPEC: GoStruct = GoStruct {
         "variant",
         "features",
     ],
+    extra: &[],
 };
 
 impl<'a> PlatformSpec<'a> {
@@ -136,6 +140,7 @@ const MANIFEST_DESCRIPTOR: GoStruct = GoStruct {
     name: "ManifestDescriptor",
     go_type: "manifestlist.ManifestDescriptor",
     fields: DESCRIPTOR_FIELDS,
+    extra: &[],
 };
 
 impl<'a> ManifestDescriptor<'a> {
@@ -158,6 +163,7 @@ const MANIFEST_LIST: GoStruct = GoStruct {
     name: "ManifestList",
     go_type: "manifestlist.ManifestList",
     fields: &["schemaVersion", "mediaType", "manifests"],
+    extra: &[],
 };
 
 impl<'a> ManifestList<'a> {
@@ -175,17 +181,19 @@ impl<'a> ManifestList<'a> {
 }
 
 /// `schema2.Manifest` and `ocischema.Manifest` (the OCI one also has `annotations`; 2.8's has no
-/// `subject`).
+/// `subject`, which regfsck reads for itself, leniently).
 #[derive(Default)]
 pub(super) struct ImageManifest<'a> {
     pub config: Descriptor<'a>,
     pub layers: GoSlice<Descriptor<'a>>,
+    pub subject: Option<Validated<'a>>,
 }
 
 pub(super) const SCHEMA2: GoStruct = GoStruct {
     name: "Manifest",
     go_type: "schema2.Manifest",
     fields: &["schemaVersion", "mediaType", "config", "layers"],
+    extra: &["subject"],
 };
 
 pub(super) const OCI_MANIFEST: GoStruct = GoStruct {
@@ -198,11 +206,17 @@ pub(super) const OCI_MANIFEST: GoStruct = GoStruct {
         "layers",
         "annotations",
     ],
+    extra: &["subject"],
 };
 
 impl<'a> ImageManifest<'a> {
     pub fn decode(&mut self, d: &mut Decoder<'a>, st: &GoStruct) -> Step {
+        let extra = st.fields.len();
         d.object(st, |d, i| match i {
+            i if i >= extra => {
+                self.subject = Some(d.raw_value());
+                Ok(())
+            }
             0 => d.int(&mut 0, "int"),
             1 => d.check_string("string"),
             2 => d.object(&DESCRIPTOR, |d, i| match i {
@@ -235,18 +249,21 @@ const SCHEMA1: GoStruct = GoStruct {
         "fsLayers",
         "history",
     ],
+    extra: &[],
 };
 
 const FS_LAYER: GoStruct = GoStruct {
     name: "FSLayer",
     go_type: "schema1.FSLayer",
     fields: &["blobSum"],
+    extra: &[],
 };
 
 const HISTORY: GoStruct = GoStruct {
     name: "History",
     go_type: "schema1.History",
     fields: &["v1Compatibility"],
+    extra: &[],
 };
 
 impl<'a> Schema1<'a> {
@@ -266,35 +283,25 @@ impl<'a> Schema1<'a> {
     }
 }
 
-/// The OCI `subject` digest, read leniently: 2.8 has no such field and ignores it; regfsck only
-/// reports it.
-#[derive(Default)]
-pub(super) struct Subject<'a> {
-    pub digest: Cow<'a, str>,
+/// The OCI `subject` descriptor's digest (the value of an `extra` key, read leniently: a wrong
+/// type there means no subject, never an error).
+pub(super) fn subject_digest(value: Validated<'_>) -> Option<Cow<'_, str>> {
+    let mut digest = Cow::Borrowed("");
+    value
+        .unmarshal(|d| d.object(&SUBJECT, |d, _| d.string(&mut digest, "digest.Digest")))
+        .ok()?;
+    Some(digest)
 }
-
-const WITH_SUBJECT: GoStruct = GoStruct {
-    name: "Manifest",
-    go_type: "ocischema.Manifest",
-    fields: &["subject"],
-};
 
 const SUBJECT: GoStruct = GoStruct {
     name: "Descriptor",
-    go_type: "*distribution.Descriptor",
+    go_type: "distribution.Descriptor",
     fields: &["digest"],
+    extra: &[],
 };
 
-impl<'a> Subject<'a> {
-    pub fn decode(&mut self, d: &mut Decoder<'a>) -> Step {
-        d.object(&WITH_SUBJECT, |d, _| {
-            d.object(&SUBJECT, |d, _| d.string(&mut self.digest, "digest.Digest"))
-        })
-    }
-}
-
 #[cfg(test)]
-pub(super) fn all_structs() -> [&'static GoStruct; 13] {
+pub(super) fn all_structs() -> [&'static GoStruct; 12] {
     [
         &VERSIONED,
         &DESCRIPTOR,
@@ -307,7 +314,6 @@ pub(super) fn all_structs() -> [&'static GoStruct; 13] {
         &SCHEMA1,
         &FS_LAYER,
         &HISTORY,
-        &WITH_SUBJECT,
         &SUBJECT,
     ]
 }
