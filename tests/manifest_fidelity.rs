@@ -197,6 +197,7 @@ fn corpus(img: &Image) -> Vec<(String, Vec<u8>)> {
         ("size -0 then right size", b.with_layer0(&format!(r#","size":-0,"size":{}"#, img.layers[0].1))),
         ("wrong digest then right digest", docker.replace(&format!(r#""digest":"{l0}""#), &format!(r#""digest":"sha256:00","digest":"{l0}""#))),
         ("digest then null", b.with_layer0(r#","digest":null"#)),
+        ("case-variant duplicate decides the mediaType", docker.replace(&format!(r#""mediaType":"{V2}""#), &format!(r#""mediaType":"{LIST}","MEDIATYPE":"{V2}""#))),
         ("list mediaType then docker mediaType", docker.replace(&format!(r#""mediaType":"{V2}""#), &format!(r#""mediaType":"{LIST}","mediaType":"{V2}""#))),
         // Text: invalid UTF-8 and lone surrogates are not errors.
         ("lone surrogate in an annotation", b.with_layer0(r#","annotations":{"k":"\ud800","\udc00":"x"}"#)),
@@ -204,6 +205,7 @@ fn corpus(img: &Image) -> Vec<(String, Vec<u8>)> {
         // Nesting: 10000 levels decode, 10001 do not (here in a field nobody reads).
         ("nesting 10000", b.docker(&format!(r#","x":{}{}"#, "[".repeat(9999), "]".repeat(9999)))),
         ("nesting 10001", b.docker(&format!(r#","x":{}{}"#, "[".repeat(10_000), "]".repeat(10_000)))),
+        ("nesting 10001 objects", b.docker(&format!(r#","x":{}1{}"#, "{\"a\":".repeat(10_000), "}".repeat(10_000)))),
         // Arrays where objects are expected, and other shapes.
         ("config array", b.image(&format!("\"{V2}\""), "[]", &b.layers(), "")),
         ("layers object", b.image(&format!("\"{V2}\""), &b.config(""), "{}", "")),
@@ -291,6 +293,8 @@ fn corpus(img: &Image) -> Vec<(String, Vec<u8>)> {
         ("control character in a string", b.docker(",\"x\":\"a\tb\"")),
         ("truncated", docker[..docker.len() - 1].to_string()),
         ("empty", String::new()),
+        ("NUL after the document", docker.clone() + "\0"),
+        ("e-acute after the document", docker.clone() + "é"),
     ];
     // Invalid UTF-8 cannot sit in a Rust string: splice it in as bytes.
     let mut out: Vec<(String, Vec<u8>)> = cases
@@ -316,6 +320,9 @@ fn corpus(img: &Image) -> Vec<(String, Vec<u8>)> {
             b"\xed\xa0\x80",
         ),
     ));
+    let mut nbsp = b.docker("").into_bytes();
+    nbsp.push(0xa0);
+    out.push(("a lone 0xa0 byte after the document".into(), nbsp));
     out
 }
 
