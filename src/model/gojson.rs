@@ -807,6 +807,18 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// `int` above into a value that also says whether any number was decoded (Go's zero value
+    /// and an absent key look the same; regfsck's reports tell them apart).
+    pub fn opt_int(&mut self, out: &mut Option<i64>, ty: &str) -> Step {
+        let mut n = out.unwrap_or(0);
+        let number = self.peek() == Tok::Number;
+        self.int(&mut n, ty)?;
+        if number {
+            *out = Some(n);
+        }
+        Ok(())
+    }
+
     /// A Go slice: null makes it nil; an array is decoded into the existing elements (growing
     /// the backing array as `reflect` does: +50 %, at least 4), then truncated; an empty array
     /// makes a fresh empty, non-nil slice.

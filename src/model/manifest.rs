@@ -144,7 +144,7 @@ impl Collector {
         match Digest::parse(&d.digest) {
             Ok(digest) => self
                 .refs
-                .push(Reference::new(digest, Some(d.size), role, is_foreign(d))),
+                .push(Reference::new(digest, d.size, role, is_foreign(d))),
             Err(_) => self.bad_refs.push(d.digest.to_string()),
         }
     }

@@ -34,7 +34,9 @@ impl<'a> Versioned<'a> {
 #[derive(Default)]
 pub(super) struct Descriptor<'a> {
     pub media_type: Cow<'a, str>,
-    pub size: i64,
+    /// None while no number was decoded: Go's value is then 0, but regfsck checks declared sizes
+    /// against the blobs only where a manifest declares one.
+    pub size: Option<i64>,
     pub digest: Cow<'a, str>,
     /// Only the length matters (a foreign layer has URLs).
     pub urls: GoSlice<()>,
@@ -61,7 +63,7 @@ impl<'a> Descriptor<'a> {
     fn field(&mut self, d: &mut Decoder<'a>, i: usize) -> Step {
         match i {
             0 => d.string(&mut self.media_type, "string"),
-            1 => d.int(&mut self.size, "int64"),
+            1 => d.opt_int(&mut self.size, "int64"),
             2 => d.string(&mut self.digest, "digest.Digest"),
             3 => d.slice(&mut self.urls, "[]string", |d, _| d.check_string("string")),
             _ => d.check_string_map("map[string]string", "string"),
