@@ -693,6 +693,36 @@ mod tests {
     }
 
     #[test]
+    fn big_hostile_bodies_cost_linear_time() {
+        // The registry's 4 MiB limit, filled with empty layers, repeated arrays and deep junk.
+        let n = MAX_MANIFEST_SIZE as usize / 3;
+        let layers = format!("[{}{{}}]", "{},".repeat(n / 2));
+        let body = v2(
+            &cfg(),
+            "{}",
+            &format!(
+                r#","layers":{layers},"layers":[{{}}],"x":{}1{}"#,
+                "[".repeat(9_000),
+                "]".repeat(9_000)
+            ),
+        );
+        let t = std::time::Instant::now();
+        let m = parse(&body).unwrap();
+        // One layer is left (the old first element: an empty digest).
+        assert_eq!(m.bad_refs.to_vec(), [""]);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
+        let deep = "{\"a\":".repeat(2_000_000);
+        assert!(parse(deep.as_bytes())
+            .unwrap_err()
+            .reason
+            .contains("exceeded max depth"));
+    }
+
+    #[test]
     fn struct_tables_are_sound() {
         // The fold rules assume ASCII names; two names that fold together would make the
         // field order matter, which the tables do not model.
