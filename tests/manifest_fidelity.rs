@@ -410,14 +410,20 @@ fn strings(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// A copy of the minimal store and its image.
+fn minimal() -> (tempfile::TempDir, Image) {
+    let store = fixture("minimal");
+    let img = image(store.path());
+    (store, img)
+}
+
 #[test]
 fn adversarial_manifests_are_judged_as_the_registry_judges_them() {
     if !registry_available() {
         return;
     }
-    let store = fixture("minimal");
+    let (store, img) = minimal();
     let root = store.path();
-    let img = image(root);
     let cases = corpus(&img);
     let mut digests = Vec::new();
     for (i, (_, body)) in cases.iter().enumerate() {
@@ -606,9 +612,8 @@ fn lossy_repair_keeps_tags_the_registry_serves() {
     if !registry_available() {
         return;
     }
-    let store = fixture("minimal");
+    let (store, img) = minimal();
     let root = store.path();
-    let img = image(root);
     let b = Bodies(&img);
     // Manifests the registry reads (and the serde decoder this replaces called invalid).
     let accepted: Vec<Vec<u8>> = vec![

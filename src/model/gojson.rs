@@ -751,6 +751,22 @@ impl<'a> Decoder<'a> {
         self.pos = literal_end(self.src, self.pos);
     }
 
+    /// The start of a container of kind `want` for a Go value of type `ty`: true with the bracket
+    /// consumed, false for a (consumed) null, else Go's type error.
+    fn open(&mut self, want: Tok, ty: &str) -> Result<bool, Stop> {
+        match self.peek() {
+            Tok::Null => {
+                self.null();
+                Ok(false)
+            }
+            tok if tok == want => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.mismatch(ty)),
+        }
+    }
+
     /// A Go string (or string type such as `digest.Digest`): null keeps the old value.
     pub fn string(&mut self, out: &mut Cow<'a, str>, ty: &str) -> Step {
         match self.peek() {
@@ -828,16 +844,10 @@ impl<'a> Decoder<'a> {
         ty: &str,
         mut elem: impl FnMut(&mut Self, &mut T) -> Step,
     ) -> Step {
-        match self.peek() {
-            Tok::Null => {
-                self.null();
-                *s = GoSlice::default();
-                return Ok(());
-            }
-            Tok::Array => {}
-            _ => return Err(self.mismatch(ty)),
+        if !self.open(Tok::Array, ty)? {
+            *s = GoSlice::default();
+            return Ok(());
         }
-        self.pos += 1;
         let mut i = 0;
         loop {
             self.ws();
@@ -878,15 +888,9 @@ impl<'a> Decoder<'a> {
     /// A `map[string]<string type>` whose contents regfsck does not need: null or an object
     /// whose every value is a string or null.
     pub fn check_string_map(&mut self, ty: &str, elem_ty: &str) -> Step {
-        match self.peek() {
-            Tok::Null => {
-                self.null();
-                return Ok(());
-            }
-            Tok::Object => {}
-            _ => return Err(self.mismatch(ty)),
+        if !self.open(Tok::Object, ty)? {
+            return Ok(());
         }
-        self.pos += 1;
         loop {
             self.ws();
             if self.src.get(self.pos) == Some(&b'}') {
@@ -912,15 +916,9 @@ impl<'a> Decoder<'a> {
         st: &GoStruct,
         mut field: impl FnMut(&mut Self, usize) -> Step,
     ) -> Step {
-        match self.peek() {
-            Tok::Null => {
-                self.null();
-                return Ok(());
-            }
-            Tok::Object => {}
-            _ => return Err(self.mismatch(st.go_type)),
+        if !self.open(Tok::Object, st.go_type)? {
+            return Ok(());
         }
-        self.pos += 1;
         let outer_struct = self.ctx_struct;
         let outer_len = self.ctx_fields.len();
         loop {
