@@ -121,7 +121,7 @@ codes! {
         "a schema1 signature link left by registry 2.4 or older; GC sweeps the signature blobs",
         "none";
     ManifestInvalid = "manifest-invalid", Error,
-        "a manifest blob the registry cannot read (bad JSON, unknown media type, a shape that panics GC); GET answers 500 and GC aborts",
+        "a manifest blob the registry cannot read, as its Go JSON decoder judges it (bad syntax, nesting deeper than 10000, a wrong type in a field the registry's structs have, an unknown media type or schema version, a shape that panics GC), GET answering 500 and GC aborting; or a manifest naming a digest that is not one",
         "re-push the image; regfsck repair --apply --lossy quarantines the revision and the tags on it";
     ManifestSchema1 = "manifest-schema1", Warn,
         "a Docker schema1 manifest: registry 3 can neither serve it nor garbage-collect a store holding it",
