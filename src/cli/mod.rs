@@ -4,6 +4,7 @@
 mod check;
 mod du;
 mod gc;
+pub mod metrics;
 pub mod progress_bar;
 mod repair;
 
@@ -208,6 +209,7 @@ struct ErrorBody<'a> {
 
 /// Parse arguments and run; returns the exit status.
 pub fn main() -> i32 {
+    let started = std::time::Instant::now();
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = asks_for_json(&raw);
     let cli = match Cli::try_parse_from(&raw) {
@@ -231,6 +233,7 @@ pub fn main() -> i32 {
             return exit::USAGE;
         }
     };
+    let metrics = metrics::Pending::of(&cli.command, started);
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Du(args) => du::run(args),
@@ -245,6 +248,9 @@ pub fn main() -> i32 {
         Err(Failure::Interrupted(msg)) => ("interrupted", msg, exit::CANCELLED),
     };
     eprintln!("regfsck: {msg}");
+    if let Some(m) = metrics {
+        m.failed(code);
+    }
     if json {
         print_error_json(kind, &msg, code);
     }
