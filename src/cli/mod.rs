@@ -4,6 +4,7 @@
 mod check;
 mod du;
 mod gc;
+mod generate;
 pub mod metrics;
 pub mod progress_bar;
 mod repair;
@@ -42,6 +43,11 @@ pub enum Command {
     Repair(repair::RepairArgs),
     /// Undo a repair run byte for byte.
     Undo(repair::UndoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (or write all pages with --out-dir).
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 /// Where the store is.
@@ -240,6 +246,8 @@ pub fn main() -> i32 {
         Command::Gc(args) => gc::run(args),
         Command::Repair(args) => repair::run(args),
         Command::Undo(args) => repair::run_undo(args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     };
     let (kind, msg, code) = match result {
         Ok(code) => return code,
