@@ -68,7 +68,10 @@ fn scheduled_check_keeps_report_state_and_metrics() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("last-check.json")).unwrap()).unwrap();
     assert_eq!(report["schema"], "regfsck.check/1");
-    assert_eq!(report["summary"]["hashed_blobs"], report["summary"]["blobs"]);
+    assert_eq!(
+        report["summary"]["hashed_blobs"],
+        report["summary"]["blobs"]
+    );
     assert_eq!(
         report["summary"]["verification"]["reverify_after_seconds"],
         30 * 86400
@@ -92,7 +95,12 @@ fn scheduled_check_keeps_report_state_and_metrics() {
     assert_eq!(names, ["check.state", "last-check.json"]);
 
     // Without a collector folder: no metrics, no error.
-    let out = scheduled(&cfg, &state, &dir.path().join("none/x.prom"), &["--now", &now]);
+    let out = scheduled(
+        &cfg,
+        &state,
+        &dir.path().join("none/x.prom"),
+        &["--now", &now],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
     // A broken setup: the report is the error object, the metrics say exit 8, the status is 8.
@@ -131,7 +139,10 @@ fn contrib_command_lines_parse() {
                     other => other.to_string(),
                 }),
         )
-        .chain(["--metrics".into(), "/var/lib/prometheus/node-exporter/regfsck-check.prom".into()])
+        .chain([
+            "--metrics".into(),
+            "/var/lib/prometheus/node-exporter/regfsck-check.prom".into(),
+        ])
         .collect();
     Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     // The unit and the cron line run exactly that script, where the package installs it.
@@ -149,7 +160,10 @@ fn contrib_command_lines_parse() {
     assert_eq!(&fields[..6], ["17", "3", "*", "*", "0", "root"]);
     let cmd = fields[6..].join(" ");
     assert!(cmd.contains("/usr/lib/regfsck/scheduled-check"));
-    let sh = Command::new("sh").args(["-n", "-c", &cmd]).output().unwrap();
+    let sh = Command::new("sh")
+        .args(["-n", "-c", &cmd])
+        .output()
+        .unwrap();
     assert!(sh.status.success(), "{sh:?}");
     let deb = text("Cargo.toml");
     for (from, to) in [
@@ -221,9 +235,15 @@ fn systemd_units_verify() {
     let service = text("contrib/systemd/regfsck-check.service");
     assert_eq!(verify(&service), "", "systemd-analyze verify complains");
     let broken = service.replace("Nice=19", "Nice=nineteen");
-    assert!(verify(&broken).contains("nice"), "a bad value goes unnoticed");
+    assert!(
+        verify(&broken).contains("nice"),
+        "a bad value goes unnoticed"
+    );
     let broken = service.replace("PrivateTmp=yes", "PrivateTemp=yes");
-    assert!(verify(&broken).contains("PrivateTemp"), "an unknown key goes unnoticed");
+    assert!(
+        verify(&broken).contains("PrivateTemp"),
+        "an unknown key goes unnoticed"
+    );
 }
 
 /// The Dockerfile cannot be built here (no container engine): its COPY sources exist, the binary
@@ -248,7 +268,10 @@ fn dockerfile_paths_and_command_lines() {
                 assert_eq!(words[2], "/usr/bin/regfsck");
             } else {
                 for src in &words[..words.len() - 1] {
-                    assert!(repo().join(src).exists(), "{line}: {src} is not in the tree");
+                    assert!(
+                        repo().join(src).exists(),
+                        "{line}: {src} is not in the tree"
+                    );
                 }
             }
         }
@@ -275,7 +298,10 @@ fn dockerfile_paths_and_command_lines() {
     let readme = text("README.md");
     let mut runs = 0;
     let joined = readme.replace("\\\n", " ");
-    for line in joined.lines().filter(|l| l.trim_start().starts_with("docker run")) {
+    for line in joined
+        .lines()
+        .filter(|l| l.trim_start().starts_with("docker run"))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         let image = words
             .iter()
@@ -337,12 +363,20 @@ fn completions_complete() {
         for sub in ["check", "du", "gc", "repair", "undo"] {
             assert!(s.contains(sub), "{shell}: {sub}");
         }
-        assert!(s.contains("reverify-after") && s.contains("metrics"), "{shell}");
+        assert!(
+            s.contains("reverify-after") && s.contains("metrics"),
+            "{shell}"
+        );
     }
     if on_path("zsh") {
         let f = dir.path().join("_regfsck");
         std::fs::write(&f, gen("zsh")).unwrap();
-        assert!(Command::new("zsh").arg("-n").arg(&f).status().unwrap().success());
+        assert!(Command::new("zsh")
+            .arg("-n")
+            .arg(&f)
+            .status()
+            .unwrap()
+            .success());
     }
 }
 
@@ -378,7 +412,7 @@ fn man_pages_cover_every_subcommand_and_option() {
                 }
                 clean.push(c);
             }
-            clean.replace('\u{2010}', "-").replace('\u{2212}', "-")
+            clean.replace(['\u{2010}', '\u{2212}'], "-")
         } else {
             std::fs::read_to_string(page).unwrap().replace("\\-", "-")
         }
@@ -408,7 +442,10 @@ fn man_pages_cover_every_subcommand_and_option() {
                     .collect::<Vec<_>>()
                     .join(" ");
                 let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                assert!(flat.contains(&words), "{page_name}.1 lacks the help of {shown}: {words}");
+                assert!(
+                    flat.contains(&words),
+                    "{page_name}.1 lacks the help of {shown}: {words}"
+                );
             }
         }
         pages += 1;
@@ -417,7 +454,11 @@ fn man_pages_cover_every_subcommand_and_option() {
     for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
         check(sub, format!("regfsck-{}", sub.get_name()));
         let main = render(&dir.path().join("regfsck.1"));
-        assert!(main.contains(sub.get_name()), "regfsck.1 lacks {}", sub.get_name());
+        assert!(
+            main.contains(sub.get_name()),
+            "regfsck.1 lacks {}",
+            sub.get_name()
+        );
     }
     assert_eq!(pages, 7);
     let files = std::fs::read_dir(dir.path()).unwrap().count();

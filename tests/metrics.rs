@@ -76,7 +76,11 @@ fn value(m: &BTreeMap<String, Family>, name: &str, labels: &[(&str, &str)]) -> f
     let hits: Vec<f64> = f
         .samples
         .iter()
-        .filter(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|(_, v)| *v)
         .collect();
     assert_eq!(hits.len(), 1, "{name} {labels:?}: {:?}", f.samples);
@@ -102,7 +106,12 @@ fn run(
     file: &Path,
 ) -> (i32, Value, BTreeMap<String, Family>) {
     let now = fixture_now(root).to_string();
-    let mut args = vec![cmd, root.to_str().unwrap(), "--metrics", file.to_str().unwrap()];
+    let mut args = vec![
+        cmd,
+        root.to_str().unwrap(),
+        "--metrics",
+        file.to_str().unwrap(),
+    ];
     if cmd != "gc" {
         args.extend(["--now", &now]);
     }
@@ -114,7 +123,10 @@ fn run(
     let cl = [("command", cmd)];
     assert_eq!(value(&m, "regfsck_run_exit_status", &cl), code as f64);
     let end = value(&m, "regfsck_run_end_timestamp_seconds", &cl);
-    assert!(before - 1.0 <= end && end <= after + 1.0, "{before} {end} {after}");
+    assert!(
+        before - 1.0 <= end && end <= after + 1.0,
+        "{before} {end} {after}"
+    );
     let took = value(&m, "regfsck_run_duration_seconds", &cl);
     assert!(took > 0.0 && took <= after - before + 1.0, "{took}");
     assert_eq!(value(&m, "regfsck_run_info", &cl), 1.0);
@@ -142,7 +154,12 @@ fn check_metrics_are_the_reports_values() {
     for (root, extra) in [
         (
             sample.path(),
-            vec!["--reverify-after", "30d", "--state", state.to_str().unwrap()],
+            vec![
+                "--reverify-after",
+                "30d",
+                "--state",
+                state.to_str().unwrap(),
+            ],
         ),
         (damaged.path(), vec![]),
         (sample.path(), vec!["--verify-subset", "1/3"]),
@@ -197,8 +214,14 @@ fn check_metrics_are_the_reports_values() {
         );
         match s.get("coverage") {
             Some(c) => {
-                assert_eq!(value(&m, "regfsck_check_coverage_bytes", &[]), u(&c["bytes"]));
-                assert_eq!(value(&m, "regfsck_check_coverage_blobs", &[]), u(&c["blobs"]));
+                assert_eq!(
+                    value(&m, "regfsck_check_coverage_bytes", &[]),
+                    u(&c["bytes"])
+                );
+                assert_eq!(
+                    value(&m, "regfsck_check_coverage_blobs", &[]),
+                    u(&c["blobs"])
+                );
                 assert_eq!(
                     value(&m, "regfsck_check_coverage_ratio", &[]),
                     u(&c["bytes"]) / u(&s["blob_bytes"])
@@ -211,8 +234,17 @@ fn check_metrics_are_the_reports_values() {
             None => assert!(!m.contains_key("regfsck_check_coverage_ratio")),
         }
         if root == damaged.path() {
-            assert_eq!(code, 4, "errors found: exit 4, and the file is written all the same");
-            assert!(value(&m, "regfsck_check_findings", &[("code", "blob-digest-mismatch")]) >= 1.0);
+            assert_eq!(
+                code, 4,
+                "errors found: exit 4, and the file is written all the same"
+            );
+            assert!(
+                value(
+                    &m,
+                    "regfsck_check_findings",
+                    &[("code", "blob-digest-mismatch")]
+                ) >= 1.0
+            );
         }
     }
     // A partial verification shows as such.
@@ -240,7 +272,10 @@ fn du_metrics_are_the_usage_values() {
         ] {
             assert_eq!(value(&m, name, &l), u(&r[key]), "{name} {l:?}");
         }
-        for (version, key) in [("3", "untagged_only_bytes"), ("2.8", "untagged_only_bytes_2_8")] {
+        for (version, key) in [
+            ("3", "untagged_only_bytes"),
+            ("2.8", "untagged_only_bytes_2_8"),
+        ] {
             let mut l = l.to_vec();
             l.push(("version", version));
             assert_eq!(
@@ -303,15 +338,17 @@ fn gc_metrics_are_the_predictions() {
                 r["safe"].as_bool().unwrap() as u8 as f64
             );
             let predictable = p["cannot_predict"].is_null();
-            assert_eq!(value(&m, "regfsck_gc_predictable", &l), predictable as u8 as f64);
+            assert_eq!(
+                value(&m, "regfsck_gc_predictable", &l),
+                predictable as u8 as f64
+            );
             if !predictable {
                 // Unknown is absent, never a confident 0.
                 for name in ["regfsck_gc_would_abort", "regfsck_gc_reclaimable_bytes"] {
-                    assert!(m
-                        .get(name)
-                        .is_none_or(|f| !f.samples.iter().any(|(x, _)| l
-                            .iter()
-                            .all(|(k, v)| x[*k] == *v))));
+                    assert!(m.get(name).is_none_or(|f| !f
+                        .samples
+                        .iter()
+                        .any(|(x, _)| l.iter().all(|(k, v)| x[*k] == *v))));
                 }
                 continue;
             }
@@ -356,7 +393,10 @@ fn failures_still_write_the_run_and_replace_stale_detail() {
     // An operational error: the file is replaced by the run's facts alone.
     let gone = dir.path().join("gone");
     let (code, doc, m) = run("check", &gone, &[], &file);
-    assert_eq!((code, doc["error"]["kind"].as_str()), (8, Some("operational")));
+    assert_eq!(
+        (code, doc["error"]["kind"].as_str()),
+        (8, Some("operational"))
+    );
     assert_eq!(
         m.keys().cloned().collect::<BTreeSet<_>>(),
         BTreeSet::from(
@@ -393,10 +433,17 @@ fn failures_still_write_the_run_and_replace_stale_detail() {
     assert_eq!(out.status.code(), Some(8));
     let m = read(&file);
     assert_eq!(
-        value(&m, "regfsck_run_exit_status", &[("root", gone.to_str().unwrap()), ("command", "gc")]),
+        value(
+            &m,
+            "regfsck_run_exit_status",
+            &[("root", gone.to_str().unwrap()), ("command", "gc")]
+        ),
         8.0
     );
-    assert_eq!(files(dir.path()), BTreeSet::from(["check.prom".to_string(), "config.yml".into()]));
+    assert_eq!(
+        files(dir.path()),
+        BTreeSet::from(["check.prom".to_string(), "config.yml".into()])
+    );
 
     // A folder that does not exist: a usage error before any work, nothing written.
     let out = regfsck()
@@ -437,14 +484,20 @@ fn failures_still_write_the_run_and_replace_stale_detail() {
     }
     assert_eq!(
         files(dir.path()),
-        BTreeSet::from(["blocked.prom".to_string(), "check.prom".into(), "config.yml".into()])
+        BTreeSet::from([
+            "blocked.prom".to_string(),
+            "check.prom".into(),
+            "config.yml".into()
+        ])
     );
 }
 
 #[test]
 fn labels_survive_any_store_path() {
     let parent = tempfile::tempdir().unwrap();
-    let weird = parent.path().join("a \"quoted\" \\ back,slash=x}\nnewline é");
+    let weird = parent
+        .path()
+        .join("a \"quoted\" \\ back,slash=x}\nnewline é");
     std::fs::create_dir(&weird).unwrap();
     let store = fixture("minimal");
     std::fs::rename(store.path().join("docker"), weird.join("docker")).unwrap();
@@ -468,7 +521,12 @@ fn names_of_real_runs() -> BTreeMap<String, BTreeSet<String>> {
         (
             "check",
             sample.path(),
-            vec!["--reverify-after", "30d", "--state", state.to_str().unwrap()],
+            vec![
+                "--reverify-after",
+                "30d",
+                "--state",
+                state.to_str().unwrap(),
+            ],
         ),
         ("du", sample.path(), vec![]),
         ("gc", sample.path(), vec![]),
@@ -544,7 +602,9 @@ fn node_exporter() -> Option<PathBuf> {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("prometheus-node-exporter is required under CI=true: apt-get install --no-install-recommends prometheus-node-exporter");
         }
-        eprintln!("SKIPPED: prometheus-node-exporter not installed (bash .ci/test-all installs it)");
+        eprintln!(
+            "SKIPPED: prometheus-node-exporter not installed (bash .ci/test-all installs it)"
+        );
     }
     found
 }
@@ -584,7 +644,11 @@ fn node_exporter_textfile_collector_reads_every_file() {
         ("gc", sample.path(), "regfsck-gc.prom"),
         ("check", damaged.path(), "regfsck-check-damaged.prom"),
         ("gc", damaged.path(), "regfsck-gc-damaged.prom"),
-        ("check", Path::new("/nonexistent/store"), "regfsck-check-gone.prom"),
+        (
+            "check",
+            Path::new("/nonexistent/store"),
+            "regfsck-check-gone.prom",
+        ),
     ];
     for (cmd, root, name) in runs {
         let (_, _, m) = run(cmd, root, &[], &tf.join(name));
@@ -646,7 +710,9 @@ fn node_exporter_textfile_collector_reads_every_file() {
         .collect();
     assert_eq!(exposed.len(), ours.len());
     for (k, v) in &ours {
-        let got = exposed.get(k).unwrap_or_else(|| panic!("{k:?} not exposed"));
+        let got = exposed
+            .get(k)
+            .unwrap_or_else(|| panic!("{k:?} not exposed"));
         // node_exporter re-renders floats with Go's shortest form: equal as numbers.
         assert!((got - v).abs() <= v.abs() * 1e-12, "{k:?}: {got} != {v}");
     }

@@ -323,9 +323,10 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     drop(inv);
     report.summary.wall_seconds = started.elapsed().as_secs_f64();
     let info = super::metrics::run_info("check", &report.root, started, report.exit_code);
-    if let Err(w) = args.metrics.write(|| {
-        crate::report::metrics::check(&info, &report, &|c| policy.severity(c))
-    }) {
+    if let Err(w) = args
+        .metrics
+        .write(|| crate::report::metrics::check(&info, &report, &|c| policy.severity(c)))
+    {
         report.run_warnings.push(w);
         report.exit_code |= report::exit::OPERATIONAL;
     }

@@ -258,10 +258,7 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
     let root = inv.root.display().to_string();
     let mut code = crate::report::exit::OK;
     let info = super::metrics::run_info("du", &root, started, code);
-    if let Err(w) = args
-        .metrics
-        .write(|| crate::report::metrics::du(&info, &u))
-    {
+    if let Err(w) = args.metrics.write(|| crate::report::metrics::du(&info, &u)) {
         run_warnings.push(w);
         code |= crate::report::exit::OPERATIONAL;
     }

@@ -167,13 +167,8 @@ impl Pending {
     /// The run failed before it could report: write the run's end, duration and exit status.
     pub fn failed(&self, exit_status: i32) {
         let root = named_root(&self.store);
-        let _ = self.args.write(|| {
-            metrics::run_only(&run_info(
-                self.command,
-                &root,
-                self.started,
-                exit_status,
-            ))
-        });
+        let _ = self
+            .args
+            .write(|| metrics::run_only(&run_info(self.command, &root, self.started, exit_status)));
     }
 }

@@ -4,7 +4,7 @@
 
 use super::Report;
 use crate::analysis::gc::Prediction;
-use crate::analysis::usage::Usage;
+use crate::analysis::usage::{RepoUsage, Usage};
 use crate::model::finding::{Code, Severity};
 use std::fmt::Write as _;
 
@@ -309,12 +309,15 @@ pub fn check(run: &RunInfo, report: &Report, severity: &dyn Fn(Code) -> Severity
     x.out
 }
 
+/// One per-repository column of the usage.
+type Column = fn(&RepoUsage) -> u64;
+
 /// `regfsck du`: bytes per repository (the rows shown, after `--repo`) and the store's totals.
 pub fn du(run: &RunInfo, u: &Usage) -> String {
     let mut x = Exposition::new(run.root);
     run_families(&mut x, run);
-    let repo = |r: &crate::analysis::usage::RepoUsage| vec![("repository", r.repo.clone())];
-    let per_repo: [(&str, &str, fn(&crate::analysis::usage::RepoUsage) -> u64); 5] = [
+    let repo = |r: &RepoUsage| vec![("repository", r.repo.clone())];
+    let per_repo: [(&str, &str, Column); 5] = [
         (
             "regfsck_du_repository_referenced_bytes",
             "Bytes of the distinct blobs a repository references.",
@@ -345,9 +348,7 @@ pub fn du(run: &RunInfo, u: &Usage) -> String {
         x.gauge(
             name,
             help,
-            u.repositories
-                .iter()
-                .map(|r| (repo(r), Value::Int(get(r)))),
+            u.repositories.iter().map(|r| (repo(r), Value::Int(get(r)))),
         );
     }
     x.gauge(
@@ -366,11 +367,7 @@ pub fn du(run: &RunInfo, u: &Usage) -> String {
         }),
     );
     let t = &u.totals;
-    x.one(
-        "regfsck_du_blobs",
-        "Blobs in the store.",
-        t.blobs,
-    );
+    x.one("regfsck_du_blobs", "Blobs in the store.", t.blobs);
     x.one(
         "regfsck_du_blob_bytes",
         "Everything in blobs/: well-formed blobs and data files at malformed paths.",
@@ -509,10 +506,12 @@ mod tests {
             exit_status: 8,
         };
         let text = run_only(&run);
+        assert!(
+            text.contains("regfsck_run_exit_status{root=\"/srv/\\\"x\\\"\",command=\"du\"} 8\n")
+        );
         assert!(text.contains(
-            "regfsck_run_exit_status{root=\"/srv/\\\"x\\\"\",command=\"du\"} 8\n"
+            "regfsck_run_end_timestamp_seconds{root=\"/srv/\\\"x\\\"\",command=\"du\"} 1.5\n"
         ));
-        assert!(text.contains("regfsck_run_end_timestamp_seconds{root=\"/srv/\\\"x\\\"\",command=\"du\"} 1.5\n"));
     }
 
     #[test]
