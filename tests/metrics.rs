@@ -452,7 +452,11 @@ fn failures_still_write_the_run_and_replace_stale_detail() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(16));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("does not exist") && !err.contains("cannot write"),
+        "{err}"
+    );
 
     // A file that cannot be replaced (a folder is in the way): the report says so and the exit
     // status gains bit 8, since monitoring now shows old data.

@@ -166,6 +166,9 @@ impl Pending {
 
     /// The run failed before it could report: write the run's end, duration and exit status.
     pub fn failed(&self, exit_status: i32) {
+        if self.args.validate().is_err() {
+            return; // the usage error already says that the folder is missing
+        }
         let root = named_root(&self.store);
         let _ = self
             .args

@@ -448,7 +448,7 @@ pub fn gc(run: &RunInfo, preds: &[Prediction], safe: &[bool]) -> String {
     let predictable = || preds.iter().filter(|p| p.cannot_predict.is_none());
     x.gauge(
         "regfsck_gc_predictable",
-        "1 when regfsck can predict this garbage-collect run; 0 when it would read what regfsck could not (the other regfsck_gc_ series are then absent, but safe).",
+        "1 when regfsck can predict this garbage-collect run; 0 when the run would read what regfsck could not read or replay (only this and regfsck_gc_safe are then written for it).",
         preds
             .iter()
             .map(|p| (key(p), Value::from(p.cannot_predict.is_none()))),
