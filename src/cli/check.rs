@@ -69,6 +69,8 @@ pub struct CheckArgs {
     /// Evaluate ages as of this time (unix seconds), for reproducible reports.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration, Failure> {
@@ -144,6 +146,7 @@ fn state_file(args: &CheckArgs, root: &std::path::Path) -> Result<PathBuf, Failu
 pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     let started = std::time::Instant::now();
     let policy = policy(&args.severity, args.strict, args.skip_list.as_ref())?;
+    args.metrics.validate()?;
     let subset = args
         .verify_subset
         .as_deref()
@@ -319,6 +322,14 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     // The inventory is done with: its memory goes back before the output is produced.
     drop(inv);
     report.summary.wall_seconds = started.elapsed().as_secs_f64();
+    let info = super::metrics::run_info("check", &report.root, started, report.exit_code);
+    if let Err(w) = args
+        .metrics
+        .write(|| crate::report::metrics::check(&info, &report, &|c| policy.severity(c)))
+    {
+        report.run_warnings.push(w);
+        report.exit_code |= report::exit::OPERATIONAL;
+    }
     let text = match args.format {
         Format::Json => {
             super::print_json(&report);

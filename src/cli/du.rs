@@ -69,6 +69,8 @@ pub struct DuArgs {
     /// Evaluate ages as of this time (unix seconds), for reproducible reports.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 /// `*`-glob match over the whole name.
@@ -221,6 +223,8 @@ fn table(root: &str, u: &Usage) -> String {
 }
 
 pub fn run(args: DuArgs) -> Result<i32, Failure> {
+    let started = std::time::Instant::now();
+    args.metrics.validate()?;
     let located = super::locate(&args.store)?;
     let opts = check_options(
         args.purge_age.as_deref(),
@@ -252,6 +256,12 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
     }
     sort(&mut u.repositories, args.sort);
     let root = inv.root.display().to_string();
+    let mut code = crate::report::exit::OK;
+    let info = super::metrics::run_info("du", &root, started, code);
+    if let Err(w) = args.metrics.write(|| crate::report::metrics::du(&info, &u)) {
+        run_warnings.push(w);
+        code |= crate::report::exit::OPERATIONAL;
+    }
     let text = match args.format {
         DuFormat::Json => {
             super::print_json(&DuReport {
@@ -260,13 +270,13 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
                 usage: &u,
                 run_warnings,
             });
-            return Ok(crate::report::exit::OK);
+            return Ok(code);
         }
         DuFormat::Csv => csv(&u),
         DuFormat::Table => table(&root, &u),
     };
     super::print_stdout(&text);
-    Ok(crate::report::exit::OK)
+    Ok(code)
 }
 
 #[cfg(test)]

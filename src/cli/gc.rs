@@ -39,6 +39,8 @@ pub struct GcArgs {
     /// Threads for the scan and the predictions (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 /// One garbage collection judged: safe to run now or not, and the command that runs it.
@@ -282,6 +284,8 @@ fn next_steps(
 }
 
 pub fn run(args: GcArgs) -> Result<i32, Failure> {
+    let started = std::time::Instant::now();
+    args.metrics.validate()?;
     let exact = args.registry_version.is_some();
     let versions: Vec<Version> = match &args.registry_version {
         None => Version::ALL.to_vec(),
@@ -382,12 +386,21 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
         &inv.root,
         located.config_path.as_deref(),
     );
-    let exit_code = if unsafe_any {
+    let mut exit_code = if unsafe_any {
         crate::report::exit::UNCORRECTED
     } else {
         crate::report::exit::OK
     };
     let root = inv.root.display().to_string();
+    let info = super::metrics::run_info("gc", &root, started, exit_code);
+    let safe: Vec<bool> = judged.iter().map(|j| j.hazards.is_empty()).collect();
+    if args
+        .metrics
+        .write(|| crate::report::metrics::gc(&info, &preds, &safe))
+        .is_err()
+    {
+        exit_code |= crate::report::exit::OPERATIONAL;
+    }
     let text = match args.format {
         Format::Json => {
             let doc = GcReport {

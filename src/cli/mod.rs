@@ -4,6 +4,8 @@
 mod check;
 mod du;
 mod gc;
+mod generate;
+pub mod metrics;
 pub mod progress_bar;
 mod repair;
 
@@ -41,6 +43,11 @@ pub enum Command {
     Repair(repair::RepairArgs),
     /// Undo a repair run byte for byte.
     Undo(repair::UndoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (or write all pages with --out-dir).
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 /// Where the store is.
@@ -208,6 +215,7 @@ struct ErrorBody<'a> {
 
 /// Parse arguments and run; returns the exit status.
 pub fn main() -> i32 {
+    let started = std::time::Instant::now();
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = asks_for_json(&raw);
     let cli = match Cli::try_parse_from(&raw) {
@@ -231,12 +239,15 @@ pub fn main() -> i32 {
             return exit::USAGE;
         }
     };
+    let metrics = metrics::Pending::of(&cli.command, started);
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Du(args) => du::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Repair(args) => repair::run(args),
         Command::Undo(args) => repair::run_undo(args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     };
     let (kind, msg, code) = match result {
         Ok(code) => return code,
@@ -245,6 +256,9 @@ pub fn main() -> i32 {
         Err(Failure::Interrupted(msg)) => ("interrupted", msg, exit::CANCELLED),
     };
     eprintln!("regfsck: {msg}");
+    if let Some(m) = metrics {
+        m.failed(code);
+    }
     if json {
         print_error_json(kind, &msg, code);
     }

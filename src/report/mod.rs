@@ -3,6 +3,7 @@
 
 pub mod advice;
 pub mod human;
+pub mod metrics;
 
 use crate::analysis::affected::Affected;
 use crate::analysis::gc::Version;

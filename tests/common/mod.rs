@@ -1,5 +1,6 @@
 //! Shared integration-test support: fixture stores and the real registry.
 #![allow(dead_code)]
 
+pub mod damage;
 pub mod registry;
 pub mod store;
