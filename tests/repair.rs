@@ -602,8 +602,8 @@ fn sigkill_at_every_step_then_resume_or_undo() {
             .next()
             .unwrap()
             .to_string();
-        let (code, _, err) = run_undo(twin.path(), &id);
-        assert_eq!(code, 0, "k={k}: {err}");
+        let (code, out, err) = run_undo(twin.path(), &id);
+        assert_eq!(code, 0, "k={k}: {out}{err}");
         assert_eq!(
             fingerprint(twin.path(), &[Q]),
             damaged_fp,
@@ -663,11 +663,46 @@ fn objects_younger_than_the_grace_window_are_never_touched() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // It says when the action becomes eligible, and how to override the window.
+    let eligible = regfsck::model::timefmt::format_rfc3339(now - 60 + 600);
     assert!(
-        stdout.contains("skipped repositories/team/_notes: modified within the grace window"),
+        stdout.contains(&format!("repositories/team/_notes: waits: modified 1m ago, within the grace window; eligible from {eligible} (or pass --grace 0s)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[waits] quarantine repositories/team/_notes"),
         "{stdout}"
     );
     assert_eq!(fs::read(&notes).unwrap(), b"fresh");
+    // Nothing changed: no run, no restart advice, nothing to undo.
+    assert!(
+        stdout.contains("Nothing was changed; no run was recorded."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 applied, 1 skipped, 0 refused, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("Restart") && !stdout.contains(" as run "),
+        "{stdout}"
+    );
+    assert!(!tmp
+        .path()
+        .join(Q)
+        .read_dir()
+        .unwrap()
+        .any(|e| { regfsck::plan::apply::valid_run_id(e.unwrap().file_name().to_str().unwrap()) }));
+    let list = regfsck()
+        .arg("undo")
+        .arg(tmp.path())
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        format!("No repair runs in {}.\n", tmp.path().display())
+    );
     // With the window closed, the same repair goes ahead.
     let (code, _, _) = run(tmp.path(), &["repair", "--apply"]);
     assert_eq!(code & 1, 1);

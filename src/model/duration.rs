@@ -47,9 +47,42 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Whole seconds as short duration text that `parse` reads back: `45s`, `9m30s`, `2h5m`, `3d4h`
+/// (the two largest units).
+pub fn format_short(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) if sec == 0 => format!("{m}m"),
+        (0, 0, _) => format!("{m}m{sec}s"),
+        (0, _, 0) => format!("{h}h"),
+        (0, _, _) => format!("{h}h{m}m"),
+        (_, 0, _) => format!("{d}d"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{format_short, parse};
+
+    #[test]
+    fn short_text() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (600, "10m"),
+            (570, "9m30s"),
+            (7500, "2h5m"),
+            (3600, "1h"),
+            (273600, "3d4h"),
+            (86400, "1d"),
+        ] {
+            assert_eq!(format_short(secs), text);
+            assert!(parse(text).unwrap().as_secs() <= secs as u64);
+        }
+    }
     use std::time::Duration;
 
     #[test]
