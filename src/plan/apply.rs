@@ -345,18 +345,26 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
             return refuse(format!("{e}"));
         }
     }
+    let own = a.kind.paths();
+    let what = |t: &str| {
+        if own.contains(&t) {
+            format!("it changes {t}")
+        } else {
+            format!("it rests on {t}")
+        }
+    };
     for t in a.touched() {
         if let Some(u) = opts.unreadable.iter().find(|u| touches(t, u)) {
             return refuse(if u == t {
-                format!("{u} could not be read")
+                format!("{}, which could not be read", what(t))
             } else {
-                format!("it rests on {t}, and {u} could not be read")
+                format!("{}, and {u} could not be read", what(t))
             });
         }
     }
     for t in a.touched() {
         if let Err(e) = readable(&root.join(V2).join(t)) {
-            return refuse(format!("cannot read {t}: {e}"));
+            return refuse(format!("{}, which cannot be read now: {e}", what(t)));
         }
     }
     let p = |rel: &str| root.join(V2).join(rel);
@@ -951,7 +959,7 @@ impl Runner<'_> {
                         None
                     }
                     (true, true) => Some(format!(
-                        "{path} was written again after the run; kept it (the quarantined copy stays at {})",
+                        "written again after the run: kept the new one (the quarantined copy stays at {})",
                         q.display()
                     )),
                     (false, true) if !s.done.contains(&i) => None,
@@ -1007,7 +1015,7 @@ impl Runner<'_> {
                         None
                     } else if displaces {
                         Some(format!(
-                            "{path} was removed after the run; the original stays at {}",
+                            "removed after the run: not brought back (the original stays at {})",
                             q.display()
                         ))
                     } else {
@@ -1018,7 +1026,7 @@ impl Runner<'_> {
                     None
                 } else {
                     Some(format!(
-                        "{path} changed after the run (now {}); kept it{}",
+                        "changed after the run (now {}): kept it{}",
                         describe(&now),
                         if displaces && exists(&q) {
                             format!(" (the original stays at {})", q.display())
@@ -1040,7 +1048,7 @@ impl Runner<'_> {
                     )),
                     (false, true) => None,
                     (true, _) => Some(format!(
-                        "{to} changed after the run (now {}); kept it",
+                        "{to} changed after the run (now {}): kept it",
                         describe(&file_id(&t)?)
                     )),
                     (false, false) => Some(format!("{to} was removed after the run")),
@@ -1061,9 +1069,11 @@ impl Runner<'_> {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(_) => return Ok(Some(format!(
-                    "folder {d}, created by the run, now holds content written after it; kept it"
-                ))),
+                Err(_) => {
+                    return Ok(Some(format!(
+                    "folder {d}, created by the run, now holds content written after it: kept it"
+                )))
+                }
             }
         }
         Ok(None)
