@@ -352,8 +352,8 @@ fn verify_repair_leaving(damaged: &Path, lossy: bool, what: &str, left: &[&str])
     );
     // Undo restores the damaged store exactly.
     let id = run_id(&out);
-    let (code, _, err) = run_undo(damaged, &id);
-    assert_eq!(code, 0, "{err}");
+    let (code, uout, err) = run_undo(damaged, &id);
+    assert_eq!(code, 0, "{what}: undo: {uout}{err}");
     assert_eq!(
         fingerprint(damaged, &[Q]),
         before_fp,
@@ -800,7 +800,10 @@ fn a_run_that_never_changed_anything_leaves_no_trace() {
     rm(tmp.path(), "repositories/team/_notes");
     let (code, out, err) = run(tmp.path(), &["repair", "--apply"]);
     assert_eq!(code & 8, 0, "{out}{err}");
-    assert!(out.contains("Resumed interrupted run"), "{out}");
+    assert!(
+        out.contains("had changed nothing and has nothing left to do: removed it"),
+        "{out}"
+    );
     let list = regfsck()
         .arg("undo")
         .arg(tmp.path())

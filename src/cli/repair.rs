@@ -374,12 +374,19 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         live_guard(&procs, args.force, "apply")?;
         for run_id in apply::incomplete_runs(&root) {
             let r = apply::resume(&root, &run_id, &apply_opts)?;
-            let _ = writeln!(
-                out,
-                "Resumed interrupted run {run_id}: {} more applied ({}).",
-                actions_n(r.applied_now),
-                counts_text(&r.counts())
-            );
+            if r.run_id.is_none() {
+                let _ = writeln!(
+                    out,
+                    "Interrupted run {run_id} had changed nothing and has nothing left to do: removed it."
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "Resumed interrupted run {run_id}: applied {} more ({}).",
+                    r.applied_now,
+                    counts_text(&r.counts())
+                );
+            }
             resumed.push(JsonResumed {
                 run: run_id,
                 applied_now: r.applied_now,
