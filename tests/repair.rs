@@ -399,20 +399,11 @@ fn digest_at(r: &Path, repo: &str, t: &str, pointer: &str) -> Digest {
 }
 
 fn corrupt(r: &Path, d: &Digest) {
-    let p = layout::blob_data(d);
-    let mut b = fs::read(v2(r).join(&p)).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 1;
-    write(r, &p, &b);
+    common::store::corrupt_blob(r, d)
 }
 
 fn misplace(r: &Path, d: &Digest) {
-    fs::create_dir_all(v2(r).join("blobs/sha256/zz")).unwrap();
-    fs::rename(
-        v2(r).join(layout::blob_dir(d)),
-        v2(r).join(format!("blobs/sha256/zz/{}", d.hex())),
-    )
-    .unwrap();
+    common::store::misplace_blob(r, d)
 }
 
 /// #11.4: damage whose repair removes something others rest on. Each: (name, lossy, error codes
@@ -787,16 +778,8 @@ fn a_run_that_never_changed_anything_leaves_no_trace() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), None, "killed after the run began");
-    let list = regfsck()
-        .arg("undo")
-        .arg(tmp.path())
-        .arg("--list")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&list.stdout).contains("0 applied"),
-        "{list:?}"
-    );
+    let list = list_runs(tmp.path());
+    assert!(list.contains("0 applied"), "{list}");
     rm(tmp.path(), "repositories/team/_notes");
     let (code, out, err) = run(tmp.path(), &["repair", "--apply"]);
     assert_eq!(code & 8, 0, "{out}{err}");
@@ -804,16 +787,19 @@ fn a_run_that_never_changed_anything_leaves_no_trace() {
         out.contains("had changed nothing and has nothing left to do: removed it"),
         "{out}"
     );
-    let list = regfsck()
+    let list = list_runs(tmp.path());
+    assert!(list.starts_with("No repair runs"), "{list}");
+}
+
+/// `regfsck undo ROOT --list`, its stdout.
+fn list_runs(root: &Path) -> String {
+    let out = regfsck()
         .arg("undo")
-        .arg(tmp.path())
+        .arg(root)
         .arg("--list")
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&list.stdout).starts_with("No repair runs"),
-        "{list:?}"
-    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn copy(from: &Path, to: &Path) {
@@ -896,14 +882,9 @@ fn objects_younger_than_the_grace_window_are_never_touched() {
         .read_dir()
         .unwrap()
         .any(|e| { regfsck::plan::apply::valid_run_id(e.unwrap().file_name().to_str().unwrap()) }));
-    let list = regfsck()
-        .arg("undo")
-        .arg(tmp.path())
-        .arg("--list")
-        .output()
-        .unwrap();
+    let list = list_runs(tmp.path());
     assert_eq!(
-        String::from_utf8_lossy(&list.stdout),
+        list,
         format!("No repair runs in {}.\n", tmp.path().display())
     );
     // With the window closed, the same repair goes ahead.

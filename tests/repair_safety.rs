@@ -79,11 +79,7 @@ fn layer(root: &Path, repo: &str, tag: &str, i: usize) -> Digest {
 }
 
 fn flip(root: &Path, d: &Digest) {
-    let p = layout::blob_data(d);
-    let mut b = fs::read(v2(root).join(&p)).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 1;
-    write_v2(root, &p, &b);
+    common::store::corrupt_blob(root, d)
 }
 
 /// #12.1: as an unprivileged user with one manifest blob (or its fan-out folder) unreadable, the

@@ -3,7 +3,7 @@
 //! blob goes) and plan the follow-up in the same run. Pure: edits an inventory value.
 
 use crate::model::digest::Digest;
-use crate::model::inventory::{Inventory, LinkState, Repo};
+use crate::model::inventory::{Inventory, Link, LinkState, Repo};
 use crate::model::layout;
 
 /// `p` is `top` or lies inside it.
@@ -65,6 +65,24 @@ pub(crate) fn quarantine(inv: &mut Inventory, path: &str) -> bool {
     blobs_changed
 }
 
+/// `<alg>/<hex>` (the link's folder: the link goes) or `<alg>/<hex>/link` (the file goes, the
+/// folder stays: the scan then sees an absent link).
+fn remove_link(links: &mut Vec<Link>, rest: &[&str]) {
+    let (digest, link_only) = match rest {
+        [a, h, "link"] => (digest_of(&[a, h]), true),
+        [a, h] => (digest_of(&[a, h]), false),
+        _ => (None, false),
+    };
+    let Some(d) = digest else { return };
+    if link_only {
+        if let Some(l) = links.iter_mut().find(|l| l.path_digest == d) {
+            l.set_state(LinkState::Absent);
+        }
+    } else {
+        links.retain(|l| l.path_digest != d);
+    }
+}
+
 fn edit_repo(repo: &mut Repo, tail: &str) {
     let parts: Vec<&str> = tail.split('/').collect();
     let name = repo.name.clone();
@@ -77,22 +95,7 @@ fn edit_repo(repo: &mut Repo, tail: &str) {
             repo.has_layers = false;
             repo.layers.clear();
         }
-        ["_layers", rest @ ..] => {
-            let (digest, link_only) = match rest {
-                [a, h, "link"] => (digest_of(&[a, h]), true),
-                [a, h] => (digest_of(&[a, h]), false),
-                _ => (None, false),
-            };
-            if let Some(d) = digest {
-                if link_only {
-                    if let Some(l) = repo.layers.iter_mut().find(|l| l.path_digest == d) {
-                        l.set_state(LinkState::Absent);
-                    }
-                } else {
-                    repo.layers.retain(|l| l.path_digest != d);
-                }
-            }
-        }
+        ["_layers", rest @ ..] => remove_link(&mut repo.layers, rest),
         ["_manifests"] => {
             repo.has_manifests = false;
             repo.has_revisions = false;
@@ -104,22 +107,7 @@ fn edit_repo(repo: &mut Repo, tail: &str) {
             repo.has_revisions = false;
             repo.revisions.clear();
         }
-        ["_manifests", "revisions", rest @ ..] => {
-            let (digest, link_only) = match rest {
-                [a, h, "link"] => (digest_of(&[a, h]), true),
-                [a, h] => (digest_of(&[a, h]), false),
-                _ => (None, false),
-            };
-            if let Some(d) = digest {
-                if link_only {
-                    if let Some(l) = repo.revisions.iter_mut().find(|l| l.path_digest == d) {
-                        l.set_state(LinkState::Absent);
-                    }
-                } else {
-                    repo.revisions.retain(|l| l.path_digest != d);
-                }
-            }
-        }
+        ["_manifests", "revisions", rest @ ..] => remove_link(&mut repo.revisions, rest),
         ["_manifests", "tags"] => {
             repo.has_tags = false;
             repo.tags.clear();
@@ -150,7 +138,7 @@ fn edit_repo(repo: &mut Repo, tail: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::inventory::{Blob, Hashed, Link, Tag};
+    use crate::model::inventory::{Blob, Hashed, Tag};
 
     fn inv() -> (Inventory, Digest, Digest) {
         let m = Digest::of_bytes(b"manifest");

@@ -103,27 +103,10 @@ impl Registry {
             ":"
         };
         let dest = tempfile::tempdir().unwrap();
-        let out = Command::new("skopeo")
-            .args([
-                "copy",
-                "-q",
-                "--all",
-                "--src-tls-verify=false",
-                "--retry-times",
-                "0",
-            ])
-            .arg(format!(
-                "docker://127.0.0.1:{}/{repo}{sep}{reference}",
-                self.port
-            ))
-            .arg(format!("oci:{}:x", dest.path().display()))
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).to_string())
-        }
+        self.skopeo(
+            &format!("docker://127.0.0.1:{}/{repo}{sep}{reference}", self.port),
+            &format!("oci:{}:x", dest.path().display()),
+        )
     }
 }
 

@@ -183,3 +183,22 @@ pub fn rm_v2(root: &Path, rel: &str) {
         std::fs::remove_file(p).unwrap()
     }
 }
+
+/// Flip one bit in the middle of a blob's data (mtime pinned): a corrupt blob.
+pub fn corrupt_blob(root: &Path, d: &regfsck::model::digest::Digest) {
+    let p = regfsck::model::layout::blob_data(d);
+    let mut b = std::fs::read(v2(root).join(&p)).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    write_v2(root, &p, &b);
+}
+
+/// Move a blob's folder to `blobs/sha256/zz/<hex>`: data at a path the registry does not read.
+pub fn misplace_blob(root: &Path, d: &regfsck::model::digest::Digest) {
+    std::fs::create_dir_all(v2(root).join("blobs/sha256/zz")).unwrap();
+    std::fs::rename(
+        v2(root).join(regfsck::model::layout::blob_dir(d)),
+        v2(root).join(format!("blobs/sha256/zz/{}", d.hex())),
+    )
+    .unwrap();
+}
