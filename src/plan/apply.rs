@@ -217,6 +217,18 @@ fn open_nofollow(p: &Path) -> std::io::Result<File> {
         .open(p)
 }
 
+/// Whether `p` is a regular file holding exactly `content` (never through a symlink).
+fn holds(p: &Path, content: &[u8]) -> bool {
+    let Ok(f) = open_nofollow(p) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    f.take(content.len() as u64 + 1)
+        .read_to_end(&mut buf)
+        .is_ok()
+        && buf == content
+}
+
 /// What is at `p` now (`None`: nothing).
 pub fn file_id(p: &Path) -> std::io::Result<Option<FileId>> {
     let Some(m) = lstat(p)? else {
@@ -382,7 +394,7 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
             Some(path)
         }
         ActionKind::WriteLink { path, digest } => {
-            if fs::read(p(path)).is_ok_and(|b| b == digest.to_string().as_bytes()) {
+            if holds(&p(path), digest.to_string().as_bytes()) {
                 return skip("already correct");
             }
             Some(path)
@@ -536,8 +548,7 @@ impl Runner<'_> {
                 let p = checked(self.root, path)?;
                 let q = self.qpath(path);
                 let content = digest.to_string();
-                let holds = |p: &Path| fs::read(p).is_ok_and(|b| b == content.as_bytes());
-                if holds(&p) && (!displaces || exists(&q)) {
+                if holds(&p, content.as_bytes()) && (!displaces || exists(&q)) {
                     return Ok(());
                 }
                 if displaces && exists(&p) && !exists(&q) {
