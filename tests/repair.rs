@@ -648,50 +648,72 @@ fn the_lock_keeps_two_repairs_apart() {
 
 #[test]
 fn sigkill_at_every_step_then_resume_or_undo() {
-    let damaged = fixture("sample");
-    all_at_once(damaged.path());
+    // A grace window with one action inside it, so that skip records (which wait in memory until
+    // the run's first change) are among the journal lines a crash can cut. "Now" is an hour after
+    // the kernel's clock (which stamps the fixture's folders), so only that one file is young.
+    let now = kernel_now() + 3600;
+    let store = || {
+        let s = fixture("sample");
+        all_at_once(s.path());
+        write(s.path(), "repositories/beta/_fresh", b"x");
+        fs::File::options()
+            .write(true)
+            .open(v2(s.path()).join("repositories/beta/_fresh"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now as u64 - 60))
+            .unwrap();
+        s
+    };
+    let repair = |root: &Path, kill: Option<usize>| {
+        let mut c = regfsck();
+        c.args([
+            "repair",
+            "--apply",
+            "--quiet",
+            "--grace",
+            "10m",
+            "--now",
+            &now.to_string(),
+        ])
+        .arg(root);
+        if let Some(k) = kill {
+            c.env("REGFSCK_TEST_KILL_AT", k.to_string());
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let damaged = store();
     let damaged_fp = fingerprint(damaged.path(), &[Q]);
     // The uninterrupted result.
-    let clean = fixture("sample");
-    all_at_once(clean.path());
-    let (code, _, _) = run(clean.path(), &["repair", "--apply"]);
-    assert_eq!(code & 1, 1);
+    let clean = store();
+    let (code, out) = repair(clean.path(), None);
+    assert_eq!(code.map(|c| c & 1), Some(1), "{out}");
+    assert!(out.contains("repositories/beta/_fresh: waits"), "{out}");
     let want = fingerprint(clean.path(), &[Q]);
     let mut killed = 0;
     for k in 1..200 {
-        let tmp = fixture("sample");
-        all_at_once(tmp.path());
-        let now = fixture_now(tmp.path()).to_string();
-        let out = regfsck()
-            .args([
-                "repair", "--apply", "--quiet", "--grace", "0s", "--now", &now,
-            ])
-            .arg(tmp.path())
-            .env("REGFSCK_TEST_KILL_AT", k.to_string())
-            .output()
-            .unwrap();
-        if out.status.code().is_some() {
+        let tmp = store();
+        let (code, _) = repair(tmp.path(), Some(k));
+        if code.is_some() {
             break; // k is past the last step: the run completed.
         }
         killed += 1;
         let twin = tempfile::tempdir().unwrap();
         copy(tmp.path(), twin.path());
         // (a) re-running repair resumes the journal and ends where an uninterrupted run ends.
-        let (code, out, err) = run(tmp.path(), &["repair", "--apply"]);
-        assert!(code & 8 == 0, "k={k}: {out}{err}");
+        let (code, out) = repair(tmp.path(), None);
+        assert!(code.is_some_and(|c| c & 8 == 0), "k={k}: {out}");
         assert_eq!(
             fingerprint(tmp.path(), &[Q]),
             want,
             "k={k}: resume diverged\n{out}"
         );
         // (b) undo of the interrupted run restores the damaged store.
-        let runs = regfsck()
-            .args(["undo"])
-            .arg(twin.path())
-            .arg("--list")
-            .output()
-            .unwrap();
-        let id = String::from_utf8_lossy(&runs.stdout)
+        let id = list_runs(twin.path())
             .split_whitespace()
             .next()
             .unwrap()
@@ -789,6 +811,13 @@ fn a_run_that_never_changed_anything_leaves_no_trace() {
     );
     let list = list_runs(tmp.path());
     assert!(list.starts_with("No repair runs"), "{list}");
+}
+
+/// The kernel's clock (which stamps files), whatever the test process's clock says.
+fn kernel_now() -> i64 {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let m = f.as_file().metadata().unwrap();
+    std::os::unix::fs::MetadataExt::mtime(&m)
 }
 
 /// `regfsck undo ROOT --list`, its stdout.
