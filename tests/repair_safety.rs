@@ -173,6 +173,30 @@ fn actions_resting_on_unreadable_paths_are_refused() {
         reg.pull("team/proj", "v1")
             .unwrap_or_else(|e| panic!("{what}: team/proj:v1 no longer pulls: {e}"));
     }
+    // "No manifest of the repository references this dangling link" cannot be said while a
+    // manifest of the repository cannot be read: the link stays.
+    let tmp = fixture("sample");
+    let root = tmp.path();
+    let l = layer(root, "team/proj", "v1", 1);
+    common::store::rm_v2(root, &layout::blob_dir(&l));
+    give_to_nobody(root);
+    lock_away(&v2(root).join(&fan_out));
+    let now = fixture_now(root).to_string();
+    let mut c = as_nobody().unwrap();
+    c.arg(env!("CARGO_BIN_EXE_regfsck"))
+        .args(["repair", "--apply", "--quiet", "--force"])
+        .arg(root)
+        .args(["--now", &now, "--grace", "0s"]);
+    let o = output(c);
+    let link = layout::layer_link("team/proj", &l);
+    assert!(v2(root).join(&link).is_file(), "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains(&format!(
+            "{link}: refused: it rests on {blob}, and {fan_out} could not be read"
+        )),
+        "{}",
+        o.stdout
+    );
 }
 
 /// #12.2: the registry re-points a tag whose link repair rewrote and re-pushes a blob repair

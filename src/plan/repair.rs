@@ -60,14 +60,14 @@ fn revision_evidence(repo: &str, d: &Digest) -> Vec<String> {
     ]
 }
 
-/// What "no manifest of the repository references it" rests on: every revision and manifest.
-fn manifests_evidence(inv: &Inventory, repo: &Repo) -> Vec<String> {
+/// What "no manifest of the repository references it" rests on: every revision and manifest
+/// (a manifest blob the scan did not find counts too: its folder may be what was unreadable).
+fn manifests_evidence(repo: &Repo) -> Vec<String> {
     let mut ev = vec![layout::revisions_dir(&repo.name)];
     ev.extend(
         repo.revisions
             .iter()
             .filter_map(|l| l.target())
-            .filter(|d| inv.blob(d).is_some())
             .map(layout::blob_data),
     );
     ev
@@ -287,7 +287,7 @@ impl Planner<'_> {
                 if referenced_by(inv, r, target) || self.restored.contains(target) {
                     return;
                 }
-                let mut ev = manifests_evidence(inv, r);
+                let mut ev = manifests_evidence(r);
                 ev.push(layout::blob_dir(target));
                 self.quarantine(&path, f.code, "a link to a blob that does not exist and that no manifest of the repository references", ev);
             }
