@@ -58,6 +58,7 @@ pub struct RepairArgs {
     /// Hashing threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// Output: human, or json (the plan and each action's status; docs/report-format.md).
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
@@ -78,6 +79,7 @@ pub struct UndoArgs {
     /// Undo even though the registry looks live.
     #[arg(long)]
     pub force: bool,
+    /// Output: human, or json (docs/report-format.md).
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }
