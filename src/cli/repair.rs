@@ -405,6 +405,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             now: opts.now,
             purge_age: opts.purge_age,
             grace: opts.grace,
+            follow_ups: true,
             misplaced_content: misplaced_content(&before.inv),
         },
     );

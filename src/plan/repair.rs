@@ -22,6 +22,11 @@ pub struct PlanOptions {
     pub purge_age: i64,
     /// Uploads written to within this many seconds are live: never planned.
     pub grace: i64,
+    /// Also plan what the plan's own removals leave dangling, until nothing new appears (what
+    /// `repair` executes). Off: one pass over the findings given, which is all a caller asking
+    /// "what does the planner do about this finding" needs, and far cheaper (no inventory copy,
+    /// no re-run of the checks).
+    pub follow_ups: bool,
     /// sha256 of each data file at a malformed path under blobs/, by v2-relative path.
     pub misplaced_content: HashMap<String, Digest>,
 }
@@ -459,7 +464,7 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
     };
     let mut simulated = std::collections::HashSet::new();
     let first = triggers(&actions, &simulated);
-    if first.iter().any(|p| removal_has_dependents(p)) {
+    if opts.follow_ups && first.iter().any(|p| removal_has_dependents(p)) {
         let check_opts = CheckOptions {
             now: opts.now,
             purge_age: opts.purge_age,
@@ -518,5 +523,60 @@ fn finish(mut actions: Vec<Action>) -> Plan {
     Plan {
         schema: super::PLAN_SCHEMA.to_string(),
         actions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::checks::testkit::Builder;
+    use crate::model::inventory::Verify;
+
+    fn kinds(p: &Plan) -> Vec<(String, bool)> {
+        p.actions
+            .iter()
+            .map(|a| (a.kind.path().to_string(), a.lossy))
+            .collect()
+    }
+
+    /// A corrupt manifest blob: the plan quarantines it and, with follow-ups and --lossy, the
+    /// revision and the tag it leaves dangling; without follow-ups only what the findings ask.
+    #[test]
+    fn follow_ups_of_a_quarantined_manifest_blob() {
+        let mut b = Builder::new();
+        let m = b.image("a/x", Some("v1"));
+        let mut inv = b.build();
+        let i = inv.blob_index(&m).unwrap();
+        inv.set_verify(i, Verify::Mismatch(Box::new(Digest::of_bytes(b"other"))));
+        let opts = |lossy, follow_ups| PlanOptions {
+            lossy,
+            follow_ups,
+            now: 1_000_000,
+            purge_age: 168 * 3600,
+            grace: 600,
+            ..PlanOptions::default()
+        };
+        let findings = checks::run(
+            &inv,
+            &CheckOptions {
+                now: 1_000_000,
+                ..CheckOptions::default()
+            },
+        );
+        let blob = (layout::blob_dir(&m), false);
+        let rev = (parent(&layout::revision_link("a/x", &m)), true);
+        let tag = (layout::tag_dir("a/x", "v1"), true);
+        assert_eq!(
+            kinds(&plan(&inv, &findings, &opts(true, false))),
+            [blob.clone()]
+        );
+        assert_eq!(
+            kinds(&plan(&inv, &findings, &opts(false, true))),
+            [blob.clone()]
+        );
+        let full = plan(&inv, &findings, &opts(true, true));
+        assert_eq!(kinds(&full), [blob, rev, tag]);
+        // Each follow-up names what its verdict rests on.
+        assert!(full.actions[2].evidence.contains(&layout::blob_data(&m)));
     }
 }
