@@ -1141,6 +1141,76 @@ pub fn undo(root: &Path, run_id: &str) -> Result<UndoOutcome> {
 mod tests {
     use super::*;
 
+    fn quarantine(path: &str, evidence: &[&str]) -> Action {
+        let mut a = Action::new(
+            ActionKind::Quarantine { path: path.into() },
+            crate::model::finding::Code::PathTempResidue,
+            "test",
+            false,
+        );
+        a.evidence = evidence.iter().map(|e| e.to_string()).collect();
+        a
+    }
+
+    /// The applier's own guard, whatever the planner did: an action whose changed or evidence
+    /// path touches an unreadable one (itself, an ancestor, something inside) is refused and
+    /// changes nothing; the others run; the counts say so. A plan whose actions all end that way
+    /// leaves no run.
+    #[test]
+    fn actions_touching_unreadable_paths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join(V2);
+        for f in [
+            "repositories/a/_x",
+            "repositories/b/_y",
+            "repositories/c/_z/inner",
+        ] {
+            fs::create_dir_all(v2.join(f).parent().unwrap()).unwrap();
+            fs::write(v2.join(f), b"x").unwrap();
+        }
+        let plan = Plan {
+            schema: super::super::PLAN_SCHEMA.into(),
+            actions: vec![
+                quarantine("repositories/a/_x", &["blobs/sha256/ab/abcd/data"]),
+                quarantine("repositories/b/_y", &[]),
+                quarantine("repositories/c/_z", &[]),
+            ],
+        };
+        let opts = |unreadable: &[&str]| ApplyOptions {
+            grace: 0,
+            now: 0,
+            unreadable: unreadable.iter().map(|u| u.to_string()).collect(),
+        };
+        // Everything refused: no run, nothing moved.
+        let all = opts(&["blobs/sha256/ab", "repositories"]);
+        let out = apply(dir.path(), &plan, &all).unwrap();
+        assert_eq!(out.run_id, None);
+        assert_eq!(out.counts().refused, 3, "{:?}", out.statuses);
+        assert!(runs(dir.path()).is_empty());
+        // An ancestor of the evidence, and something inside a moved folder.
+        let some = opts(&["blobs/sha256/ab", "repositories/c/_z/inner"]);
+        let out = apply(dir.path(), &plan, &some).unwrap();
+        assert!(matches!(&out.statuses[0], Status::Refused { reason }
+            if reason == "it rests on blobs/sha256/ab/abcd/data, and blobs/sha256/ab could not be read"));
+        assert_eq!(out.statuses[1], Status::Applied);
+        assert!(matches!(&out.statuses[2], Status::Refused { reason }
+            if reason == "it changes repositories/c/_z, and repositories/c/_z/inner could not be read"));
+        assert!(
+            v2.join("repositories/a/_x").exists() && v2.join("repositories/c/_z/inner").exists()
+        );
+        assert!(!v2.join("repositories/b/_y").exists());
+        let listed = runs(dir.path());
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (
+                listed[0].counts.applied,
+                listed[0].counts.refused,
+                listed[0].state
+            ),
+            (1, 2, "complete")
+        );
+    }
+
     #[test]
     fn touching_paths() {
         assert!(touches("blobs/sha256/ab", "blobs/sha256/ab/abc/data"));
