@@ -65,7 +65,10 @@ fn pin_folders(root: &Path) {
     }
     let pinned = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXTURE_MTIME as u64);
     for d in dirs.iter().rev() {
-        std::fs::File::open(d).unwrap().set_modified(pinned).unwrap();
+        std::fs::File::open(d)
+            .unwrap()
+            .set_modified(pinned)
+            .unwrap();
     }
 }
 
