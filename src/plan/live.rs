@@ -147,14 +147,45 @@ fn serves(pid: &str, argv: &[String], root_id: (u64, u64)) -> Result<Option<Stri
     }
 }
 
+/// How a process uses the store through its working directory or an open file, if it does.
+fn uses(base: &Path, in_store: &dyn Fn(&Path) -> bool) -> Option<String> {
+    if std::fs::read_link(base.join("cwd")).is_ok_and(|c| in_store(&c)) {
+        return Some("has its working directory in the store".into());
+    }
+    std::fs::read_dir(base.join("fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .find(|target| in_store(target))
+        .map(|target| format!("has {} open", target.display()))
+}
+
+/// Its command line, shortened (`comm` for a process without one).
+fn command_of(base: &Path, argv: &[String]) -> String {
+    if argv.is_empty() {
+        std::fs::read_to_string(base.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    } else {
+        short(argv)
+    }
+}
+
+/// How long a process must keep using the store to count: a process forked by another and not
+/// yet exec'd carries its parent's descriptors and working directory for a moment (a parent
+/// that had a folder of the store open while another of its threads forked), while anything
+/// that really works in the store still does a moment later.
+const CONFIRM: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Every process found using the store: registries configured for it (even idle ones), and
-/// processes with their working directory or an open file inside it.
+/// processes that keep their working directory or an open file inside it.
 pub fn processes_using(root: &Path) -> Vec<LiveProcess> {
     let mut out = Vec::new();
     let (Ok(canon), Ok(root_id)) = (std::fs::canonicalize(root), dir_id(root)) else {
         return out;
     };
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     // regfsck's own files (the lock, journals) are not the registry's: another regfsck is the
     // lock's business, not a sign of a live registry.
     let ours = canon.join(crate::model::layout::QUARANTINE_DIR);
@@ -165,55 +196,41 @@ pub fn processes_using(root: &Path) -> Vec<LiveProcess> {
     let mut pids: Vec<u32> = procs
         .flatten()
         .filter_map(|p| p.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|&pid| pid != me)
         .collect();
     pids.sort_unstable();
+    let mut candidates = Vec::new();
     for pid in pids {
         let pid_s = pid.to_string();
-        if pid_s == me {
-            continue;
-        }
         let base = PathBuf::from("/proc").join(&pid_s);
         // A process that exits while we look simply drops out.
         let argv = read_nul_list(&base.join("cmdline")).unwrap_or_default();
-        let command = if argv.is_empty() {
-            std::fs::read_to_string(base.join("comm"))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        } else {
-            short(&argv)
-        };
         let found = |why: String| LiveProcess {
             pid,
-            command: command.clone(),
+            command: command_of(&base, &argv),
             why,
         };
         match serves(&pid_s, &argv, root_id) {
-            Ok(Some(why)) => {
-                out.push(found(why));
-                continue;
-            }
-            Err(e) => {
-                out.push(found(format!("looks like a registry, but {e}")));
-                continue;
-            }
+            Ok(Some(why)) => out.push(found(why)),
+            Err(e) => out.push(found(format!("looks like a registry, but {e}"))),
+            Ok(None) if uses(&base, &in_store).is_some() => candidates.push(pid),
             Ok(None) => {}
         }
-        if std::fs::read_link(base.join("cwd")).is_ok_and(|c| in_store(&c)) {
-            out.push(found("has its working directory in the store".into()));
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(base.join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path()) {
-                if in_store(&target) {
-                    out.push(found(format!("has {} open", target.display())));
-                    break;
-                }
+    }
+    if !candidates.is_empty() {
+        std::thread::sleep(CONFIRM);
+        for pid in candidates {
+            let base = PathBuf::from("/proc").join(pid.to_string());
+            if let Some(why) = uses(&base, &in_store) {
+                let argv = read_nul_list(&base.join("cmdline")).unwrap_or_default();
+                out.push(LiveProcess {
+                    pid,
+                    command: command_of(&base, &argv),
+                    why,
+                });
             }
         }
+        out.sort_by_key(|p| p.pid);
     }
     out
 }
