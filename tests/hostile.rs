@@ -3,23 +3,13 @@
 
 mod common;
 
-use common::store::{fixture, fixture_now, regfsck, run_json, v2};
+use common::store::{codes_at, fixture, fixture_now, regfsck, run_json, v2};
 use regfsck::model::digest::Digest;
 use regfsck::model::layout;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn codes_at(doc: &Value, code: &str) -> Vec<String> {
-    doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["code"] == code)
-        .map(|f| f["path"].as_str().unwrap_or("").to_string())
-        .collect()
-}
 
 /// Run check with a time limit: a hang is a failure too.
 fn check_within(root: &Path, secs: u64) -> (i32, Value, String) {

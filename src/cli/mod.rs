@@ -56,7 +56,9 @@ pub struct StoreArgs {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Text for people, grouped by finding code.
     Human,
+    /// The versioned JSON document of docs/report-format.md.
     Json,
 }
 
@@ -97,12 +99,51 @@ impl StoreArgs {
     }
 }
 
-/// Set by Ctrl-C; long phases stop at a safe point and the run still reports.
+/// Resolve the store, with an error that says where regfsck looked when nothing was named.
+pub fn locate(args: &StoreArgs) -> Result<Located, Failure> {
+    args.locate().map_err(|e| {
+        let defaulted = args.root.is_none()
+            && args.config.is_none()
+            && std::env::var_os(config::ROOT_ENV).is_none_or(|v| v.is_empty());
+        let missing = !std::path::Path::new(config::DEFAULT_ROOT).exists();
+        if defaulted && missing {
+            Failure::Operational(format!(
+                "no store at {} (the default; pass ROOT or --config; Debian's is /var/lib/docker-registry)",
+                config::DEFAULT_ROOT
+            ))
+        } else {
+            Failure::Operational(e)
+        }
+    })
+}
+
+/// A scan error: Ctrl-C during the scan is an interruption, anything else an operational error.
+pub fn scan_failure(e: anyhow::Error) -> Failure {
+    if e.downcast_ref::<crate::store::scan::Interrupted>()
+        .is_some()
+    {
+        Failure::Interrupted(e.to_string())
+    } else {
+        Failure::from(e)
+    }
+}
+
+/// Set by Ctrl-C; long phases stop at a safe point and the run still reports. The first Ctrl-C
+/// says so on stderr; a second one ends the process at once (exit 32), for when the safe point
+/// is too far away.
 pub fn install_interrupt() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     // A second handler install (tests calling run twice) is harmless to ignore.
-    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("regfsck: interrupted again: exiting now");
+            std::process::exit(exit::CANCELLED);
+        }
+        eprintln!(
+            "regfsck: interrupted: stopping at the next safe point (Ctrl-C again to quit at once)"
+        );
+    });
     flag
 }
 
@@ -142,18 +183,52 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     }
 }
 
+/// Whether the raw command line asks for JSON (`--format json` or `--format=json`): usage errors
+/// that clap finds before any value is parsed still answer in JSON then.
+fn asks_for_json(args: &[std::ffi::OsString]) -> bool {
+    args.windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json")
+}
+
+/// The error document printed on stdout instead of a report when `--format json` was asked for.
+#[derive(serde::Serialize)]
+struct ErrorDoc<'a> {
+    schema: &'static str,
+    error: ErrorBody<'a>,
+    exit_code: i32,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    /// `usage`, `operational` or `interrupted`.
+    kind: &'static str,
+    message: &'a str,
+}
+
 /// Parse arguments and run; returns the exit status.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = asks_for_json(&raw);
+    let cli = match Cli::try_parse_from(&raw) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            if !e.use_stderr() {
+                // --help, --version.
+                let _ = e.print();
+                return exit::OK;
+            }
             let _ = e.print();
-            return code;
+            if json {
+                let text = e.render().to_string();
+                let first = text
+                    .lines()
+                    .next()
+                    .unwrap_or("usage error")
+                    .trim_start_matches("error: ");
+                print_error_json("usage", first, exit::USAGE);
+            }
+            return exit::USAGE;
         }
     };
     let result = match cli.command {
@@ -163,17 +238,25 @@ pub fn main() -> i32 {
         Command::Repair(args) => repair::run(args),
         Command::Undo(args) => repair::run_undo(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(Failure::Usage(msg)) => {
-            eprintln!("regfsck: {msg}");
-            exit::USAGE
-        }
-        Err(Failure::Operational(msg)) => {
-            eprintln!("regfsck: {msg}");
-            exit::OPERATIONAL
-        }
+    let (kind, msg, code) = match result {
+        Ok(code) => return code,
+        Err(Failure::Usage(msg)) => ("usage", msg, exit::USAGE),
+        Err(Failure::Operational(msg)) => ("operational", msg, exit::OPERATIONAL),
+        Err(Failure::Interrupted(msg)) => ("interrupted", msg, exit::CANCELLED),
+    };
+    eprintln!("regfsck: {msg}");
+    if json {
+        print_error_json(kind, &msg, code);
     }
+    code
+}
+
+fn print_error_json(kind: &'static str, message: &str, exit_code: i32) {
+    print_json(&ErrorDoc {
+        schema: "regfsck.error/1",
+        error: ErrorBody { kind, message },
+        exit_code,
+    });
 }
 
 /// Why a command could not do its job.
@@ -181,10 +264,59 @@ pub fn main() -> i32 {
 pub enum Failure {
     Usage(String),
     Operational(String),
+    /// Ctrl-C before anything could be reported.
+    Interrupted(String),
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
         Failure::Operational(format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every option has a help text (`regfsck <cmd> --help` is the manual).
+    #[test]
+    fn every_option_and_subcommand_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd.get_about().is_none() {
+                missing.push(format!("{here}: no about"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{here} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        // The walk does see the options (a broken walk would pass vacuously).
+        let check = cmd.find_subcommand("check").unwrap();
+        assert!(check.get_arguments().count() > 15);
+    }
+
+    #[test]
+    fn json_is_asked_for_in_either_spelling() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(asks_for_json(&args(&[
+            "regfsck", "check", "--format", "json"
+        ])));
+        assert!(asks_for_json(&args(&["regfsck", "du", "--format=json"])));
+        assert!(!asks_for_json(&args(&["regfsck", "du", "--format", "csv"])));
     }
 }

@@ -6,17 +6,17 @@ use super::{Failure, Format, StoreArgs};
 use crate::analysis::checks::CheckOptions;
 use crate::analysis::{checks, gc, reach};
 use crate::model::finding::{Code, Finding, Severity};
-use crate::model::inventory::{BlobFault, EntryKind, Inventory};
+use crate::model::inventory::Inventory;
 use crate::model::timefmt::format_rfc3339;
 use crate::plan::apply::{self, ApplyOptions, Status};
 use crate::plan::journal::Counts;
 use crate::plan::{self, live, Plan, PlanOptions};
 use crate::report::exit;
+use crate::report::human::plural;
 use crate::store::verify::VerifyOptions;
 use crate::store::{scan, verify};
 use clap::{ArgGroup, Args};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,7 @@ pub struct RepairArgs {
     /// Output: human, or json (the plan and each action's status; docs/report-format.md).
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Evaluate ages as of this time (unix seconds), for reproducible runs.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
 }
@@ -98,7 +99,14 @@ fn check_store(
     let progress = super::progress_bar::for_run(quiet);
     // Deep: repair acts on residue inside link and blob folders too, and restores a lost tag
     // from its newest index entry, which needs the link mtimes only a deep scan reads.
-    let mut inv = scan::scan_with(store, &scan::ScanOptions { deep: true }, progress.as_ref())?;
+    let mut inv = scan::scan_with(
+        store,
+        &scan::ScanOptions {
+            deep: true,
+            ..Default::default()
+        },
+        progress.as_ref(),
+    )?;
     if !no_verify {
         verify::verify(&mut inv, &VerifyOptions::default(), progress.as_ref());
     }
@@ -120,28 +128,6 @@ fn unreadable(findings: &[Finding]) -> Vec<String> {
         .filter(|f| f.code == Code::PathUnreadable)
         .filter_map(|f| f.path.clone())
         .collect()
-}
-
-/// sha256 of every data file at a malformed path under blobs/ (the planner moves them home).
-fn misplaced_content(inv: &Inventory) -> HashMap<String, crate::model::digest::Digest> {
-    let mut out = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for e in &inv.entries {
-        if let EntryKind::BlobPath {
-            fault: BlobFault::BadPath,
-            size: Some(size),
-        } = &e.kind
-        {
-            let p = inv.v2.join(&e.path);
-            let ino = std::fs::symlink_metadata(&p)
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap_or(0);
-            if let Ok(d) = verify::hash_file(&p, *size, ino, &mut buf, None) {
-                out.insert(e.path.clone(), d);
-            }
-        }
-    }
-    out
 }
 
 fn describe(kind: &plan::ActionKind) -> String {
@@ -208,7 +194,7 @@ fn render_plan(plan: &Plan, preview: &[Option<Status>], why: bool) -> String {
 }
 
 fn actions_n(n: usize) -> String {
-    format!("{n} action{}", if n == 1 { "" } else { "s" })
+    plural(n as u64, "action", "actions")
 }
 
 fn counts_text(c: &Counts) -> String {
@@ -231,10 +217,13 @@ fn confirm_lossy(plan: &Plan, preview: &[Option<Status>], yes: bool) -> Result<(
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Usage(format!(
             "{} need --yes when not on a terminal",
-            actions_n(lossy).replacen("action", "lossy action", 1)
+            plural(lossy as u64, "lossy action", "lossy actions")
         )));
     }
-    eprint!("Apply {lossy} lossy actions (broken tags and revisions are moved to the quarantine)? [y/N] ");
+    eprint!(
+        "Apply {} (broken tags and revisions are moved to the quarantine)? [y/N] ",
+        plural(lossy as u64, "lossy action", "lossy actions")
+    );
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -245,28 +234,27 @@ fn confirm_lossy(plan: &Plan, preview: &[Option<Status>], yes: bool) -> Result<(
 }
 
 fn gc_advice(inv: &Inventory, config: Option<&PathBuf>) -> String {
-    let cfg = config
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/etc/docker/registry/config.yml".into());
     let preds = gc::predict_all(inv);
     let r = reach::compute(inv);
     let mut o = String::new();
     for p in &preds {
         let bad = p.abort.is_some()
             || !gc::hazards_with(inv, &r, std::slice::from_ref(p), true).is_empty();
-        let flag = if p.delete_untagged {
-            " --delete-untagged"
-        } else {
-            ""
-        };
         let _ = writeln!(
             o,
-            "  registry {}: `registry garbage-collect{flag} {cfg}` {}",
-            p.registry_version.name(),
+            "  {}: {}",
+            p.label(),
             if bad {
-                "is NOT safe yet (see regfsck gc)"
+                "NOT safe yet (see regfsck gc)".to_string()
             } else {
-                "is safe now"
+                format!(
+                    "safe now: {}",
+                    crate::report::advice::gc_command(
+                        config.map(PathBuf::as_path),
+                        &inv.root,
+                        p.delete_untagged
+                    )
+                )
             }
         );
     }
@@ -350,7 +338,7 @@ fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> Vec<JsonActi
 }
 
 pub fn run(args: RepairArgs) -> Result<i32, Failure> {
-    let located = args.store.locate().map_err(Failure::Operational)?;
+    let located = super::locate(&args.store)?;
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,
@@ -406,7 +394,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             purge_age: opts.purge_age,
             grace: opts.grace,
             follow_ups: true,
-            misplaced_content: misplaced_content(&before.inv),
+            misplaced_content: verify::misplaced_content(&before.inv),
         },
     );
     if let Some(path) = &args.plan {
@@ -528,7 +516,11 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         if remaining.is_empty() {
             let _ = writeln!(out, "No errors remain.");
         } else {
-            let _ = writeln!(out, "{} errors remain:", remaining.len());
+            let _ = writeln!(
+                out,
+                "{} remain:",
+                plural(remaining.len() as u64, "error", "errors")
+            );
             for f in remaining.iter().take(20) {
                 let _ = writeln!(
                     out,
@@ -600,7 +592,7 @@ fn list_runs(root: &Path, json: bool) -> i32 {
 }
 
 pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
-    let located = args.store.locate().map_err(Failure::Operational)?;
+    let located = super::locate(&args.store)?;
     let root = located.store.root.clone();
     let json = args.format == Format::Json;
     if args.list {
@@ -676,5 +668,5 @@ pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
 }
 
 fn steps_n(n: usize) -> String {
-    format!("{n} step{}", if n == 1 { "" } else { "s" })
+    plural(n as u64, "step", "steps")
 }

@@ -47,42 +47,25 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// Whole seconds as short duration text that `parse` reads back: `45s`, `9m30s`, `2h5m`, `3d4h`
-/// (the two largest units).
-pub fn format_short(secs: i64) -> String {
-    let s = secs.max(0);
-    let (d, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec}s"),
-        (0, 0, _) if sec == 0 => format!("{m}m"),
-        (0, 0, _) => format!("{m}m{sec}s"),
-        (0, _, 0) => format!("{h}h"),
-        (0, _, _) => format!("{h}h{m}m"),
-        (_, 0, _) => format!("{d}d"),
-        _ => format!("{d}d{h}h"),
+/// Seconds as the shortest duration text `parse` reads back: `30d`, `6h`, `1h30m`, `90s` -> `1m30s`.
+pub fn format(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
     }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{format_short, parse};
-
-    #[test]
-    fn short_text() {
-        for (secs, text) in [
-            (0, "0s"),
-            (45, "45s"),
-            (600, "10m"),
-            (570, "9m30s"),
-            (7500, "2h5m"),
-            (3600, "1h"),
-            (273600, "3d4h"),
-            (86400, "1d"),
-        ] {
-            assert_eq!(format_short(secs), text);
-            assert!(parse(text).unwrap().as_secs() <= secs as u64);
-        }
-    }
+    use super::{format, parse};
     use std::time::Duration;
 
     #[test]
@@ -96,6 +79,20 @@ mod tests {
         assert_eq!(parse("2d").unwrap(), Duration::from_secs(172800));
         for bad in ["", "10", "h", "10x", "-1s", "1e400h"] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for (secs, text) in [
+            (0, "0s"),
+            (90, "1m30s"),
+            (21_600, "6h"),
+            (2_592_000, "30d"),
+            (5_400, "1h30m"),
+        ] {
+            assert_eq!(format(secs), text);
+            assert_eq!(parse(text).unwrap().as_secs(), secs);
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod digest;
 pub mod duration;
 pub mod finding;
+pub mod gojson;
 pub mod inventory;
 pub mod layout;
 pub mod manifest;

@@ -422,7 +422,7 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
                 return Some(Status::Skipped {
                     reason: format!(
                         "modified {} ago, within the grace window",
-                        crate::model::duration::format_short((opts.now - m).max(0))
+                        crate::model::duration::format((opts.now - m).max(0) as u64)
                     ),
                     eligible_at: Some(m + opts.grace),
                 })

@@ -347,6 +347,24 @@ impl Planner<'_> {
                     vec![parent(&path)],
                 );
             }
+            Code::RevisionLinkMissing => {
+                // Registry 2.8 serves this manifest only through its `_layers` fallback; the
+                // revision link is what the registry (and every garbage-collect) needs.
+                if let Some(d) = f.digest.as_ref().filter(|d| sound(inv, d)) {
+                    if matches!(inv.manifest(d), Some(Ok(_))) {
+                        self.push(
+                            ActionKind::WriteLink {
+                                path: path.clone(),
+                                digest: d.clone(),
+                            },
+                            f.code,
+                            "restore the revision link; the manifest blob exists, hashes correctly and parses",
+                            false,
+                            vec![layout::blob_data(d)],
+                        );
+                    }
+                }
+            }
             Code::TagIndexMissingCurrent => {
                 if let Some(d) = &f.digest {
                     let tag_current = f

@@ -180,9 +180,20 @@ pub struct GcOutcome {
 }
 
 pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
+    gc_dry_run_as(root, delete_untagged, false)
+}
+
+/// `gc_dry_run`, run as an unprivileged user when `unprivileged` (see
+/// `store::unprivileged`): what the real GC does where that user cannot read something.
+pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> GcOutcome {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), root, None);
-    let mut cmd = Command::new("docker-registry");
+    let mut cmd = if unprivileged {
+        super::store::open_to_all(dir.path());
+        super::store::unprivileged("docker-registry")
+    } else {
+        Command::new("docker-registry")
+    };
     cmd.args(["garbage-collect", "--dry-run"]);
     if delete_untagged {
         cmd.arg("--delete-untagged");

@@ -227,3 +227,73 @@ pub fn misplace_blob(root: &Path, d: &regfsck::model::digest::Digest) {
     )
     .unwrap();
 }
+
+/// Whether the tests run as root (who reads everything: permission tests then need another user).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// A command run as an unprivileged user: as root (here and in CI), `nobody` through `setpriv`;
+/// otherwise the current user, for whom a mode-000 file owned by them is unreadable too.
+pub fn unprivileged(program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--",
+            program,
+        ]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Make a test folder (tempdirs are 0700) and everything in it readable by every user, so that
+/// an unprivileged user meets exactly the one thing a test then makes unreadable.
+pub fn open_to_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+}
+
+/// (code, path) of every finding of a `check --format json` document.
+pub fn code_paths(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The paths of the findings with `code`.
+pub fn codes_at(doc: &serde_json::Value, code: &str) -> Vec<String> {
+    code_paths(doc)
+        .into_iter()
+        .filter(|(c, _)| c == code)
+        .map(|(_, p)| p)
+        .collect()
+}
