@@ -291,6 +291,8 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         lossy: false,
         now: opts.now,
         purge_age: opts.purge_age,
+        grace: opts.grace,
+        follow_ups: false,
         misplaced_content: misplaced,
     };
     let mut repeat_flags = Vec::new();

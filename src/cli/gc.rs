@@ -358,6 +358,8 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
             lossy: false,
             now: opts.now,
             purge_age: opts.purge_age,
+            grace: opts.grace,
+            follow_ups: false,
             misplaced_content: crate::store::verify::misplaced_content(&inv),
         };
         let all: Vec<Finding> = hazards

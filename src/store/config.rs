@@ -95,6 +95,19 @@ pub fn parse(text: &str, env_root: Option<&str>) -> Result<RegistryConfig, Strin
     })
 }
 
+/// Like `parse`, for a config some other registry process runs with: `Ok(None)` when it uses
+/// another storage driver (so it serves no filesystem store).
+pub fn parse_any_driver(
+    text: &str,
+    env_root: Option<&str>,
+) -> Result<Option<RegistryConfig>, String> {
+    match parse(text, env_root) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.starts_with("storage driver is") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Read and parse a config file, honouring the environment override.
 pub fn load(path: &Path) -> Result<RegistryConfig, String> {
     let text = std::fs::read_to_string(path)
@@ -138,6 +151,11 @@ mod tests {
             .contains("multiple"));
         assert!(parse("version: 0.1\n", None).is_err());
         assert!(parse(": : :\n\t- [", None).is_err());
+        assert_eq!(
+            parse_any_driver("storage:\n  s3:\n    bucket: b\n", None),
+            Ok(None)
+        );
+        assert!(parse_any_driver(": : :\n\t- [", None).is_err());
     }
 
     #[test]

@@ -4,3 +4,4 @@
 pub mod damage;
 pub mod registry;
 pub mod store;
+pub mod unprivileged;

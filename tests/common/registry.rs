@@ -103,20 +103,53 @@ impl Registry {
             ":"
         };
         let dest = tempfile::tempdir().unwrap();
+        self.skopeo(
+            &format!("docker://127.0.0.1:{}/{repo}{sep}{reference}", self.port),
+            &format!("oci:{}:x", dest.path().display()),
+        )
+    }
+}
+
+impl Registry {
+    /// The registry's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file it serves with.
+    pub fn config(&self) -> PathBuf {
+        self._dir.path().join("config.yml")
+    }
+
+    /// Copy a tag (every platform) into the OCI layout `dir` (image name `x`).
+    pub fn pull_to(&self, repo: &str, tag: &str, dir: &Path) -> Result<(), String> {
+        self.skopeo(
+            &format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port),
+            &format!("oci:{}:x", dir.display()),
+        )
+    }
+
+    /// Push the image `x` of the OCI layout `dir` as `repo:tag`: a real registry write.
+    pub fn push(&self, dir: &Path, repo: &str, tag: &str) -> Result<(), String> {
+        self.skopeo(
+            &format!("oci:{}:x", dir.display()),
+            &format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port),
+        )
+    }
+
+    fn skopeo(&self, from: &str, to: &str) -> Result<(), String> {
         let out = Command::new("skopeo")
             .args([
                 "copy",
                 "-q",
                 "--all",
                 "--src-tls-verify=false",
+                "--dest-tls-verify=false",
                 "--retry-times",
                 "0",
+                from,
+                to,
             ])
-            .arg(format!(
-                "docker://127.0.0.1:{}/{repo}{sep}{reference}",
-                self.port
-            ))
-            .arg(format!("oci:{}:x", dest.path().display()))
             .output()
             .unwrap();
         if out.status.success() {

@@ -1,5 +1,5 @@
-//! Fixture stores copied into temporary folders (with their empty folders restored), store
-//! fingerprints, and running the regfsck binary.
+//! Fixture stores copied into temporary folders (with their empty folders restored and every
+//! mtime pinned), store fingerprints, and running the regfsck binary.
 
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -44,7 +44,32 @@ pub fn fixture(name: &str) -> tempfile::TempDir {
     for d in dirs.lines().filter(|l| !l.is_empty()) {
         std::fs::create_dir_all(tmp.path().join(d)).unwrap();
     }
+    pin_folders(tmp.path());
     tmp
+}
+
+/// Give every folder below `root` the fixture mtime, deepest first (pinning a folder's entries
+/// would not touch it, but creating them did): a folder's mtime says when an entry was last
+/// added or removed, which repair's grace window reads like any other.
+fn pin_folders(root: &Path) {
+    let mut dirs = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let pinned = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXTURE_MTIME as u64);
+    for d in dirs.iter().rev() {
+        std::fs::File::open(d)
+            .unwrap()
+            .set_modified(pinned)
+            .unwrap();
+    }
 }
 
 pub fn v2(root: &Path) -> PathBuf {
@@ -182,6 +207,25 @@ pub fn rm_v2(root: &Path, rel: &str) {
     } else {
         std::fs::remove_file(p).unwrap()
     }
+}
+
+/// Flip one bit in the middle of a blob's data (mtime pinned): a corrupt blob.
+pub fn corrupt_blob(root: &Path, d: &regfsck::model::digest::Digest) {
+    let p = regfsck::model::layout::blob_data(d);
+    let mut b = std::fs::read(v2(root).join(&p)).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    write_v2(root, &p, &b);
+}
+
+/// Move a blob's folder to `blobs/sha256/zz/<hex>`: data at a path the registry does not read.
+pub fn misplace_blob(root: &Path, d: &regfsck::model::digest::Digest) {
+    std::fs::create_dir_all(v2(root).join("blobs/sha256/zz")).unwrap();
+    std::fs::rename(
+        v2(root).join(regfsck::model::layout::blob_dir(d)),
+        v2(root).join(format!("blobs/sha256/zz/{}", d.hex())),
+    )
+    .unwrap();
 }
 
 /// Whether the tests run as root (who reads everything: permission tests then need another user).

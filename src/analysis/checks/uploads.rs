@@ -16,7 +16,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 StartedAt::Missing | StartedAt::Invalid(_) => None,
             };
             let newest = started.unwrap_or(u.mtime).max(u.mtime);
-            if newest > o.now - o.grace {
+            // Written to within the grace window: active, whatever startedat says (a client may
+            // resume an old upload), so never stale.
+            let active = newest > o.now - o.grace;
+            if active {
                 out.push(
                     Finding::new(
                         Code::UploadRecent,
@@ -31,7 +34,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 );
             }
             match (&u.started_at, started) {
-                (_, Some(t)) if t < o.now - o.purge_age => out.push(
+                (_, Some(t)) if t < o.now - o.purge_age && !active => out.push(
                     Finding::new(
                         Code::UploadStale,
                         &path,
