@@ -9,7 +9,7 @@
 mod common;
 
 use common::damage::{damaged_sample, unpredictable_sample};
-use common::store::{fixture, fixture_now, regfsck, run_json};
+use common::store::{fixture, fixture_now, regfsck, run_json, v2};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -262,6 +262,64 @@ fn every_json_output_matches_its_schema() {
     );
     case("plan", &plan(sample.path(), &[]), "repair --plan on sample");
 
+    // repair --format json: a preview, then a run that applies, skips (grace) and keeps a step
+    // that undo must not reverse; the runs list before and after; undo's outcome.
+    let repaired = damaged_sample();
+    let root = repaired.path().to_str().unwrap();
+    let now = fixture_now(repaired.path()).to_string();
+    let (_, runs) = run_json(&["undo", root, "--list"]);
+    assert!(runs["runs"].as_array().unwrap().is_empty());
+    case("runs", &runs, "undo --list without runs");
+    let (_, preview) = run_json(&["repair", root, "--now", &now, "--lossy"]);
+    assert_eq!(preview["applied"], false);
+    case("repair", &preview, "repair --format json (preview)");
+    // A fresh foreign file inside the grace window: its quarantine is skipped, with eligible_at.
+    let fresh = v2(repaired.path()).join("repositories/team/_fresh");
+    std::fs::write(&fresh, b"x").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&fresh)
+        .unwrap()
+        .set_modified(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(fixture_now(repaired.path()) as u64 - 60),
+        )
+        .unwrap();
+    let (_, applied) = run_json(&["repair", root, "--now", &now, "--apply", "--yes", "--lossy"]);
+    assert_eq!(applied["applied"], true, "{applied:#}");
+    let statuses: BTreeSet<&str> = applied["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains("applied") && statuses.contains("skipped"),
+        "{statuses:?}"
+    );
+    case("repair", &applied, "repair --apply --format json");
+    let run = applied["run"].as_str().unwrap().to_string();
+    // Someone writes after the run: the link the run rewrote changes again.
+    let rewritten = applied["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "write-link" && a["status"] == "applied")
+        .expect("a link the run rewrote")["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(v2(repaired.path()).join(&rewritten), b"sha256:changed").unwrap();
+    let (_, runs) = run_json(&["undo", root, "--list"]);
+    case("runs", &runs, "undo --list with a run");
+    let (code, undo) = run_json(&["undo", root, "--run", &run]);
+    assert_eq!(code, 4, "{undo:#}");
+    assert!(!undo["kept"].as_array().unwrap().is_empty(), "{undo:#}");
+    case("undo", &undo, "undo that keeps a newer write");
+    let (_, runs) = run_json(&["undo", root, "--list"]);
+    assert_eq!(runs["runs"][0]["state"], "partly-undone", "{runs:#}");
+    case("runs", &runs, "undo --list after a partial undo");
+
     // The error object: operational and usage errors, from clap and from the run.
     let nowhere = sample.path().join("nowhere");
     for (args, kind) in [
@@ -307,7 +365,7 @@ fn drifted_documents_fail_their_schema() {
     let (_, du) = json(damaged.path(), "du", &[]);
     c.assert_valid("check", &check, "check damaged");
     type Edit = fn(&mut Value);
-    let edits: [(&str, &Value, &str, Edit); 12] = [
+    let edits: [(&str, &Value, &str, Edit); 14] = [
         ("check", &check, "an unknown top-level key", |d| {
             d["extra"] = 1.into()
         }),
@@ -343,6 +401,24 @@ fn drifted_documents_fail_their_schema() {
                 .find(|f| f["repair"].get("actions").is_some())
                 .unwrap();
             f["repair"]["actions"][0]["kind"] = "delete".into()
+        }),
+        ("check", &check, "an unknown key in an action", |d| {
+            let f = d["findings"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|f| f["repair"].get("actions").is_some())
+                .unwrap();
+            f["repair"]["actions"][0]["status"] = "applied".into()
+        }),
+        ("check", &check, "evidence that is not a list of paths", |d| {
+            let f = d["findings"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|f| f["repair"].get("actions").is_some())
+                .unwrap();
+            f["repair"]["actions"][0]["evidence"] = "blobs/".into()
         }),
         ("gc", &gc, "an unknown registry version", |d| {
             d["predictions"][0]["registry_version"] = "2.7".into()
