@@ -186,8 +186,19 @@ fn gc_advice(inv: &Inventory, config: Option<&PathBuf>) -> String {
     o
 }
 
+/// The filesystem store: repair's applier works on a local filesystem only, for now.
+fn local(located: &super::Located) -> Result<scan::Store, Failure> {
+    located.store.local().cloned().ok_or_else(|| {
+        Failure::Usage(format!(
+            "{}: repair and undo work on filesystem stores only for now (check, du and gc read object storage)",
+            located.store.location()
+        ))
+    })
+}
+
 pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
+    let store = local(&located)?;
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,
@@ -195,7 +206,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         located.registry.as_ref(),
     )?;
     super::configure_threads(args.jobs);
-    let root = located.store.root.clone();
+    let root = store.root.clone();
     let apply_opts = ApplyOptions {
         grace: opts.grace,
         now: opts.now,
@@ -211,7 +222,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             );
         }
     }
-    let before = check_store(&located.store, &opts, args.no_verify, args.quiet)?;
+    let before = check_store(&store, &opts, args.no_verify, args.quiet)?;
     let plan = plan::repair::plan(
         &before.inv,
         &before.findings,
@@ -284,7 +295,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     for (i, why) in &outcome.skipped {
         let _ = writeln!(out, "  skipped {}: {why}", plan.actions[*i].kind.path());
     }
-    let after = check_store(&located.store, &opts, args.no_verify, true)?;
+    let after = check_store(&store, &opts, args.no_verify, true)?;
     let remaining = errors(&after.findings);
     if remaining.is_empty() {
         let _ = writeln!(out, "No errors remain.");
@@ -323,7 +334,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
 
 pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
-    let root = located.store.root.clone();
+    let root = local(&located)?.root;
     if args.list {
         let mut out = String::new();
         for r in apply::runs(&root) {

@@ -5,7 +5,7 @@
 
 mod blobs;
 pub mod fsio;
-mod manifests;
+pub(crate) mod manifests;
 mod repos;
 
 use crate::model::inventory::{Blob, Entry, EntryKind, Inventory};

@@ -1,0 +1,343 @@
+//! The registry's `s3` storage driver's store, read through the S3 API: configuration and
+//! credentials (`config`), a small signed client (`client`), the flat-listing scanner (`scan`),
+//! streamed hashing of blobs, and the object operations of the storage seam.
+
+pub mod client;
+pub mod config;
+pub mod scan;
+mod xml;
+
+use crate::model::digest::Digest;
+use crate::model::inventory::{Inventory, Verify};
+use crate::model::layout;
+use crate::progress::{Progress, Unit};
+use crate::store::scan::ScanOptions;
+use crate::store::verify::VerifyOptions;
+use client::Client;
+use config::S3Config;
+use sha2::{Digest as _, Sha256};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A store in a bucket.
+pub struct S3Store {
+    pub config: S3Config,
+    pub client: Client,
+    /// Blob ETags of the last scan, by digest: hashing asks for exactly the object listed.
+    etags:
+        Mutex<std::collections::HashMap<Digest, String, crate::model::digest::DigestBuildHasher>>,
+}
+
+impl S3Store {
+    /// Connect (lazily: no request yet) with the credential chain of the registry's driver.
+    pub fn open(config: S3Config) -> Result<S3Store, String> {
+        let creds = config.credentials(&|k| std::env::var(k).ok())?;
+        if !config.v4auth {
+            eprintln!("regfsck: warning: v4auth is false; regfsck signs with AWS Signature Version 4 only");
+        }
+        let client = Client::new(&config, creds)?;
+        Ok(S3Store {
+            config,
+            client,
+            etags: Mutex::default(),
+        })
+    }
+
+    fn key(&self, rel: &str) -> String {
+        format!("{}{rel}", self.config.v2_prefix())
+    }
+
+    /// The key below the store's root directory (beside `docker/`), e.g. the quarantine's.
+    fn root_key(&self, rel: &str) -> String {
+        let p = self.config.prefix();
+        if p.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{p}/{rel}")
+        }
+    }
+
+    pub fn scan(&self, opts: &ScanOptions, progress: &dyn Progress) -> anyhow::Result<Inventory> {
+        let started = Instant::now();
+        let bar = progress.counter("scan");
+        let builder = Mutex::new(scan::Builder::default());
+        let cancelled = || opts.cancelled();
+        scan::list_all(self, &builder, &cancelled, bar.as_ref()).map_err(|e| anyhow::anyhow!(e))?;
+        if opts.cancelled() {
+            return Err(crate::store::scan::Interrupted.into());
+        }
+        let mut b = builder.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.etags.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut b.etags);
+        let mut inv = scan::finish(self, b, &cancelled);
+        inv.multipart_uploads = self.multipart_uploads()?;
+        inv.normalize();
+        let v2 = self.config.v2_prefix();
+        crate::store::scan::manifests::read_all_with(&mut inv, &cancelled, &|inv, chunk| {
+            crate::store::pool::run(scan::IN_FLIGHT, chunk.to_vec(), |d: Digest, _| {
+                use crate::store::scan::manifests::{no_blob, too_large, Read};
+                let Some(blob) = inv.blob(&d) else {
+                    return (d, no_blob());
+                };
+                if let Some(r) = too_large(inv, &d) {
+                    return (d, r);
+                }
+                let key = format!("{v2}{}", layout::blob_data(&d));
+                let read = match self.client.get(&key, blob.size) {
+                    Ok(buf) => Read::Parsed(crate::model::manifest::parse(&buf)),
+                    Err(e) => Read::Unreadable(e.to_string()),
+                };
+                (d, read)
+            })
+        });
+        bar.finish();
+        if opts.cancelled() {
+            return Err(crate::store::scan::Interrupted.into());
+        }
+        inv.stats.blob_bytes = inv.blobs.iter().map(|b| b.size).sum();
+        inv.stats.scan_seconds = started.elapsed().as_secs_f64();
+        inv.stats.requests = Some(self.client.requests());
+        Ok(inv)
+    }
+
+    /// Incomplete multipart uploads below `repositories/` (where the registry's uploads are),
+    /// with the bytes their parts hold.
+    fn multipart_uploads(&self) -> anyhow::Result<Vec<crate::model::inventory::MultipartUpload>> {
+        let v2 = self.config.v2_prefix();
+        let list = self.client.list_multipart(&v2).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot list the multipart uploads of s3://{}/{v2}: {e}",
+                self.config.bucket
+            )
+        })?;
+        let sized = crate::store::pool::run(scan::IN_FLIGHT, list, |m, _| {
+            let bytes = self.client.multipart_size(&m).ok();
+            crate::model::inventory::MultipartUpload {
+                path: m.key.strip_prefix(&v2).unwrap_or(&m.key).to_string(),
+                upload_id: m.upload_id,
+                initiated: m.initiated,
+                bytes,
+            }
+        });
+        Ok(sized)
+    }
+
+    /// Hash the selected blobs by streaming GETs, many in flight; each GET asks for the object
+    /// version the listing saw (If-Match), so a blob replaced since reads as changed.
+    pub fn verify(&self, inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
+        let started = Instant::now();
+        let selected: Vec<usize> = inv
+            .blobs
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| opts.select.as_ref().is_none_or(|s| s(b)))
+            .map(|(i, _)| i)
+            .collect();
+        let total: u64 = selected.iter().map(|&i| inv.blobs[i].size).sum();
+        let bar = progress.bar("verify", total, Unit::Bytes);
+        let stopped = AtomicBool::new(false);
+        let hashed_bytes = AtomicU64::new(0);
+        let etags = self.etags.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let blobs = &inv.blobs;
+        let results = crate::store::pool::run(scan::IN_FLIGHT, selected, |i: usize, _| {
+            let stop = opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+                || opts.deadline.is_some_and(|d| Instant::now() >= d);
+            if stop {
+                stopped.store(true, Ordering::Relaxed);
+                return (i, Verify::NotChecked);
+            }
+            let b = &blobs[i];
+            let key = self.key(&layout::blob_data(&b.digest));
+            let v = match self.hash_object(
+                &key,
+                etags.get(&b.digest).map(String::as_str),
+                b.size,
+                opts,
+            ) {
+                Ok(d) if d == b.digest => Verify::Ok,
+                Ok(d) => Verify::Mismatch(Box::new(d)),
+                Err(v) => v,
+            };
+            if v == Verify::NotChecked {
+                stopped.store(true, Ordering::Relaxed);
+                return (i, v);
+            }
+            hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
+            bar.inc(b.size);
+            (i, v)
+        });
+        bar.finish();
+        let mut hashed = 0;
+        for (i, v) in results {
+            if v != Verify::NotChecked {
+                hashed += 1;
+            }
+            inv.set_verify(i, v);
+        }
+        inv.stats.hashed_blobs += hashed;
+        inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);
+        inv.stats.hash_seconds += started.elapsed().as_secs_f64();
+        inv.stats.hash_incomplete |= stopped.load(Ordering::Relaxed);
+        inv.stats.requests = Some(self.client.requests());
+    }
+
+    fn hash_object(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        size: u64,
+        opts: &VerifyOptions,
+    ) -> Result<Digest, Verify> {
+        let mut r = match self.client.get_stream(key, etag) {
+            Ok(r) => r,
+            Err(e) if e.not_found() => {
+                return Err(Verify::Changed(Box::new("vanished after the scan".into())))
+            }
+            Err(e) if e.status == 412 => {
+                return Err(Verify::Changed(Box::new(
+                    "replaced after the scan (its ETag changed)".into(),
+                )))
+            }
+            Err(e) => return Err(Verify::Unreadable(Box::new(e.to_string()))),
+        };
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n_total = 0u64;
+        loop {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                return Err(Verify::NotChecked);
+            }
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| Verify::Unreadable(Box::new(e.to_string())))?;
+            if n == 0 {
+                break;
+            }
+            n_total += n as u64;
+            h.update(&buf[..n]);
+        }
+        if n_total != size {
+            return Err(Verify::Changed(Box::new(format!(
+                "size changed since the scan ({size} -> {n_total} bytes)"
+            ))));
+        }
+        Ok(Digest::sha256(h.finalize().into()))
+    }
+
+    /// sha256 of each data object at a malformed path below blobs/ (for the repair planner).
+    pub fn misplaced_content(&self, inv: &Inventory) -> std::collections::HashMap<String, Digest> {
+        use crate::model::inventory::{BlobFault, EntryKind};
+        let mut out = std::collections::HashMap::new();
+        for e in &inv.entries {
+            if let EntryKind::BlobPath {
+                fault: BlobFault::BadPath,
+                size: Some(size),
+            } = &e.kind
+            {
+                if let Ok(d) =
+                    self.hash_object(&self.key(&e.path), None, *size, &VerifyOptions::default())
+                {
+                    out.insert(e.path.clone(), d);
+                }
+            }
+        }
+        out
+    }
+
+    // The object operations of the storage seam (see `store::Storage`).
+
+    pub fn list(&self, rel: &str, by_folder: bool) -> std::io::Result<Vec<crate::store::Listed>> {
+        let prefix = self.key(rel);
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_page(&prefix, None, token.as_deref(), by_folder, 1000)
+                .map_err(io)?;
+            for o in page.objects {
+                out.push(crate::store::Listed {
+                    rel: o.key[self.config.v2_prefix().len()..].to_string(),
+                    folder: false,
+                    size: o.size,
+                    mtime: o.mtime,
+                    etag: Some(o.etag),
+                });
+            }
+            for p in page.prefixes {
+                out.push(crate::store::Listed {
+                    rel: p[self.config.v2_prefix().len()..]
+                        .trim_end_matches('/')
+                        .to_string(),
+                    folder: true,
+                    size: 0,
+                    mtime: 0,
+                    etag: None,
+                });
+            }
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn read_small(&self, rel: &str, cap: u64) -> std::io::Result<Vec<u8>> {
+        let b = self.client.get(&self.key(rel), cap).map_err(io)?;
+        if b.len() as u64 > cap {
+            return Err(std::io::Error::other(format!(
+                "{rel}: larger than {cap} bytes"
+            )));
+        }
+        Ok(b)
+    }
+
+    pub fn open_object(&self, rel: &str) -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(
+            self.client.get_stream(&self.key(rel), None).map_err(io)?,
+        ))
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.client.put(&self.key(rel), bytes).map_err(io)
+    }
+
+    /// Server-side copy to `regfsck-quarantine/<run>/<rel>` beside `docker/`, then delete.
+    pub fn quarantine(&self, rel: &str, run: &str) -> std::io::Result<()> {
+        let to = self.root_key(&format!("{}/{run}/{rel}", layout::QUARANTINE_DIR));
+        self.client.copy(&self.key(rel), &to).map_err(io)?;
+        self.client.delete(&self.key(rel)).map_err(io)
+    }
+
+    pub fn delete(&self, rel: &str) -> std::io::Result<()> {
+        self.client.delete(&self.key(rel)).map_err(io)
+    }
+
+    /// Abort an incomplete multipart upload (`path` relative to v2).
+    pub fn abort_multipart(&self, path: &str, upload_id: &str) -> std::io::Result<()> {
+        self.client
+            .abort_multipart(&client::Multipart {
+                key: self.key(path),
+                upload_id: upload_id.to_string(),
+                initiated: 0,
+            })
+            .map_err(io)
+    }
+}
+
+fn io(e: client::S3Error) -> std::io::Error {
+    if e.not_found() {
+        std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string())
+    } else {
+        std::io::Error::other(e.to_string())
+    }
+}
