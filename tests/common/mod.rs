@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod s3;
 pub mod store;

@@ -155,18 +155,27 @@ pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
 pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> GcOutcome {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), root, None);
-    let mut cmd = if unprivileged {
+    let cmd = if unprivileged {
         super::store::open_to_all(dir.path());
         super::store::unprivileged("docker-registry")
     } else {
         Command::new("docker-registry")
     };
+    gc_dry_run_with(cmd, &cfg, delete_untagged)
+}
+
+/// The real `garbage-collect --dry-run [-m]` with this configuration file (any driver).
+pub fn gc_dry_run_config(cfg: &Path, delete_untagged: bool) -> GcOutcome {
+    gc_dry_run_with(Command::new("docker-registry"), cfg, delete_untagged)
+}
+
+fn gc_dry_run_with(mut cmd: Command, cfg: &Path, delete_untagged: bool) -> GcOutcome {
     cmd.args(["garbage-collect", "--dry-run"]);
     if delete_untagged {
         cmd.arg("--delete-untagged");
     }
     let out = cmd
-        .arg(&cfg)
+        .arg(cfg)
         .output()
         .expect("run docker-registry garbage-collect");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

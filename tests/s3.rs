@@ -1,0 +1,450 @@
+//! Object storage: the `sample` store pushed through the real registry's s3 driver into a local
+//! S3 server (moto) must give the findings, usage and GC predictions the filesystem fixture gives
+//! (except what only object storage has), the GC prediction must equal the real
+//! `garbage-collect --dry-run` on the bucket, each object-storage finding has a break-one test,
+//! and no credential ever reaches the output.
+
+mod common;
+
+use common::registry::gc_dry_run_config;
+use common::s3::{self as s3, http, json, path_of, regfsck_s3, Moto};
+use common::store::{code_paths, fixture, fixture_now, run_json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const ROOT: &str = "/reg";
+
+/// Findings as (code, path) with upload ids replaced (they differ between two pushes).
+fn normalized(doc: &serde_json::Value, uuids: &[&str]) -> BTreeSet<(String, String)> {
+    code_paths(doc)
+        .into_iter()
+        .map(|(c, mut p)| {
+            for u in uuids {
+                p = p.replace(u, "<uuid>");
+            }
+            (c, p)
+        })
+        .collect()
+}
+
+fn eligible(doc: &serde_json::Value, m: bool) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    let p = doc["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["registry_version"] == "2.8" && p["delete_untagged"] == m)
+        .unwrap();
+    let blobs = p["eligible_blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    let manifests = p["eligible_manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["repo"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (blobs, manifests)
+}
+
+fn du_rows(doc: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> {
+    doc["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_u64().unwrap();
+            (
+                r["repo"].as_str().unwrap().to_string(),
+                (
+                    n("referenced_bytes"),
+                    n("exclusive_bytes"),
+                    n("shared_bytes"),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sample_on_s3_agrees_with_the_filesystem_fixture_and_the_real_gc() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let expected = s3::push_sample(&moto, "sample", ROOT);
+    let cfg = moto.config("sample", ROOT, "");
+    let cfg = path_of(&cfg);
+    let now = (moto.now("sample") + 86_400).to_string();
+    let s3_uuid = expected["upload"]["uuid"].as_str().unwrap().to_string();
+
+    let fs = fixture("sample");
+    let fs_root = path_of(fs.path());
+    let fs_now = fixture_now(fs.path()).to_string();
+    let fs_uuid = common::store::expected("sample")["upload"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uuids = [s3_uuid.as_str(), fs_uuid.as_str()];
+
+    // check: the same findings, but for what only one medium has.
+    let (_, fs_doc) = run_json(&["check", fs_root, "--now", &fs_now]);
+    let before = moto.requests();
+    let out = regfsck_s3(
+        &["check", "--config", cfg, "--now", &now, "--format", "json"],
+        &[],
+    );
+    let s3_doc = json(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check_requests = moto.requests() - before;
+    let a = normalized(&fs_doc, &uuids);
+    let b = normalized(&s3_doc, &uuids);
+    let only_fs: BTreeSet<_> = a.difference(&b).cloned().collect();
+    let only_s3: BTreeSet<_> = b.difference(&a).cloned().collect();
+    let doomed = "repositories/scratch/doomed";
+    let rev = format!(
+        "{doomed}/_manifests/revisions/sha256/{}",
+        expected["deleted_manifest"]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+    );
+    // An API delete leaves an empty revision folder on a filesystem (dir-empty, and a
+    // repository with _manifests but nothing in it); on object storage nothing of it remains,
+    // so the repository has _layers and no _manifests at all.
+    let s = |c: &str, p: &str| (c.to_string(), p.to_string());
+    assert_eq!(
+        only_fs,
+        BTreeSet::from([s("dir-empty", &rev), s("repo-empty", doomed)]),
+        "only on the filesystem"
+    );
+    // The abandoned upload's blob data is an incomplete multipart upload on S3, which a listing
+    // never shows. (moto reports every upload as started on 2010-11-10: it is old here.)
+    let upload = format!("repositories/library/alpine/_uploads/<uuid>/data");
+    assert_eq!(
+        only_s3,
+        BTreeSet::from([
+            s("repo-missing-manifests", &format!("{doomed}/_manifests")),
+            s("upload-multipart-incomplete", &upload),
+        ]),
+        "only on object storage"
+    );
+    let mp = s3_doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "upload-multipart-incomplete")
+        .unwrap();
+    assert!(mp["message"].as_str().unwrap().contains(" bytes)"), "{mp}");
+    // Every blob hashed through streaming GETs, all sound.
+    assert_eq!(s3_doc["summary"]["blobs"], fs_doc["summary"]["blobs"]);
+    assert_eq!(
+        s3_doc["summary"]["verification"]["verified_blobs"],
+        fs_doc["summary"]["blobs"]
+    );
+
+    // The direct form reads the same store with credentials from the environment.
+    let creds = [("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")];
+    let endpoint = moto.endpoint();
+    let url = format!("s3://sample{ROOT}");
+    let out = regfsck_s3(
+        &[
+            "check",
+            &url,
+            "--endpoint",
+            &endpoint,
+            "--now",
+            &now,
+            "--format",
+            "json",
+            "--no-verify",
+        ],
+        &creds,
+    );
+    assert_eq!(normalized(&json(&out), &uuids), b);
+    let out = regfsck_s3(&["check", &url, "--endpoint", &endpoint], &[]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no S3 credentials"));
+
+    // du: the same bytes per repository.
+    let (_, fs_du) = run_json(&["du", fs_root, "--now", &fs_now]);
+    let out = regfsck_s3(
+        &["du", "--config", cfg, "--now", &now, "--format", "json"],
+        &[],
+    );
+    assert_eq!(du_rows(&json(&out)), du_rows(&fs_du));
+
+    // gc: the same predictions, and exactly what the real GC's dry-run says on the bucket.
+    let (_, fs_gc) = run_json(&["gc", fs_root]);
+    let before = moto.requests();
+    let out = regfsck_s3(&["gc", "--config", cfg, "--format", "json"], &[]);
+    let gc_requests = moto.requests() - before;
+    let s3_gc = json(&out);
+    for m in [false, true] {
+        assert_eq!(
+            eligible(&s3_gc, m),
+            eligible(&fs_gc, m),
+            "-m={m}: s3 vs filesystem"
+        );
+        let before = moto.requests();
+        let real = gc_dry_run_config(std::path::Path::new(cfg), m);
+        let real_requests = moto.requests() - before;
+        assert!(real.aborted.is_none(), "{:?}", real.aborted);
+        assert_eq!(
+            eligible(&s3_gc, m),
+            (real.eligible_blobs.clone(), real.eligible_manifests.clone()),
+            "-m={m}: the real GC on the bucket"
+        );
+        assert!(!real.eligible_blobs.is_empty());
+        eprintln!(
+            "requests: regfsck check {check_requests}, regfsck gc {gc_requests}, garbage-collect --dry-run{} {real_requests}",
+            if m { " -m" } else { "" }
+        );
+        assert!(
+            gc_requests < real_requests,
+            "{gc_requests} vs {real_requests}"
+        );
+    }
+}
+
+#[test]
+fn object_storage_findings_break_one_thing_each() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let expected = s3::push_sample(&moto, "breakone", ROOT);
+    let cfg = moto.config("breakone", ROOT, "");
+    let cfg = path_of(&cfg);
+    let now = (moto.now("breakone") + 86_400).to_string();
+    let v2 = "reg/docker/registry/v2";
+    let check = || {
+        let out = regfsck_s3(
+            &["check", "--config", cfg, "--now", &now, "--format", "json"],
+            &[],
+        );
+        json(&out)
+    };
+    let before = check();
+
+    // An incomplete multipart upload (started, one part sent, never completed).
+    let key =
+        format!("{v2}/repositories/beta/app/_uploads/0b5c5a56-4a5e-4f6e-9a1e-2b3c4d5e6f70/data");
+    let (st, body) = http(moto.port, "POST", &format!("/breakone/{key}?uploads"), b"");
+    assert_eq!(st, 200, "{body}");
+    let id = body
+        .split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    let (st, _) = http(
+        moto.port,
+        "PUT",
+        &format!("/breakone/{key}?partNumber=1&uploadId={id}"),
+        &[7u8; 1234],
+    );
+    assert_eq!(st, 200);
+    // Keys no filesystem path can hold.
+    moto.put("breakone", &format!("{v2}/repositories/beta//app"), b"x");
+    moto.put(
+        "breakone",
+        &format!("{v2}/repositories/library/./alpine/x"),
+        b"x",
+    );
+    moto.put("breakone", &format!("{v2}/blobs/sha256/"), b"x");
+    // A layer link that holds another digest (same size: only its ETag tells), and an empty
+    // one: the listing's ETag must not vouch for either.
+    let tag = common::store::tag_digest("sample", "team/proj", "v1");
+    let other = common::store::tag_digest("sample", "beta/app", "v1");
+    let link = format!(
+        "{v2}/repositories/team/proj/_manifests/revisions/sha256/{}/link",
+        tag.hex()
+    );
+    moto.put("breakone", &link, other.to_string().as_bytes());
+    let alpine = expected["untagged"]["library/alpine"][0].as_str().unwrap();
+    let empty = format!(
+        "{v2}/repositories/library/alpine/_manifests/revisions/sha256/{}/link",
+        alpine.trim_start_matches("sha256:")
+    );
+    moto.put("breakone", &empty, b"");
+
+    let after = check();
+    let new: BTreeSet<(String, String)> = code_paths(&after)
+        .into_iter()
+        .filter(|x| !code_paths(&before).contains(x))
+        .collect();
+    let rel = |k: &str| k.trim_start_matches(&format!("{v2}/")).to_string();
+    let s = |c: &str, p: String| (c.to_string(), p);
+    for want in [
+        s("upload-multipart-incomplete", rel(&key)),
+        s("key-not-a-path", "repositories/beta//app".into()),
+        s("key-not-a-path", "repositories/library/./alpine/x".into()),
+        s("key-not-a-path", "blobs/sha256/".into()),
+        s("link-mismatch", rel(&link)),
+        s("link-malformed", rel(&empty)),
+    ] {
+        assert!(new.contains(&want), "missing {want:?} in {new:#?}");
+    }
+    let mp = after["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "upload-multipart-incomplete" && f["path"] == rel(&key).as_str())
+        .unwrap();
+    let msg = mp["message"].as_str().unwrap();
+    assert!(msg.contains("1234 bytes") && msg.contains(id), "{msg}");
+    assert_eq!(mp["repo"], "beta/app");
+}
+
+#[test]
+fn credentials_never_reach_the_output() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.bucket("creds");
+    moto.put(
+        "creds",
+        "reg/docker/registry/v2/repositories/x/_layers/sha256/00/link",
+        b"junk",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (key, secret, token) = (
+        "AKIALEAKTESTKEY0001",
+        "leak-test-secret-0002",
+        "leak-test-token-0003",
+    );
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nstorage:\n  s3:\n    bucket: creds\n    region: us-east-1\n    regionendpoint: {}\n    rootdirectory: /reg\n    secure: false\n    accesskey: {key}\n    secretkey: {secret}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        format!(
+            "version: 0.1\nstorage:\n  s3:\n    bucket: nosuchbucket\n    region: us-east-1\n    regionendpoint: {}\n    secure: false\n    accesskey: {key}\n    secretkey: {secret}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let env = [("AWS_SESSION_TOKEN", token)];
+    let (c, b, st) = (path_of(&cfg), path_of(&bad), path_of(&state));
+    let mut seen = String::new();
+    for args in [
+        vec!["check", "--config", c],
+        vec![
+            "check",
+            "--config",
+            c,
+            "--format",
+            "json",
+            "--state",
+            st,
+            "--reverify-after",
+            "1h",
+        ],
+        vec!["du", "--config", c],
+        vec!["gc", "--config", c, "--format", "json"],
+        vec!["check", "--config", b],
+        vec!["check", "--config", b, "--format", "json"],
+        vec!["repair", "--config", c],
+    ] {
+        let out = regfsck_s3(&args, &env);
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    // The bad bucket is reported (the run says why it failed), with no secret in the words.
+    assert!(seen.contains("nosuchbucket"), "{seen}");
+    assert!(
+        seen.contains("repair and undo work on filesystem stores only"),
+        "{seen}"
+    );
+    seen.push_str(&String::from_utf8_lossy(&std::fs::read(&state).unwrap()));
+    for s in [key, secret, token] {
+        assert!(!seen.contains(s), "{s} leaked:\n{seen}");
+    }
+}
+
+#[test]
+fn registry_environment_overrides_and_its_refusals() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.bucket("envs");
+    moto.put(
+        "envs",
+        "p/docker/registry/v2/repositories/x/_layers/sha256/00/link",
+        b"junk",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fs_cfg = dir.path().join("fs.yml");
+    std::fs::write(
+        &fs_cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let f = path_of(&fs_cfg);
+    let endpoint = moto.endpoint();
+    // REGISTRY_STORAGE=s3 replaces the filesystem section; the parameters come from the
+    // environment, their values read as YAML (`false` is a boolean).
+    let env = [
+        ("REGISTRY_STORAGE", "s3"),
+        ("REGISTRY_STORAGE_S3_BUCKET", "envs"),
+        ("REGISTRY_STORAGE_S3_REGION", "us-east-1"),
+        ("REGISTRY_STORAGE_S3_REGIONENDPOINT", endpoint.as_str()),
+        ("REGISTRY_STORAGE_S3_ROOTDIRECTORY", "/p/"),
+        ("REGISTRY_STORAGE_S3_SECURE", "false"),
+        ("REGISTRY_STORAGE_S3_ACCESSKEY", "a"),
+        ("REGISTRY_STORAGE_S3_SECRETKEY", "b"),
+    ];
+    let out = regfsck_s3(
+        &["check", "--config", f, "--format", "json", "--no-verify"],
+        &env,
+    );
+    let doc = json(&out);
+    assert_eq!(doc["root"], "s3://envs/p");
+    assert!(code_paths(&doc).contains(&(
+        "path-unrecognized".to_string(),
+        "repositories/x/_layers/sha256/00".to_string()
+    )));
+    // A filesystem config plus an s3 variable: the registry refuses to start, in these words.
+    let out = regfsck_s3(
+        &["check", "--config", f],
+        &[("REGISTRY_STORAGE_S3_BUCKET", "envs")],
+    );
+    assert_eq!(out.status.code(), Some(8));
+    let ours = String::from_utf8_lossy(&out.stderr).to_string();
+    let real = std::process::Command::new("docker-registry")
+        .args(["garbage-collect", "--dry-run", f])
+        .env("REGISTRY_STORAGE_S3_BUCKET", "envs")
+        .output()
+        .unwrap();
+    let real = String::from_utf8_lossy(&real.stderr).to_string();
+    let words =
+        "multiple storage drivers specified in configuration or environment: filesystem, s3";
+    assert!(ours.contains(words), "{ours}");
+    assert!(real.contains(words), "{real}");
+}
