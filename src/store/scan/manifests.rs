@@ -88,13 +88,12 @@ pub(crate) fn too_large(inv: &Inventory, d: &Digest) -> Option<Read> {
     })
 }
 
+/// Reads one batch of manifest blobs.
+pub(crate) type Batch<'a> = dyn Fn(&Inventory, &[Digest]) -> Vec<(Digest, Read)> + Sync + 'a;
+
 /// The manifests every revision, tag and index names, transitively, read in batches by `batch`
 /// (the storage's own way: parallel file reads, or many GETs in flight).
-pub(crate) fn read_all_with(
-    inv: &mut Inventory,
-    cancelled: &dyn Fn() -> bool,
-    batch: &(dyn Fn(&Inventory, &[Digest]) -> Vec<(Digest, Read)> + Sync),
-) {
+pub(crate) fn read_all_with(inv: &mut Inventory, cancelled: &dyn Fn() -> bool, batch: &Batch) {
     let mut wanted: DigestSet = DigestSet::default();
     for r in &inv.repos {
         for l in &r.revisions {
