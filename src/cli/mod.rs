@@ -107,7 +107,7 @@ impl StoreArgs {
                 config::Driver::Filesystem(p) => p.clone(),
                 config::Driver::S3(s3) => {
                     return Ok(Located {
-                        store: Box::new(S3Store::open((**s3).clone())?),
+                        store: Box::new(with_cache(S3Store::open((**s3).clone())?)),
                         registry,
                         config_path: self.config.clone(),
                     })
@@ -121,7 +121,7 @@ impl StoreArgs {
         if let Some(url) = s3_url {
             let cfg = S3Config::from_url(url, self.endpoint.as_deref(), self.region.as_deref())?;
             return Ok(Located {
-                store: Box::new(S3Store::open(cfg)?),
+                store: Box::new(with_cache(S3Store::open(cfg)?)),
                 registry,
                 config_path: self.config.clone(),
             });
@@ -134,6 +134,14 @@ impl StoreArgs {
             config_path: self.config.clone(),
         })
     }
+}
+
+/// An S3 store keeps what it reads beside the incremental state (`store::s3::cache`), so that
+/// every repeat run, of any command, reads again only what changed.
+fn with_cache(s: crate::store::s3::S3Store) -> crate::store::s3::S3Store {
+    use crate::store::Storage;
+    let path = crate::store::state::default_path(&s.state_root()).with_extension("s3cache");
+    s.with_cache(Some(path))
 }
 
 /// Resolve the store, with an error that says where regfsck looked when nothing was named.

@@ -2,6 +2,7 @@
 //! credentials (`config`), a small signed client (`client`), the flat-listing scanner (`scan`),
 //! streamed hashing of blobs, and the object operations of the storage seam.
 
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod scan;
@@ -28,6 +29,8 @@ pub struct S3Store {
     /// Blob ETags of the last scan, by digest: hashing asks for exactly the object listed.
     etags:
         Mutex<std::collections::HashMap<Digest, String, crate::model::digest::DigestBuildHasher>>,
+    /// What earlier runs read, by key and ETag (`cache`): none unless `with_cache`.
+    pub(crate) cache: cache::Cache,
 }
 
 impl S3Store {
@@ -42,7 +45,15 @@ impl S3Store {
             config,
             client,
             etags: Mutex::default(),
+            cache: cache::Cache::default(),
         })
+    }
+
+    /// Keep what each run reads in `path` (beside the incremental state), so that a repeat run
+    /// reads again only what changed.
+    pub fn with_cache(mut self, path: Option<std::path::PathBuf>) -> S3Store {
+        self.cache = cache::Cache::load(path);
+        self
     }
 
     fn key(&self, rel: &str) -> String {
@@ -69,7 +80,7 @@ impl S3Store {
             return Err(crate::store::scan::Interrupted.into());
         }
         let mut b = builder.into_inner().unwrap_or_else(|e| e.into_inner());
-        *self.etags.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut b.etags);
+        let etags = std::mem::take(&mut b.etags);
         let mut inv = scan::finish(self, b, &cancelled);
         inv.multipart_uploads = self.multipart_uploads()?;
         inv.normalize();
@@ -83,14 +94,27 @@ impl S3Store {
                 if let Some(r) = too_large(inv, &d) {
                     return (d, r);
                 }
+                let etag = etags.get(&d).map(String::as_str).unwrap_or("");
+                let name = d.to_string();
+                let kind = cache::Kind::Manifest;
+                if let Some(buf) = self.cache.get(kind, &name, etag, blob.size) {
+                    return (d, Read::Parsed(crate::model::manifest::parse(&buf)));
+                }
                 let key = format!("{v2}{}", layout::blob_data(&d));
                 let read = match self.client.get(&key, blob.size) {
-                    Ok(buf) => Read::Parsed(crate::model::manifest::parse(&buf)),
+                    Ok(buf) => {
+                        let parsed = crate::model::manifest::parse(&buf);
+                        self.cache.keep(kind, &name, etag, blob.size, buf);
+                        Read::Parsed(parsed)
+                    }
                     Err(e) => Read::Unreadable(e.to_string()),
                 };
                 (d, read)
             })
         });
+        *self.etags.lock().unwrap_or_else(|e| e.into_inner()) = etags;
+        // Only a cache: a file that cannot be written costs the next run its requests.
+        let _ = self.cache.save();
         bar.finish();
         if opts.cancelled() {
             return Err(crate::store::scan::Interrupted.into());

@@ -660,52 +660,67 @@ fn list_range(
 }
 
 /// After a first full page ending at `last`, the rest of range `r` cut at folder boundaries:
-/// the first boundary (this task lists up to it) and the ranges beyond it.
+/// the first boundary (this task lists up to it) and the ranges beyond it. The number of ranges
+/// follows from how far the first page got: about one page each, at most `IN_FLIGHT`.
 fn split_rest(client: &Client, v2: &str, r: &Range, last: &str) -> Option<(String, Vec<Range>)> {
-    let bounds: Vec<String> = match r.split {
+    let (candidates, pages): (Vec<String>, usize) = match r.split {
         Split::Blobs => {
+            // Digests spread evenly over the 256 fan-out folders: the first page's share of
+            // them says how many pages the rest is.
             let base = format!("{v2}blobs/sha256/");
-            (0..=255u32)
-                .map(|i| format!("{base}{i:02x}/"))
-                .filter(|b| b.as_str() > last)
-                .collect()
+            let all: Vec<String> = (0..=255u32).map(|i| format!("{base}{i:02x}/")).collect();
+            let done = all.iter().filter(|b| b.as_str() <= last).count().max(1);
+            let rest: Vec<String> = all.into_iter().filter(|b| b.as_str() > last).collect();
+            let pages = (rest.len() * PAGE).div_ceil(done * PAGE).max(1);
+            (rest, pages)
         }
         Split::Repositories => {
             // The top-level names below repositories/, by folder (a few pages at most).
             let mut out = Vec::new();
             let mut token = None;
+            let mut seen = 0;
             loop {
                 let page = client
                     .list_page(&r.prefix, None, token.as_deref(), true, PAGE)
                     .ok()?;
+                seen += page.prefixes.len() + page.objects.len();
                 out.extend(page.prefixes.into_iter().filter(|p| p.as_str() > last));
                 match page.next {
                     Some(t) => token = Some(t),
                     None => break,
                 }
             }
-            out
+            let done = seen.saturating_sub(out.len()).max(1);
+            let pages = out.len().div_ceil(done).max(1);
+            (out, pages)
         }
         Split::No => return None,
     };
+    if candidates.is_empty() {
+        return None;
+    }
+    // Every `step`-th boundary, so that the ranges are about a page each.
+    let ranges = pages.clamp(1, IN_FLIGHT);
+    let step = candidates.len().div_ceil(ranges).max(1);
+    let bounds: Vec<String> = candidates.into_iter().step_by(step).collect();
     let (first, rest) = bounds.split_first()?;
-    let mut ranges = Vec::new();
+    let mut out = Vec::new();
     for (i, b) in rest.iter().enumerate() {
         let prev = if i == 0 { first } else { &rest[i - 1] };
-        ranges.push(Range {
+        out.push(Range {
             prefix: r.prefix.clone(),
             after: Some(prev.clone()),
             upto: Some(b.clone()),
             split: Split::No,
         });
     }
-    ranges.push(Range {
+    out.push(Range {
         prefix: r.prefix.clone(),
         after: Some(bounds[bounds.len() - 1].clone()),
         upto: None,
         split: Split::No,
     });
-    Some((first.clone(), ranges))
+    Some((first.clone(), out))
 }
 
 /// What must be read after the listing, and where its answer goes.
@@ -735,13 +750,14 @@ pub(super) fn finish(
         ..Inventory::default()
     };
     // Reads the listing cannot answer.
-    let mut wants: Vec<(String, Want)> = Vec::new();
+    let mut wants: Vec<(String, Want, Src)> = Vec::new();
     for (name, r) in &b.repos {
         for (d, src) in &r.layers {
             if by_listing(d, src).is_none() {
                 wants.push((
                     layout::layer_link(name, d),
                     Want::Layer(name.clone(), d.clone()),
+                    src.clone(),
                 ));
             }
         }
@@ -750,17 +766,19 @@ pub(super) fn finish(
                 wants.push((
                     layout::revision_link(name, d),
                     Want::Revision(name.clone(), d.clone()),
+                    src.clone(),
                 ));
             }
         }
-        for (p, _, _) in r.odd_layer.iter().chain(&r.odd_revision) {
-            wants.push((p.clone(), Want::Odd(p.clone())));
+        for (p, src, _) in r.odd_layer.iter().chain(&r.odd_revision) {
+            wants.push((p.clone(), Want::Odd(p.clone()), src.clone()));
         }
         for (t, tb) in &r.tags {
-            if tb.current_src.is_some() && tb.current.is_none() {
+            if let (Some(src), None) = (&tb.current_src, &tb.current) {
                 wants.push((
                     layout::tag_current_link(name, t),
                     Want::Current(name.clone(), t.clone()),
+                    src.clone(),
                 ));
             }
             for (d, src) in &tb.index {
@@ -768,23 +786,29 @@ pub(super) fn finish(
                     wants.push((
                         layout::tag_index_link(name, t, d),
                         Want::Index(name.clone(), t.clone(), d.clone()),
+                        src.clone(),
                     ));
                 }
             }
         }
         for (u, ub) in &r.uploads {
-            if ub.startedat.is_some() {
+            if let Some(src) = &ub.startedat {
                 wants.push((
                     format!("{}/startedat", layout::upload_dir(name, u)),
                     Want::StartedAt(name.clone(), u.clone()),
+                    src.clone(),
                 ));
             }
         }
     }
     let v2 = store.config.v2_prefix();
-    let got = super::super::pool::run(IN_FLIGHT, wants, |(rel, want), _| {
+    let got = super::super::pool::run(IN_FLIGHT, wants, |(rel, want, src), _| {
         if cancelled() {
             return (want, Err("interrupted".to_string()), false);
+        }
+        let kind = super::cache::Kind::Link;
+        if let Some(bytes) = store.cache.get(kind, &rel, &src.etag, src.size) {
+            return (want, Ok(bytes), false);
         }
         let cap = if matches!(want, Want::StartedAt(..)) {
             64
@@ -792,7 +816,16 @@ pub(super) fn finish(
             crate::store::scan::fsio::LINK_CAP
         };
         match store.client.get(&format!("{v2}{rel}"), cap) {
-            Ok(bytes) => (want, Ok(bytes), false),
+            Ok(bytes) => {
+                // The same ETag and size next time means the same bytes (kept only when the
+                // whole object was read).
+                if bytes.len() as u64 == src.size {
+                    store
+                        .cache
+                        .keep(kind, &rel, &src.etag, src.size, bytes.clone());
+                }
+                (want, Ok(bytes), false)
+            }
             Err(e) if e.not_found() => (want, Err(e.to_string()), true),
             Err(e) => (want, Err(e.to_string()), false),
         }
