@@ -573,29 +573,7 @@ fn damaged_buckets_agree_with_the_real_gc() {
         for m in [false, true] {
             let real = gc_dry_run_config(&cfg, m);
             let p = gc::predict(&inv, Version::V2_8, m);
-            assert!(
-                p.cannot_predict.is_none(),
-                "{what} -m={m}: {:?}",
-                p.cannot_predict
-            );
-            let (blobs, manifests, aborted) = p.dry_run_view();
-            assert_eq!(
-                aborted,
-                real.aborted.is_some(),
-                "{what} -m={m}: abort predicted {:?}, real {:?}",
-                p.abort,
-                real.aborted
-            );
-            match (&p.abort, &real.aborted) {
-                (Some(a), Some(r)) => assert_eq!(&a.reason, r, "{what} -m={m}: abort reason"),
-                _ => {
-                    assert_eq!(blobs, real.eligible_blobs, "{what} -m={m}: eligible blobs");
-                    assert_eq!(
-                        manifests, real.eligible_manifests,
-                        "{what} -m={m}: manifests"
-                    );
-                }
-            }
+            common::registry::assert_agrees(&p, &real, &format!("{what} -m={m}"));
         }
         for (key, _) in &puts {
             client.delete(key).unwrap();

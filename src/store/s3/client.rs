@@ -205,6 +205,15 @@ pub fn sign_v4(
 
 const EMPTY_SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/// An answer's XML (at most 64 MiB: a listing page is far smaller).
+fn body_text(mut resp: ureq::http::Response<ureq::Body>) -> Result<String> {
+    resp.body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .map_err(S3Error::transport)
+}
+
 /// Keys of a listing may be URL-encoded (`encoding-type=url`): decode them.
 fn url_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -394,13 +403,7 @@ impl Client {
         } else if let Some(s) = start_after {
             q.push(("start-after".into(), s.to_string()));
         }
-        let mut resp = self.send("GET", None, &q, &[], None)?;
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .map_err(S3Error::transport)?;
+        let text = body_text(self.send("GET", None, &q, &[], None)?)?;
         let encoded = xml::first(&text, "EncodingType").is_some_and(|e| e == "url");
         let dec = |s: String| if encoded { url_decode(&s) } else { s };
         let mut page = Page::default();
@@ -517,13 +520,7 @@ impl Client {
                 q.push(("key-marker".into(), k.clone()));
                 q.push(("upload-id-marker".into(), u.clone()));
             }
-            let mut resp = self.send("GET", None, &q, &[], None)?;
-            let text = resp
-                .body_mut()
-                .with_config()
-                .limit(64 << 20)
-                .read_to_string()
-                .map_err(S3Error::transport)?;
+            let text = body_text(self.send("GET", None, &q, &[], None)?)?;
             let encoded = xml::first(&text, "EncodingType").is_some_and(|e| e == "url");
             for u in xml::blocks(&text, "Upload") {
                 let key = xml::first(u, "Key").unwrap_or_default();
@@ -558,13 +555,7 @@ impl Client {
             if let Some(p) = &marker {
                 q.push(("part-number-marker".into(), p.clone()));
             }
-            let mut resp = self.send("GET", Some(&m.key), &q, &[], None)?;
-            let text = resp
-                .body_mut()
-                .with_config()
-                .limit(64 << 20)
-                .read_to_string()
-                .map_err(S3Error::transport)?;
+            let text = body_text(self.send("GET", Some(&m.key), &q, &[], None)?)?;
             for p in xml::blocks(&text, "Part") {
                 total += xml::first(p, "Size")
                     .and_then(|s| s.parse::<u64>().ok())

@@ -11,14 +11,14 @@ mod xml;
 use crate::model::digest::Digest;
 use crate::model::inventory::{Inventory, Verify};
 use crate::model::layout;
-use crate::progress::{Progress, Unit};
+use crate::progress::Progress;
 use crate::store::scan::ScanOptions;
 use crate::store::verify::VerifyOptions;
 use client::Client;
 use config::S3Config;
 use sha2::{Digest as _, Sha256};
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -150,62 +150,16 @@ impl S3Store {
     /// Hash the selected blobs by streaming GETs, many in flight; each GET asks for the object
     /// version the listing saw (If-Match), so a blob replaced since reads as changed.
     pub fn verify(&self, inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
-        let started = Instant::now();
-        let selected: Vec<usize> = inv
-            .blobs
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| opts.select.as_ref().is_none_or(|s| s(b)))
-            .map(|(i, _)| i)
-            .collect();
-        let total: u64 = selected.iter().map(|&i| inv.blobs[i].size).sum();
-        let bar = progress.bar("verify", total, Unit::Bytes);
-        let stopped = AtomicBool::new(false);
-        let hashed_bytes = AtomicU64::new(0);
         let etags = self.etags.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let blobs = &inv.blobs;
-        let results = crate::store::pool::run(scan::IN_FLIGHT, selected, |i: usize, _| {
-            let stop = opts
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::Relaxed))
-                || opts.deadline.is_some_and(|d| Instant::now() >= d);
-            if stop {
-                stopped.store(true, Ordering::Relaxed);
-                return (i, Verify::NotChecked);
-            }
-            let b = &blobs[i];
-            let key = self.key(&layout::blob_data(&b.digest));
-            let v = match self.hash_object(
-                &key,
-                etags.get(&b.digest).map(String::as_str),
-                b.size,
-                opts,
-            ) {
-                Ok(d) if d == b.digest => Verify::Ok,
-                Ok(d) => Verify::Mismatch(Box::new(d)),
-                Err(v) => v,
-            };
-            if v == Verify::NotChecked {
-                stopped.store(true, Ordering::Relaxed);
-                return (i, v);
-            }
-            hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
-            bar.inc(b.size);
-            (i, v)
+        crate::store::verify::verify_with(inv, opts, progress, |pass, selected| {
+            crate::store::pool::run(scan::IN_FLIGHT, selected, |i: usize, _| {
+                pass.one(i, |b| {
+                    let key = self.key(&layout::blob_data(&b.digest));
+                    let etag = etags.get(&b.digest).map(String::as_str);
+                    self.hash_object(&key, etag, b.size, opts)
+                })
+            })
         });
-        bar.finish();
-        let mut hashed = 0;
-        for (i, v) in results {
-            if v != Verify::NotChecked {
-                hashed += 1;
-            }
-            inv.set_verify(i, v);
-        }
-        inv.stats.hashed_blobs += hashed;
-        inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);
-        inv.stats.hash_seconds += started.elapsed().as_secs_f64();
-        inv.stats.hash_incomplete |= stopped.load(Ordering::Relaxed);
         inv.stats.requests = Some(self.client.requests());
     }
 
