@@ -3,14 +3,29 @@ it to one upstream server: what concurrency buys against a real object store's l
 
 usage: latency_proxy.py LISTEN_PORT UPSTREAM_PORT DELAY_MS
 """
-import http.client, sys, time
+import http.client, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 listen, upstream, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
+# One kept-alive upstream connection per client connection (thread): the proxy adds the delay,
+# not a TCP handshake per request.
+local = threading.local()
+
+
+def upstream_conn(fresh=False):
+    if fresh or getattr(local, "conn", None) is None:
+        local.conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=300)
+    return local.conn
 
 
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The whole answer in one write, without Nagle's delay: only the fixed delay is added.
+    wbufsize = 1 << 16
+
+    def setup(self):
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, *args):
         pass
@@ -19,11 +34,18 @@ class Proxy(BaseHTTPRequestHandler):
         time.sleep(delay)
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
-        conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=300)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-        conn.request(self.command, self.path, body=body, headers=headers)
-        r = conn.getresponse()
-        data = r.read()
+        for attempt in (0, 1):
+            conn = upstream_conn(fresh=attempt == 1)
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                break
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                if attempt == 1:
+                    raise
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -32,7 +54,7 @@ class Proxy(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        conn.close()
+        self.wfile.flush()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
 

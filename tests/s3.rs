@@ -593,3 +593,55 @@ fn client_creds() -> regfsck::store::s3::config::Credentials {
         source: String::new(),
     }
 }
+
+/// A repeat run reads only what changed: links and manifests come from the cache beside the
+/// state when the listing shows the same ETag and size, and a rewritten link is read again.
+#[test]
+fn a_repeat_run_reads_only_what_changed() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let expected = s3::push_sample(&moto, "repeat", ROOT);
+    let cfg = moto.config("repeat", ROOT, "");
+    let cfg = path_of(&cfg);
+    let now = (moto.now("repeat") + 86_400).to_string();
+    let state = tempfile::tempdir().unwrap();
+    let xdg = path_of(state.path());
+    let run = || {
+        let before = moto.requests();
+        let out = regfsck_s3(
+            &[
+                "check",
+                "--config",
+                cfg,
+                "--now",
+                &now,
+                "--no-verify",
+                "--format",
+                "json",
+            ],
+            &[("XDG_STATE_HOME", xdg)],
+        );
+        (json(&out), moto.requests() - before)
+    };
+    let (first, r1) = run();
+    let (second, r2) = run();
+    assert_eq!(code_paths(&first), code_paths(&second));
+    assert_eq!(second["summary"]["requests"].as_u64(), Some(r2 as u64));
+    // The sample's manifests and tag links are read once; then only listings remain.
+    assert!(r2 * 3 < r1, "first run {r1} requests, repeat {r2}");
+    // Retag `latest` to the image it held before: same size, another ETag. The repeat run
+    // must read the link again, and the old image is tagged now.
+    let old = expected["untagged"]["library/alpine"][0].as_str().unwrap();
+    let current =
+        "reg/docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/current/link";
+    moto.put("repeat", current, old.as_bytes());
+    let (third, _) = run();
+    let untagged = |d: &serde_json::Value| {
+        code_paths(d)
+            .into_iter()
+            .any(|(c, p)| c == "revision-untagged" && p.contains(old.trim_start_matches("sha256:")))
+    };
+    assert!(untagged(&second) && !untagged(&third), "{third:#}");
+}
