@@ -644,4 +644,48 @@ fn a_repeat_run_reads_only_what_changed() {
             .any(|(c, p)| c == "revision-untagged" && p.contains(old.trim_start_matches("sha256:")))
     };
     assert!(untagged(&second) && !untagged(&third), "{third:#}");
+
+    // Incremental hashing keys a blob by its ETag: a repeat `--reverify-after` run hashes
+    // nothing, and a blob whose bytes were replaced (another ETag) is hashed again and fails.
+    let verify = || {
+        let out = regfsck_s3(
+            &[
+                "check",
+                "--config",
+                cfg,
+                "--now",
+                &now,
+                "--reverify-after",
+                "24h",
+                "--format",
+                "json",
+            ],
+            &[("XDG_STATE_HOME", xdg)],
+        );
+        json(&out)
+    };
+    let all = verify();
+    let blobs = all["summary"]["blobs"].as_u64().unwrap();
+    assert_eq!(all["summary"]["hashed_blobs"].as_u64(), Some(blobs));
+    let again = verify();
+    assert_eq!(again["summary"]["hashed_blobs"].as_u64(), Some(0));
+    assert_eq!(again["summary"]["coverage"]["blobs"].as_u64(), Some(blobs));
+    let layer = expected["mounted"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key = format!(
+        "reg/docker/registry/v2/{}",
+        regfsck::model::layout::blob_data(&layer)
+    );
+    let mut bytes = moto.client("repeat").get(&key, 1 << 20).unwrap();
+    bytes[0] ^= 1;
+    moto.put("repeat", &key, &bytes);
+    let changed = verify();
+    assert_eq!(changed["summary"]["hashed_blobs"].as_u64(), Some(1));
+    assert!(code_paths(&changed).contains(&(
+        "blob-digest-mismatch".to_string(),
+        regfsck::model::layout::blob_data(&layer)
+    )));
 }
