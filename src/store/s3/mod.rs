@@ -82,7 +82,12 @@ impl S3Store {
         let mut b = builder.into_inner().unwrap_or_else(|e| e.into_inner());
         let etags = std::mem::take(&mut b.etags);
         let mut inv = scan::finish(self, b, &cancelled);
-        inv.multipart_uploads = self.multipart_uploads()?;
+        // Some credentials may list objects but not multipart uploads: that costs the
+        // multipart findings only, and says so.
+        inv.multipart_uploads = self.multipart_uploads().unwrap_or_else(|e| {
+            eprintln!("regfsck: warning: {e:#}; incomplete multipart uploads not checked");
+            Vec::new()
+        });
         inv.normalize();
         let v2 = self.config.v2_prefix();
         crate::store::scan::manifests::read_all_with(&mut inv, &cancelled, &|inv, chunk| {

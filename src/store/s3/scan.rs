@@ -275,17 +275,11 @@ impl Builder {
                 let p = format!("{path}/{}", rest[0]);
                 match rest[0] {
                     "revisions" if rest.len() > 1 => {
-                        self.repos
-                            .get_mut(&repo)
-                            .unwrap_or_else(|| unreachable!())
-                            .has_revisions = true;
+                        self.repos.entry(repo.clone()).or_default().has_revisions = true;
                         self.link_key(&repo, &p, &rest[1..], Tree::Revisions, src);
                     }
                     "tags" if rest.len() > 1 => {
-                        self.repos
-                            .get_mut(&repo)
-                            .unwrap_or_else(|| unreachable!())
-                            .has_tags = true;
+                        self.repos.entry(repo.clone()).or_default().has_tags = true;
                         self.tag_key(&repo, &p, &rest[1..], src);
                     }
                     n => {
@@ -306,7 +300,7 @@ impl Builder {
                     self.once(p, kind);
                     return;
                 }
-                let r = self.repos.get_mut(&repo).unwrap_or_else(|| unreachable!());
+                let r = self.repos.entry(repo).or_default();
                 let u = r.uploads.entry(uuid.to_string()).or_default();
                 u.bytes += o.size;
                 u.mtime = u.mtime.max(o.mtime);
