@@ -689,3 +689,85 @@ fn a_repeat_run_reads_only_what_changed() {
         regfsck::model::layout::blob_data(&layer)
     )));
 }
+
+/// The storage seam's object operations (what repair and cleanup will use) behave alike on a
+/// filesystem and in a bucket: write, read, list flat and by folder, stream, move into the
+/// quarantine beside `docker/`, delete (a missing object is no error), abort a multipart upload.
+#[test]
+fn the_seams_object_operations_work_on_both_media() {
+    use regfsck::store::s3::{config::S3Config, S3Store};
+    use regfsck::store::{FsStorage, Storage};
+    use std::io::Read;
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.bucket("seam");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docker/registry/v2")).unwrap();
+    let fs = FsStorage(regfsck::store::scan::locate(dir.path()).unwrap());
+    let mut c = S3Config::from_url("s3://seam/reg", Some(&moto.endpoint()), None).unwrap();
+    c.config_credentials = client_creds();
+    let bucket = S3Store::open(c).unwrap();
+    let link = "repositories/x/_layers/sha256/ab/link";
+    let other = "repositories/x/_uploads/u/startedat";
+    for (name, st) in [
+        ("filesystem", &fs as &dyn Storage),
+        ("s3", &bucket as &dyn Storage),
+    ] {
+        st.write(link, b"sha256:ab").unwrap();
+        st.write(other, b"2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(st.read_small(link, 256).unwrap(), b"sha256:ab", "{name}");
+        assert!(st.read_small(link, 3).is_err(), "{name}: the cap holds");
+        let flat: Vec<(String, bool, u64)> = st
+            .list("repositories", false)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.rel, l.folder, l.size))
+            .collect();
+        assert_eq!(
+            flat,
+            vec![(link.to_string(), false, 9), (other.to_string(), false, 20)],
+            "{name}"
+        );
+        let top: Vec<(String, bool)> = st
+            .list("repositories", true)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.rel, l.folder))
+            .collect();
+        assert_eq!(top, vec![("repositories/x".to_string(), true)], "{name}");
+        let mut streamed = String::new();
+        st.open(other)
+            .unwrap()
+            .read_to_string(&mut streamed)
+            .unwrap();
+        assert_eq!(streamed, "2026-01-01T00:00:00Z", "{name}");
+        st.quarantine(link, "20261201T000000Z-0001").unwrap();
+        let gone = st.read_small(link, 256).unwrap_err();
+        assert_eq!(gone.kind(), std::io::ErrorKind::NotFound, "{name}: {gone}");
+        st.delete(other).unwrap();
+        st.delete(other).unwrap();
+        assert!(st.list("repositories", false).unwrap().is_empty(), "{name}");
+    }
+    let q = "regfsck-quarantine/20261201T000000Z-0001/repositories/x/_layers/sha256/ab/link";
+    assert_eq!(std::fs::read(dir.path().join(q)).unwrap(), b"sha256:ab");
+    let client = moto.client("seam");
+    assert_eq!(client.get(&format!("reg/{q}"), 256).unwrap(), b"sha256:ab");
+    // An incomplete multipart upload, aborted.
+    let key = "reg/docker/registry/v2/repositories/x/_uploads/u/data";
+    let (st, body) = http(moto.port, "POST", &format!("/seam/{key}?uploads"), b"");
+    assert_eq!(st, 200, "{body}");
+    let id = body
+        .split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    assert_eq!(client.list_multipart("reg/").unwrap().len(), 1);
+    bucket
+        .abort_multipart("repositories/x/_uploads/u/data", id)
+        .unwrap();
+    assert!(client.list_multipart("reg/").unwrap().is_empty());
+}
