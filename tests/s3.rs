@@ -771,3 +771,87 @@ fn the_seams_object_operations_work_on_both_media() {
         .unwrap();
     assert!(client.list_multipart("reg/").unwrap().is_empty());
 }
+
+/// The s3 driver's catalog walk reads a folder 1000 entries at a time and sorts each page alone;
+/// 2.8's stop at a `_` file ends only the page it is on. With a `_stray` file sorting first among
+/// 1,100 repositories, 2.8's GC skips the 999 repositories on the first page and walks the rest —
+/// where on a filesystem it would skip them all. The prediction follows the pages.
+#[test]
+fn a_stray_file_ends_only_its_listing_page() {
+    use regfsck::analysis::gc::{self, Version};
+    use regfsck::model::digest::Digest;
+    use regfsck::model::layout;
+    use regfsck::store::s3::{config::S3Config, S3Store};
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.bucket("pages");
+    let v2 = "reg/docker/registry/v2";
+    let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut blob = |data: Vec<u8>| {
+        let d = Digest::of_bytes(&data);
+        keys.push((format!("{v2}/{}", layout::blob_data(&d)), data));
+        d
+    };
+    // One image per probe repository, with blobs of its own.
+    let mut image = |label: &str| {
+        let config = blob(format!("{{\"label\":\"{label}\"}}").into_bytes());
+        let layer = blob(format!("layer of {label}").into_bytes());
+        let manifest = format!(
+            "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\"config\":{{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"size\":1,\"digest\":\"{config}\"}},\"layers\":[{{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"size\":1,\"digest\":\"{layer}\"}}]}}"
+        );
+        (blob(manifest.into_bytes()), config, layer)
+    };
+    let first_page = image("a0001");
+    let second_page = image("a1050");
+    let filler = blob(b"filler".to_vec());
+    for i in 0..1100 {
+        let repo = format!("a{i:04}");
+        keys.push((
+            format!("{v2}/{}", layout::layer_link(&repo, &filler)),
+            layout::link_content(&filler).into_bytes(),
+        ));
+    }
+    for (repo, (m, c, l)) in [("a0001", &first_page), ("a1050", &second_page)] {
+        for d in [c, l] {
+            keys.push((
+                format!("{v2}/{}", layout::layer_link(repo, d)),
+                layout::link_content(d).into_bytes(),
+            ));
+        }
+        keys.push((
+            format!("{v2}/{}", layout::revision_link(repo, m)),
+            layout::link_content(m).into_bytes(),
+        ));
+    }
+    keys.push((format!("{v2}/repositories/_stray"), b"x".to_vec()));
+    let chunks: Vec<&[(String, Vec<u8>)]> = keys.chunks(keys.len().div_ceil(8)).collect();
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            let client = moto.client("pages");
+            s.spawn(move || {
+                for (k, body) in chunk {
+                    client.put(k, body).unwrap();
+                }
+            });
+        }
+    });
+    let cfg = moto.config("pages", ROOT, "");
+    let mut c = S3Config::from_url("s3://pages/reg", Some(&moto.endpoint()), None).unwrap();
+    c.config_credentials = client_creds();
+    let inv = S3Store::open(c)
+        .unwrap()
+        .scan(&Default::default(), &regfsck::progress::Silent)
+        .unwrap();
+    let real = gc_dry_run_config(&cfg, false);
+    let p = gc::predict(&inv, Version::V2_8, false);
+    common::registry::assert_agrees(&p, &real, "a _ file among 1,100 repositories");
+    // The first page's image is swept (its repository was skipped), the second page's is kept.
+    for d in [&first_page.0, &first_page.1, &first_page.2] {
+        assert!(real.eligible_blobs.contains(&d.to_string()), "{d} kept");
+    }
+    for d in [&second_page.0, &second_page.1, &second_page.2] {
+        assert!(!real.eligible_blobs.contains(&d.to_string()), "{d} swept");
+    }
+}
