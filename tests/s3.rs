@@ -77,11 +77,8 @@ fn sample_on_s3_agrees_with_the_filesystem_fixture_and_the_real_gc() {
     if !s3::available() {
         return;
     }
-    let moto = Moto::start();
-    let expected = s3::push_sample(&moto, "sample", ROOT);
-    let cfg = moto.config("sample", ROOT, "");
+    let (moto, expected, cfg, now) = pushed("sample");
     let cfg = path_of(&cfg);
-    let now = (moto.now("sample") + 86_400).to_string();
     let s3_uuid = expected["upload"]["uuid"].as_str().unwrap().to_string();
 
     let fs = fixture("sample");
@@ -223,11 +220,8 @@ fn object_storage_findings_break_one_thing_each() {
     if !s3::available() {
         return;
     }
-    let moto = Moto::start();
-    let expected = s3::push_sample(&moto, "breakone", ROOT);
-    let cfg = moto.config("breakone", ROOT, "");
+    let (moto, expected, cfg, now) = pushed("breakone");
     let cfg = path_of(&cfg);
-    let now = (moto.now("breakone") + 86_400).to_string();
     let v2 = "reg/docker/registry/v2";
     let check = || {
         let out = regfsck_s3(
@@ -456,7 +450,6 @@ fn registry_environment_overrides_and_its_refusals() {
 #[test]
 fn damaged_buckets_agree_with_the_real_gc() {
     use regfsck::analysis::gc::{self, Version};
-    use regfsck::store::s3::{config::S3Config, S3Store};
     if !s3::available() {
         return;
     }
@@ -564,9 +557,7 @@ fn damaged_buckets_agree_with_the_real_gc() {
         for d in &dels {
             client.delete(d).unwrap();
         }
-        let mut c = S3Config::from_url("s3://gcvar/reg", Some(&moto.endpoint()), None).unwrap();
-        c.config_credentials = client_creds();
-        let store = S3Store::open(c).unwrap();
+        let store = open_store(&moto, "gcvar");
         let inv = store
             .scan(&Default::default(), &regfsck::progress::Silent)
             .unwrap();
@@ -582,6 +573,25 @@ fn damaged_buckets_agree_with_the_real_gc() {
             client.put(key, body).unwrap();
         }
     }
+}
+
+/// The `sample` store pushed into `bucket` of a fresh server: the server, what the generator
+/// knows, the registry's config and a `--now` a day after the push.
+fn pushed(bucket: &str) -> (Moto, serde_json::Value, std::path::PathBuf, String) {
+    let moto = Moto::start();
+    let expected = s3::push_sample(&moto, bucket, ROOT);
+    let cfg = moto.config(bucket, ROOT, "");
+    let now = (moto.now(bucket) + 86_400).to_string();
+    (moto, expected, cfg, now)
+}
+
+/// The store below `/reg` in `bucket`, read through the library.
+fn open_store(moto: &Moto, bucket: &str) -> regfsck::store::s3::S3Store {
+    let url = format!("s3://{bucket}{ROOT}");
+    let mut c =
+        regfsck::store::s3::config::S3Config::from_url(&url, Some(&moto.endpoint()), None).unwrap();
+    c.config_credentials = client_creds();
+    regfsck::store::s3::S3Store::open(c).unwrap()
 }
 
 fn client_creds() -> regfsck::store::s3::config::Credentials {
@@ -601,11 +611,8 @@ fn a_repeat_run_reads_only_what_changed() {
     if !s3::available() {
         return;
     }
-    let moto = Moto::start();
-    let expected = s3::push_sample(&moto, "repeat", ROOT);
-    let cfg = moto.config("repeat", ROOT, "");
+    let (moto, expected, cfg, now) = pushed("repeat");
     let cfg = path_of(&cfg);
-    let now = (moto.now("repeat") + 86_400).to_string();
     let state = tempfile::tempdir().unwrap();
     let xdg = path_of(state.path());
     let run = || {
@@ -695,7 +702,6 @@ fn a_repeat_run_reads_only_what_changed() {
 /// quarantine beside `docker/`, delete (a missing object is no error), abort a multipart upload.
 #[test]
 fn the_seams_object_operations_work_on_both_media() {
-    use regfsck::store::s3::{config::S3Config, S3Store};
     use regfsck::store::{FsStorage, Storage};
     use std::io::Read;
     if !s3::available() {
@@ -706,9 +712,7 @@ fn the_seams_object_operations_work_on_both_media() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("docker/registry/v2")).unwrap();
     let fs = FsStorage(regfsck::store::scan::locate(dir.path()).unwrap());
-    let mut c = S3Config::from_url("s3://seam/reg", Some(&moto.endpoint()), None).unwrap();
-    c.config_credentials = client_creds();
-    let bucket = S3Store::open(c).unwrap();
+    let bucket = open_store(&moto, "seam");
     let link = "repositories/x/_layers/sha256/ab/link";
     let other = "repositories/x/_uploads/u/startedat";
     for (name, st) in [
@@ -781,7 +785,6 @@ fn a_stray_file_ends_only_its_listing_page() {
     use regfsck::analysis::gc::{self, Version};
     use regfsck::model::digest::Digest;
     use regfsck::model::layout;
-    use regfsck::store::s3::{config::S3Config, S3Store};
     if !s3::available() {
         return;
     }
@@ -838,10 +841,7 @@ fn a_stray_file_ends_only_its_listing_page() {
         }
     });
     let cfg = moto.config("pages", ROOT, "");
-    let mut c = S3Config::from_url("s3://pages/reg", Some(&moto.endpoint()), None).unwrap();
-    c.config_credentials = client_creds();
-    let inv = S3Store::open(c)
-        .unwrap()
+    let inv = open_store(&moto, "pages")
         .scan(&Default::default(), &regfsck::progress::Silent)
         .unwrap();
     let real = gc_dry_run_config(&cfg, false);
