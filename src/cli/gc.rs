@@ -304,7 +304,10 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
     super::configure_threads(args.jobs);
     let progress = super::progress_bar::for_run(args.quiet);
-    let inv = scan::scan(&located.store, progress.as_ref()).map_err(super::scan_failure)?;
+    let inv = located
+        .store
+        .scan(&scan::ScanOptions::default(), progress.as_ref())
+        .map_err(super::scan_failure)?;
     let mut preds = Vec::new();
     for v in &versions {
         for m in &modes {
@@ -360,7 +363,7 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
             purge_age: opts.purge_age,
             grace: opts.grace,
             follow_ups: false,
-            misplaced_content: crate::store::verify::misplaced_content(&inv),
+            misplaced_content: located.store.misplaced_content(&inv),
         };
         let all: Vec<Finding> = hazards
             .iter()

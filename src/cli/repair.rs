@@ -337,8 +337,19 @@ fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> Vec<JsonActi
         .collect()
 }
 
+/// The filesystem store: repair's applier works on a local filesystem only, for now.
+fn local(located: &super::Located) -> Result<scan::Store, Failure> {
+    located.store.local().cloned().ok_or_else(|| {
+        Failure::Usage(format!(
+            "{}: repair and undo work on filesystem stores only for now (check, du and gc read object storage)",
+            located.store.location()
+        ))
+    })
+}
+
 pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
+    let store = local(&located)?;
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,
@@ -346,7 +357,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         located.registry.as_ref(),
     )?;
     super::configure_threads(args.jobs);
-    let root = located.store.root.clone();
+    let root = store.root.clone();
     let json = args.format == Format::Json;
     let mut apply_opts = ApplyOptions {
         grace: opts.grace,
@@ -383,7 +394,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             });
         }
     }
-    let before = check_store(&located.store, &opts, args.no_verify, args.quiet)?;
+    let before = check_store(&store, &opts, args.no_verify, args.quiet)?;
     apply_opts.unreadable = unreadable(&before.findings);
     let plan = plan::repair::plan(
         &before.inv,
@@ -493,7 +504,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     }
     // Unchanged store: the findings from before still hold.
     let after = if changed {
-        check_store(&located.store, &opts, args.no_verify, true)?
+        check_store(&store, &opts, args.no_verify, true)?
     } else {
         before
     };
@@ -593,7 +604,7 @@ fn list_runs(root: &Path, json: bool) -> i32 {
 
 pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
-    let root = located.store.root.clone();
+    let root = local(&located)?.root;
     let json = args.format == Format::Json;
     if args.list {
         return Ok(list_runs(&root, json));

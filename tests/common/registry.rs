@@ -188,18 +188,27 @@ pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
 pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> GcOutcome {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), root, None);
-    let mut cmd = if unprivileged {
+    let cmd = if unprivileged {
         super::store::open_to_all(dir.path());
         super::store::unprivileged("docker-registry")
     } else {
         Command::new("docker-registry")
     };
+    gc_dry_run_with(cmd, &cfg, delete_untagged)
+}
+
+/// The real `garbage-collect --dry-run [-m]` with this configuration file (any driver).
+pub fn gc_dry_run_config(cfg: &Path, delete_untagged: bool) -> GcOutcome {
+    gc_dry_run_with(Command::new("docker-registry"), cfg, delete_untagged)
+}
+
+fn gc_dry_run_with(mut cmd: Command, cfg: &Path, delete_untagged: bool) -> GcOutcome {
     cmd.args(["garbage-collect", "--dry-run"]);
     if delete_untagged {
         cmd.arg("--delete-untagged");
     }
     let out = cmd
-        .arg(&cfg)
+        .arg(cfg)
         .output()
         .expect("run docker-registry garbage-collect");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -237,5 +246,41 @@ pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> 
         eligible_blobs,
         eligible_manifests,
         aborted,
+    }
+}
+
+/// Assert that regfsck's prediction of a run is what the real dry-run of that run did: the same
+/// abort (its text verbatim up to a JSON parser's own detail) or the same eligible blobs and
+/// manifests.
+pub fn assert_agrees(p: &regfsck::analysis::gc::Prediction, real: &GcOutcome, what: &str) {
+    assert!(
+        p.cannot_predict.is_none(),
+        "{what}: regfsck cannot predict ({:?}); the real GC said {:?}",
+        p.cannot_predict,
+        real.aborted
+    );
+    let (blobs, manifests, aborted) = p.dry_run_view();
+    assert_eq!(
+        aborted,
+        real.aborted.is_some(),
+        "{what}: abort predicted {:?}, real {:?}",
+        p.abort,
+        real.aborted
+    );
+    if let (Some(a), Some(r)) = (&p.abort, &real.aborted) {
+        // A JSON parser's own error text differs between Go and Rust: compare up to it.
+        // Everything else (paths, Go's wrapping, errno texts) must be verbatim.
+        let strip = |t: &str| match t.find("failed to retrieve manifest for digest ") {
+            Some(i) => t[..i + "failed to retrieve manifest for digest ".len() + 71].to_string(),
+            None => t.to_string(),
+        };
+        assert_eq!(strip(&a.reason), strip(r), "{what}: abort reason");
+        assert_eq!(p.panic, real.exit_code == 2, "{what}: panic");
+    } else {
+        assert_eq!(blobs, real.eligible_blobs, "{what}: eligible blobs");
+        assert_eq!(
+            manifests, real.eligible_manifests,
+            "{what}: eligible manifests"
+        );
     }
 }

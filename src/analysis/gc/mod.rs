@@ -310,12 +310,19 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
         .filter(|x| walked && !x.revisions.is_empty() && !visible.contains(x.name.as_str()))
         .map(|x| x.name.clone())
         .collect();
-    let (abort, panic, cannot_predict) = match r.stop {
+    let (mut abort, panic, cannot_predict) = match r.stop {
         None => (None, false, None),
         Some(Stop::Abort(a)) => (Some(a), false, None),
         Some(Stop::Panic(a)) => (Some(a), true, None),
         Some(Stop::Unknown(c)) => (None, false, Some(c)),
     };
+    if inv.object_store {
+        // The s3 driver names itself in the errors the base driver wraps: `s3aws: …` where the
+        // filesystem driver says `filesystem: …` (the emulation models the latter).
+        if let Some(a) = &mut abort {
+            a.reason = a.reason.replace("filesystem: ", "s3aws: ");
+        }
+    }
     let known = cannot_predict.is_none();
     let freed_bytes = r.eligible.iter().map(|(_, s)| s).sum();
     let eligible_blobs: Vec<Digest> = r.eligible.into_iter().map(|(d, _)| d).collect();
