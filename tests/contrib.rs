@@ -354,7 +354,7 @@ fn completions_complete() {
     for s in ["check", "du", "gc", "repair", "undo", "completions"] {
         assert!(subs.iter().any(|x| x == s), "{s}: {subs:?}");
     }
-    let opts = complete("regfsck check --re");
+    let opts = complete("regfsck check --rev");
     assert_eq!(opts, ["--reverify-after"]);
     let formats = complete("regfsck du --format ''");
     assert_eq!(formats, ["table", "json", "csv"]);
