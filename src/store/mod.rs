@@ -2,6 +2,7 @@
 //! config), scanning it into an inventory, hashing blob data, and the incremental-verification state.
 
 pub mod config;
+pub mod details;
 pub mod scan;
 pub mod state;
 pub mod verify;
