@@ -40,7 +40,9 @@ fn files(root: &Path, top: &str, suffix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![base.join(top)];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if e.file_type().unwrap().is_dir() {
@@ -127,9 +129,9 @@ fn manifest(root: &Path, d: &str) -> Value {
 }
 
 fn tag_digest(root: &Path, repo: &str, tag: &str) -> String {
-    std::fs::read_to_string(
-        v2(root).join(format!("repositories/{repo}/_manifests/tags/{tag}/current/link")),
-    )
+    std::fs::read_to_string(v2(root).join(format!(
+        "repositories/{repo}/_manifests/tags/{tag}/current/link"
+    )))
     .unwrap()
 }
 
@@ -208,14 +210,19 @@ fn ls_agrees_with_the_registry() {
             assert_eq!(multi["platforms"].as_array().unwrap().len(), 2, "{multi:#}");
             let ex = expected("sample");
             assert_eq!(
-                by["library/alpine"]["untagged"],
-                ex["untagged"]["library/alpine"],
+                by["library/alpine"]["untagged"], ex["untagged"]["library/alpine"],
                 "untagged revisions"
             );
             assert!(by["mounted"]["tags"].as_array().unwrap().is_empty());
             assert!(by["scratch/doomed"]["tags"].as_array().unwrap().is_empty());
-            assert_eq!(by["mounted"]["in_catalog"], true, "2.8 lists a mount-only repository");
-            assert_eq!(by["mounted"]["in_catalog_v3"], false, "3.x does not (no _manifests)");
+            assert_eq!(
+                by["mounted"]["in_catalog"], true,
+                "2.8 lists a mount-only repository"
+            );
+            assert_eq!(
+                by["mounted"]["in_catalog_v3"], false,
+                "3.x does not (no _manifests)"
+            );
         }
     }
     // CSV: one row per tag and per untagged revision, plus the header.
@@ -223,7 +230,10 @@ fn ls_agrees_with_the_registry() {
     assert_eq!(code, 0);
     assert_eq!(csv.lines().count(), 1 + 7 + 1, "{csv}");
     let (_, only, _) = run(&["ls", s(sample.path()), "--repo", "multi/*"]);
-    assert!(only.contains("multi/oci") && !only.contains("alpine"), "{only}");
+    assert!(
+        only.contains("multi/oci") && !only.contains("alpine"),
+        "{only}"
+    );
 }
 
 /// `rm` of a tag, a digest and whole repositories (one with a repository nested below it, one
@@ -241,19 +251,31 @@ fn rm_then_the_registry_serves_exactly_the_rest() {
     let now = fixture_now(root).to_string();
     let ex = expected("sample");
     // A platform child of the tagged multi/oci index: refused, nothing written.
-    let ix = ex["repositories"]["multi/oci"]["tags"]["latest"].as_str().unwrap();
+    let ix = ex["repositories"]["multi/oci"]["tags"]["latest"]
+        .as_str()
+        .unwrap();
     let child = manifest(root, ix)["manifests"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();
-    let (code, out, err) = run(&["rm", s(root), &format!("multi/oci@{child}"), "--apply", "--now", &now]);
+    let (code, out, err) = run(&[
+        "rm",
+        s(root),
+        &format!("multi/oci@{child}"),
+        "--apply",
+        "--now",
+        &now,
+    ]);
     assert_eq!(code, 16, "{out}{err}");
     assert!(err.contains("needed by") && err.contains(ix), "{err}");
     assert_eq!(print(root), before);
     assert!(!root.join(Q).join("lock").exists() || only_runs_empty(root));
 
-    let beta = ex["repositories"]["beta/app"]["tags"]["v1"].as_str().unwrap();
-    let alpine_link = v2(root).join("repositories/library/alpine/_manifests/tags/latest/current/link");
+    let beta = ex["repositories"]["beta/app"]["tags"]["v1"]
+        .as_str()
+        .unwrap();
+    let alpine_link =
+        v2(root).join("repositories/library/alpine/_manifests/tags/latest/current/link");
     let pushed = mtime(&alpine_link);
     let refs = [
         "library/alpine:3.19".to_string(),
@@ -274,30 +296,58 @@ fn rm_then_the_registry_serves_exactly_the_rest() {
         .map(|a| a["path"].as_str().unwrap())
         .collect();
     // team/proj holds team/proj/app: only its own folders go. scratch/ holds nothing afterwards.
-    assert!(paths.contains("repositories/team/proj/_manifests"), "{paths:?}");
+    assert!(
+        paths.contains("repositories/team/proj/_manifests"),
+        "{paths:?}"
+    );
     assert!(!paths.contains("repositories/team/proj"), "{paths:?}");
     assert!(paths.contains("repositories/scratch"), "{paths:?}");
-    assert!(!paths.iter().any(|p| p.starts_with("blobs/")), "rm never touches blobs");
+    assert!(
+        !paths.iter().any(|p| p.starts_with("blobs/")),
+        "rm never touches blobs"
+    );
     {
         let reg = Registry::start(root);
         let catalog = reg.catalog();
-        let want: BTreeSet<String> = ["library/alpine", "multi/docker", "multi/oci", "mounted", "team/proj/app", "beta/app"]
-            .iter()
-            .map(|x| x.to_string())
-            .collect();
+        let want: BTreeSet<String> = [
+            "library/alpine",
+            "multi/docker",
+            "multi/oci",
+            "mounted",
+            "team/proj/app",
+            "beta/app",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
         assert_eq!(catalog, want, "catalog after rm");
-        assert_eq!(reg.tags("library/alpine").unwrap(), BTreeSet::from(["latest".to_string()]));
+        assert_eq!(
+            reg.tags("library/alpine").unwrap(),
+            BTreeSet::from(["latest".to_string()])
+        );
         assert_eq!(reg.tags("beta/app").unwrap_or_default(), BTreeSet::new());
         assert!(!reg.has_manifest("beta/app", beta), "the revision is gone");
         assert!(reg.tags("team/proj").is_none_or(|t| t.is_empty()));
-        assert_eq!(pull_everything(&reg), 4, "latest, multi ×2, team/proj/app:v1");
+        assert_eq!(
+            pull_everything(&reg),
+            4,
+            "latest, multi ×2, team/proj/app:v1"
+        );
     }
-    assert_eq!(mtime(&alpine_link), pushed, "untouched links keep their push time");
+    assert_eq!(
+        mtime(&alpine_link),
+        pushed,
+        "untouched links keep their push time"
+    );
     let id = doc["run"].as_str().unwrap().to_string();
     undo(root, &id);
     assert_eq!(print(root), before, "undo restores byte for byte");
     let three = v2(root).join("repositories/library/alpine/_manifests/tags/3.19/current/link");
-    assert_eq!(mtime(&three), common::store::FIXTURE_MTIME, "a quarantined tag keeps its push time");
+    assert_eq!(
+        mtime(&three),
+        common::store::FIXTURE_MTIME,
+        "a quarantined tag keeps its push time"
+    );
 }
 
 fn only_runs_empty(root: &Path) -> bool {
@@ -318,7 +368,12 @@ fn gc_apply_matches_the_real_gc_except_the_deliberate_differences() {
     if !registry_available() {
         return;
     }
-    for (name, m) in [("sample", false), ("sample", true), ("minimal", false), ("minimal", true)] {
+    for (name, m) in [
+        ("sample", false),
+        ("sample", true),
+        ("minimal", false),
+        ("minimal", true),
+    ] {
         let what = format!("{name}{}", if m { " -m" } else { "" });
         let real = fixture(name);
         gc_run(real.path(), m);
@@ -340,26 +395,49 @@ fn gc_apply_matches_the_real_gc_except_the_deliberate_differences() {
             for (_, d) in r["tags"].as_object().unwrap() {
                 let man = manifest(root, d.as_str().unwrap());
                 for c in man["manifests"].as_array().into_iter().flatten() {
-                    let cd = c["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-                    children.insert(format!("repositories/{repo}/_manifests/revisions/sha256/{cd}/link"));
+                    let cd = c["digest"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("sha256:")
+                        .to_string();
+                    children.insert(format!(
+                        "repositories/{repo}/_manifests/revisions/sha256/{cd}/link"
+                    ));
                     let cm = manifest(root, &format!("sha256:{cd}"));
-                    for b in std::iter::once(&cm["config"]).chain(cm["layers"].as_array().unwrap()) {
-                        let h = b["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+                    for b in std::iter::once(&cm["config"]).chain(cm["layers"].as_array().unwrap())
+                    {
+                        let h = b["digest"]
+                            .as_str()
+                            .unwrap()
+                            .trim_start_matches("sha256:")
+                            .to_string();
                         child_blobs.insert(format!("blobs/sha256/{}/{h}/data", &h[..2]));
                     }
                 }
             }
         }
         let (rb, ob) = (blobs(real.path()), blobs(root));
-        let (rr, or) = (links_in(real.path(), "/_manifests/revisions/"), links_in(root, "/_manifests/revisions/"));
+        let (rr, or) = (
+            links_in(real.path(), "/_manifests/revisions/"),
+            links_in(root, "/_manifests/revisions/"),
+        );
         if m && name == "sample" {
             assert!(!children.is_empty());
-            assert!(rr.is_subset(&or), "{what}: we keep every revision the real GC keeps");
+            assert!(
+                rr.is_subset(&or),
+                "{what}: we keep every revision the real GC keeps"
+            );
             let extra: BTreeSet<_> = or.difference(&rr).cloned().collect();
-            assert_eq!(extra, children, "{what}: the only extra revisions are the index children");
+            assert_eq!(
+                extra, children,
+                "{what}: the only extra revisions are the index children"
+            );
             assert!(rb.is_subset(&ob), "{what}");
             let extra: BTreeSet<_> = ob.difference(&rb).cloned().collect();
-            assert!(!extra.is_empty() && extra.is_subset(&child_blobs), "{what}: {extra:?}");
+            assert!(
+                !extra.is_empty() && extra.is_subset(&child_blobs),
+                "{what}: {extra:?}"
+            );
             for b in child_blobs.difference(&extra) {
                 assert!(rb.contains(b), "{what}: {b} is shared, both keep it");
             }
@@ -373,13 +451,18 @@ fn gc_apply_matches_the_real_gc_except_the_deliberate_differences() {
             "{what}: tag links"
         );
         // Deliberate difference 2: the layer links whose blob the real GC deleted.
-        let (rl, ol) = (links_in(real.path(), "/_layers/"), links_in(root, "/_layers/"));
+        let (rl, ol) = (
+            links_in(real.path(), "/_layers/"),
+            links_in(root, "/_layers/"),
+        );
         assert!(ol.is_subset(&rl), "{what}");
         let dangling: BTreeSet<String> = rl
             .iter()
             .filter(|l| {
                 let hex = l.rsplit('/').nth(1).unwrap();
-                !v2(real.path()).join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])).exists()
+                !v2(real.path())
+                    .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))
+                    .exists()
             })
             .cloned()
             .collect();
@@ -388,11 +471,16 @@ fn gc_apply_matches_the_real_gc_except_the_deliberate_differences() {
             .into_iter()
             .filter(|l| {
                 let hex = l.rsplit('/').nth(1).unwrap();
-                !v2(root).join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])).exists()
+                !v2(root)
+                    .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))
+                    .exists()
             })
             .collect();
         let removed: BTreeSet<String> = rl.difference(&ol).cloned().collect();
-        assert_eq!(removed, dangling, "{what}: exactly the layer links left dangling by the real GC");
+        assert_eq!(
+            removed, dangling,
+            "{what}: exactly the layer links left dangling by the real GC"
+        );
         if name == "sample" {
             assert!(!dangling.is_empty(), "{what}: the difference is exercised");
         }
@@ -402,9 +490,16 @@ fn gc_apply_matches_the_real_gc_except_the_deliberate_differences() {
         }
         let Some(id) = doc["run"].as_str() else {
             // Nothing to sweep (minimal): no run, nothing changed.
-            assert!(doc["actions"].as_array().unwrap().is_empty(), "{what}: {doc:#}");
+            assert!(
+                doc["actions"].as_array().unwrap().is_empty(),
+                "{what}: {doc:#}"
+            );
             assert_eq!(print(root), before, "{what}");
-            assert_eq!(rb, blobs(fixture(name).path()), "{what}: the real GC deleted nothing either");
+            assert_eq!(
+                rb,
+                blobs(fixture(name).path()),
+                "{what}: the real GC deleted nothing either"
+            );
             continue;
         };
         undo(root, id);
@@ -425,9 +520,18 @@ fn prune_untagged_then_gc_on_a_store_the_registry_wrote() {
     let store = fixture("sample");
     let root = store.path();
     let ex = expected("sample");
-    let old_alpine = ex["untagged"]["library/alpine"][0].as_str().unwrap().to_string();
-    let old_index = ex["repositories"]["multi/oci"]["tags"]["latest"].as_str().unwrap().to_string();
-    let docker_index = ex["repositories"]["multi/docker"]["tags"]["latest"].as_str().unwrap().to_string();
+    let old_alpine = ex["untagged"]["library/alpine"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_index = ex["repositories"]["multi/oci"]["tags"]["latest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let docker_index = ex["repositories"]["multi/docker"]["tags"]["latest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let old_children: Vec<String> = manifest(root, &old_index)["manifests"]
         .as_array()
         .unwrap()
@@ -455,21 +559,52 @@ fn prune_untagged_then_gc_on_a_store_the_registry_wrote() {
                 "subject": {"mediaType": subject_type, "digest": subject, "size": manifest_size(root, subject)}
             });
             let bytes = serde_json::to_vec(&body).unwrap();
-            let d = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
-            reg.put_manifest(repo, &d, "application/vnd.oci.image.manifest.v1+json", &bytes)
+            let d = format!(
+                "sha256:{:x}",
+                <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+            );
+            reg.put_manifest(
+                repo,
+                &d,
+                "application/vnd.oci.image.manifest.v1+json",
+                &bytes,
+            )
         };
-        kept_sig = sig("multi/docker", &docker_index, "application/vnd.docker.distribution.manifest.list.v2+json", b"signature of a kept index");
-        gone_sig = sig("library/alpine", &old_alpine, "application/vnd.oci.image.manifest.v1+json", b"signature of an untagged image");
+        kept_sig = sig(
+            "multi/docker",
+            &docker_index,
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            b"signature of a kept index",
+        );
+        gone_sig = sig(
+            "library/alpine",
+            &old_alpine,
+            "application/vnd.oci.image.manifest.v1+json",
+            b"signature of an untagged image",
+        );
         assert!(reg.has_manifest("multi/docker", &kept_sig));
     }
     let now = after_everything(root).to_string();
-    let (code, doc) = run_json(&["prune", s(root), "--untagged", "--apply", "--now", &now, "--format", "json"]);
+    let (code, doc) = run_json(&[
+        "prune",
+        s(root),
+        "--untagged",
+        "--apply",
+        "--now",
+        &now,
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "{doc:#}");
     let mut removed = BTreeSet::new();
     let mut kept = BTreeMap::new();
     for r in doc["repositories"].as_array().unwrap() {
         for rev in r["revisions"].as_array().unwrap() {
-            let key = format!("{}@{}", r["name"].as_str().unwrap(), rev["digest"].as_str().unwrap());
+            let key = format!(
+                "{}@{}",
+                r["name"].as_str().unwrap(),
+                rev["digest"].as_str().unwrap()
+            );
             if rev["remove"] == true {
                 removed.insert(key);
             } else {
@@ -487,14 +622,18 @@ fn prune_untagged_then_gc_on_a_store_the_registry_wrote() {
     want.extend(old_children.iter().map(|c| format!("multi/oci@{c}")));
     assert_eq!(removed, want, "{doc:#}");
     let why = &kept[&format!("multi/docker@{kept_sig}")];
-    assert!(why.contains("referrer") && why.contains(&docker_index), "{why}");
+    assert!(
+        why.contains("referrer") && why.contains(&docker_index),
+        "{why}"
+    );
     let (code, gc) = run_json(&["gc", s(root), "--apply", "--now", &now, "--format", "json"]);
     assert_eq!(code, 0, "{gc:#}");
     assert!(gc["removed_bytes"].as_u64().unwrap() > 0, "{gc:#}");
     {
         let reg = Registry::start(root);
         assert_eq!(pull_everything(&reg), 7, "every tag pulls");
-        reg.pull("multi/docker", &kept_sig).expect("the kept signature pulls");
+        reg.pull("multi/docker", &kept_sig)
+            .expect("the kept signature pulls");
         assert!(!reg.has_manifest("library/alpine", &old_alpine));
         assert!(!reg.has_manifest("library/alpine", &gone_sig));
         assert!(!reg.has_manifest("multi/oci", &old_index));
@@ -547,11 +686,21 @@ fn retention_store() -> Retention {
         for (t, _) in AGES.iter().filter(|(t, _)| *t != "latest" && *t != "3.19") {
             let mut m = base.clone();
             m["annotations"] = serde_json::json!({ "tag": t });
-            reg.put_manifest("library/alpine", t, "application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&m).unwrap());
+            reg.put_manifest(
+                "library/alpine",
+                t,
+                "application/vnd.oci.image.manifest.v1+json",
+                &serde_json::to_vec(&m).unwrap(),
+            );
         }
         let mut m = base.clone();
         m["annotations"] = serde_json::json!({ "signature-of": image });
-        reg.put_manifest("library/alpine", &cosign, "application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&m).unwrap());
+        reg.put_manifest(
+            "library/alpine",
+            &cosign,
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&m).unwrap(),
+        );
     }
     let now = after_everything(root) + 400 * DAY;
     let tags = v2(root).join("repositories/library/alpine/_manifests/tags");
@@ -565,7 +714,16 @@ fn retention_store() -> Retention {
 /// The tags of library/alpine a prune preview removes.
 fn removed_tags(r: &Retention, extra: &[&str]) -> BTreeSet<String> {
     let now = r.now.to_string();
-    let mut args = vec!["prune", s(r.store.path()), "--repo", "library/alpine", "--now", &now, "--format", "json"];
+    let mut args = vec![
+        "prune",
+        s(r.store.path()),
+        "--repo",
+        "library/alpine",
+        "--now",
+        &now,
+        "--format",
+        "json",
+    ];
     args.extend(extra);
     let (code, doc) = run_json(&args);
     assert_eq!(code, 0, "{extra:?}: {doc:#}");
@@ -607,10 +765,16 @@ fn retention_selects_exactly_the_expected_tags() {
         set(&["dev-a", "dev-b"])
     );
     assert_eq!(
-        removed_tags(&r, &["--keep-tags", "latest|release-.*", "--older-than", "30d"]),
+        removed_tags(
+            &r,
+            &["--keep-tags", "latest|release-.*", "--older-than", "30d"]
+        ),
         set(&["3.19", "v1.1", "dev-b", "v1.0"])
     );
-    assert_eq!(removed_tags(&r, &["--tags", "v1\\..*"]), set(&["v1.0", "v1.1", "v1.2"]));
+    assert_eq!(
+        removed_tags(&r, &["--tags", "v1\\..*"]),
+        set(&["v1.0", "v1.1", "v1.2"])
+    );
     // regfsck's YAML policy: first matching policy wins.
     let dir = tempfile::tempdir().unwrap();
     let yml = dir.path().join("retention.yml");
@@ -644,7 +808,17 @@ fn retention_selects_exactly_the_expected_tags() {
 
     // Apply one, then undo: push times (link mtimes) survive the quarantine and its undo.
     let now = r.now.to_string();
-    let (code, doc) = run_json(&["prune", s(root), "--older-than", "50d", "--apply", "--now", &now, "--format", "json"]);
+    let (code, doc) = run_json(&[
+        "prune",
+        s(root),
+        "--older-than",
+        "50d",
+        "--apply",
+        "--now",
+        &now,
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "{doc:#}");
     {
         let reg = Registry::start(root);
@@ -655,16 +829,38 @@ fn retention_selects_exactly_the_expected_tags() {
     undo(root, doc["run"].as_str().unwrap());
     assert_eq!(print(root), before);
     let link = v2(root).join("repositories/library/alpine/_manifests/tags/release-1/current/link");
-    assert_eq!(mtime(&link), r.now - 200 * DAY, "the push time came back with the tag");
+    assert_eq!(
+        mtime(&link),
+        r.now - 200 * DAY,
+        "the push time came back with the tag"
+    );
 
     // The same store copied without mtimes (every link at one instant): age rules refuse.
     let flat = fixture("sample");
-    let (code, out, err) = run(&["prune", s(flat.path()), "--older-than", "50d", "--now", &now]);
+    let (code, out, err) = run(&[
+        "prune",
+        s(flat.path()),
+        "--older-than",
+        "50d",
+        "--now",
+        &now,
+    ]);
     assert_eq!(code, 8, "{out}{err}");
-    assert!(err.contains("look destroyed") && err.contains("--force-ages"), "{err}");
+    assert!(
+        err.contains("look destroyed") && err.contains("--force-ages"),
+        "{err}"
+    );
     let (code, _, err) = run(&["prune", s(flat.path()), "--keep-last", "1", "--now", &now]);
     assert_eq!(code, 8, "{err}");
-    let (code, out, err) = run(&["prune", s(flat.path()), "--older-than", "50d", "--force-ages", "--now", &now]);
+    let (code, out, err) = run(&[
+        "prune",
+        s(flat.path()),
+        "--older-than",
+        "50d",
+        "--force-ages",
+        "--now",
+        &now,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     // --untagged does not rest on ages.
     let (code, _, err) = run(&["prune", s(flat.path()), "--untagged", "--now", &now]);
@@ -678,7 +874,10 @@ fn retention_selects_exactly_the_expected_tags() {
 /// interrupted run: the store ends exactly as after an uninterrupted run, or as before.
 #[test]
 fn sigkill_during_prune_and_gc_then_rerun_or_undo_heals() {
-    let cmds: [&[&str]; 2] = [&["prune", "--untagged", "--empty"], &["gc", "--delete-untagged"]];
+    let cmds: [&[&str]; 2] = [
+        &["prune", "--untagged", "--empty"],
+        &["gc", "--delete-untagged"],
+    ];
     for cmd in cmds {
         let clean = fixture("sample");
         let now = fixture_now(clean.path()).to_string();
@@ -690,7 +889,10 @@ fn sigkill_during_prune_and_gc_then_rerun_or_undo_heals() {
         };
         let original = print(clean.path());
         let done = fixture("sample");
-        let (code, out, err) = run(&with(done.path()).iter().map(String::as_str).collect::<Vec<_>>());
+        let (code, out, err) = run(&with(done.path())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>());
         assert_eq!(code, 0, "{out}{err}");
         let finished = print(done.path());
         assert_ne!(finished, original, "{cmd:?} changes something");
@@ -740,24 +942,47 @@ fn du_reconciles_and_purges_are_final() {
         doc["totals"]["blob_bytes"].as_u64().unwrap()
     };
     let before = du(root);
-    let (code, doc) = run_json(&["gc", s(root), "--apply", "--delete-untagged", "--now", &now, "--format", "json"]);
+    let (code, doc) = run_json(&[
+        "gc",
+        s(root),
+        "--apply",
+        "--delete-untagged",
+        "--now",
+        &now,
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "{doc:#}");
     let removed = doc["removed_bytes"].as_u64().unwrap();
     assert!(removed > 0);
-    assert_eq!(doc["reclaimable_bytes"].as_u64().unwrap(), removed, "the plan said so");
-    assert_eq!(before - du(root), removed, "du reconciles with the bytes reported");
+    assert_eq!(
+        doc["reclaimable_bytes"].as_u64().unwrap(),
+        removed,
+        "the plan said so"
+    );
+    assert_eq!(
+        before - du(root),
+        removed,
+        "du reconciles with the bytes reported"
+    );
     let held = |root: &Path| -> Value {
         let (_, doc) = run_json(&["undo", s(root), "--list", "--format", "json"]);
         doc["runs"][0].clone()
     };
     let run_info = held(root);
-    assert!(run_info["bytes"].as_u64().unwrap() >= removed, "{run_info:#}");
+    assert!(
+        run_info["bytes"].as_u64().unwrap() >= removed,
+        "{run_info:#}"
+    );
     assert_eq!(run_info["command"], "gc");
     // purge needs --yes without a terminal, then frees the quarantined bytes.
     let id = run_info["id"].as_str().unwrap().to_string();
     let (code, _, err) = run(&["purge", s(root), "--run", &id]);
     assert_eq!(code, 16, "{err}");
-    assert!(err.contains("can no longer be undone") || err.contains("cannot be undone"), "{err}");
+    assert!(
+        err.contains("can no longer be undone") || err.contains("cannot be undone"),
+        "{err}"
+    );
     let (code, doc) = run_json(&["purge", s(root), "--all", "--yes", "--format", "json"]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["freed_bytes"], run_info["bytes"]);
@@ -774,12 +999,29 @@ fn du_reconciles_and_purges_are_final() {
     let before = du(r2);
     let (code, _, err) = run(&["gc", s(r2), "--apply", "--purge", "--now", &now]);
     assert_eq!(code, 16, "--purge needs --yes off a terminal: {err}");
-    let (code, doc) = run_json(&["gc", s(r2), "--apply", "--purge", "--yes", "--now", &now, "--format", "json"]);
+    let (code, doc) = run_json(&[
+        "gc",
+        s(r2),
+        "--apply",
+        "--purge",
+        "--yes",
+        "--now",
+        &now,
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["purged"], true);
     let removed = doc["removed_bytes"].as_u64().unwrap();
-    assert_eq!(before - du(r2), removed, "du reconciles with the blob bytes removed");
-    assert!(doc["freed_bytes"].as_u64().unwrap() >= removed, "and the link files went too");
+    assert_eq!(
+        before - du(r2),
+        removed,
+        "du reconciles with the blob bytes removed"
+    );
+    assert!(
+        doc["freed_bytes"].as_u64().unwrap() >= removed,
+        "and the link files went too"
+    );
     assert_eq!(held(r2)["state"], "purged");
     // Older-than selects by the run's start; nothing older than a year here.
     let (code, out, _) = run(&["purge", s(r2), "--older-than", "365d", "--yes"]);
@@ -795,11 +1037,19 @@ fn bad_input_is_a_usage_error_and_touches_nothing() {
     let before = fingerprint(root, &[]);
     let dir = tempfile::tempdir().unwrap();
     let unknown_field = dir.path().join("a.yml");
-    std::fs::write(&unknown_field, "policies:\n  - repositories: '**'\n    keep_lsat: 3\n").unwrap();
+    std::fs::write(
+        &unknown_field,
+        "policies:\n  - repositories: '**'\n    keep_lsat: 3\n",
+    )
+    .unwrap();
     let unknown_type = dir.path().join("b.json");
     std::fs::write(&unknown_type, r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":3},"action":{"type":"expire"}}]}"#).unwrap();
     let negative = dir.path().join("c.yml");
-    std::fs::write(&negative, "policies:\n  - repositories: '**'\n    keep_last: -1\n").unwrap();
+    std::fs::write(
+        &negative,
+        "policies:\n  - repositories: '**'\n    keep_last: -1\n",
+    )
+    .unwrap();
     let bad_action = dir.path().join("d.json");
     std::fs::write(&bad_action, r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":3},"action":{"type":"delete"}}]}"#).unwrap();
     let r = s(root);

@@ -380,9 +380,7 @@ fn ecr_policy(f: EcrFile) -> Result<EcrPolicy, String> {
         .iter()
         .any(|r| r.status == TagStatus::Any)
     {
-        return Err(
-            "an ECR rule with tagStatus \"any\" must have the highest rulePriority".into(),
-        );
+        return Err("an ECR rule with tagStatus \"any\" must have the highest rulePriority".into());
     }
     if rules
         .iter()
@@ -407,9 +405,8 @@ pub fn parse_policy(text: &str) -> Result<Policy, String> {
             policies: vec![(vec![Glob::new("**")?], RuleSet::Ecr(ecr_policy(f)?))],
         });
     }
-    let f: PolicyFile = serde_json::from_value(value).map_err(|e| {
-        format!("not a valid policy file (docs/cleanup.md describes it): {e}")
-    })?;
+    let f: PolicyFile = serde_json::from_value(value)
+        .map_err(|e| format!("not a valid policy file (docs/cleanup.md describes it): {e}"))?;
     let mut policies = Vec::new();
     for (i, p) in f.policies.into_iter().enumerate() {
         let at = format!("policy {}", i + 1);
@@ -573,11 +570,7 @@ pub const DESTROYED_MIN_TAGS: usize = 3;
 
 /// Why the push times of these repositories cannot be trusted, if they cannot: every tag's push
 /// time lies within `DESTROYED_WITHIN` seconds (a copy without mtimes, a restore, `touch`).
-pub fn destroyed_push_times(
-    inv: &Inventory,
-    times: &PushTimes,
-    repos: &[&Repo],
-) -> Option<String> {
+pub fn destroyed_push_times(inv: &Inventory, times: &PushTimes, repos: &[&Repo]) -> Option<String> {
     let _ = inv;
     let ats: Vec<i64> = repos
         .iter()
@@ -662,11 +655,7 @@ fn ago(now: i64, at: i64) -> String {
     crate::model::duration::format((now - at).max(0) as u64)
 }
 
-type Selected = (
-    Proposal,
-    BTreeMap<String, String>,
-    BTreeMap<Digest, String>,
-);
+type Selected = (Proposal, BTreeMap<String, String>, BTreeMap<Digest, String>);
 
 /// regfsck's rules for one repository.
 fn own_rules(f: &Facts, repo: &Repo, rr: &reach::RepoReach, r: &Rules) -> Selected {
@@ -678,9 +667,15 @@ fn own_rules(f: &Facts, repo: &Repo, rr: &reach::RepoReach, r: &Rules) -> Select
         if !r.selects_tags() {
             why.insert(t.name.clone(), "kept: no tag rule".into());
         } else if let Some(k) = r.keep_tags.as_ref().filter(|k| k.is_match(&t.name)) {
-            why.insert(t.name.clone(), format!("kept: matches --keep-tags {}", k.text()));
+            why.insert(
+                t.name.clone(),
+                format!("kept: matches --keep-tags {}", k.text()),
+            );
         } else if let Some(s) = r.tags.as_ref().filter(|s| !s.is_match(&t.name)) {
-            why.insert(t.name.clone(), format!("kept: does not match --tags {}", s.text()));
+            why.insert(
+                t.name.clone(),
+                format!("kept: does not match --tags {}", s.text()),
+            );
         } else {
             candidates.push((&t.name, at));
         }
@@ -694,7 +689,10 @@ fn own_rules(f: &Facts, repo: &Repo, rr: &reach::RepoReach, r: &Rules) -> Select
             continue;
         }
         if r.uses_ages() && at.is_none() {
-            why.insert(t, "kept: push time unknown (no link could be statted)".into());
+            why.insert(
+                t,
+                "kept: push time unknown (no link could be statted)".into(),
+            );
             continue;
         }
         if let (Some(limit), Some(at)) = (r.older_than, at) {
@@ -868,20 +866,32 @@ mod tests {
 
     #[test]
     fn ecr_wildcards_and_validation() {
-        assert!(wildcard("prod*", "prod-1") && wildcard("*-rc*", "1.0-rc2") && !wildcard("prod", "prod-1"));
-        let bad = |rule: &str| {
-            parse_policy(&format!(r#"{{"rules":[{rule}]}}"#)).unwrap_err()
-        };
-        let pulled = bad(r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":3},"action":{"type":"expire"}}"#);
+        assert!(
+            wildcard("prod*", "prod-1")
+                && wildcard("*-rc*", "1.0-rc2")
+                && !wildcard("prod", "prod-1")
+        );
+        let bad = |rule: &str| parse_policy(&format!(r#"{{"rules":[{rule}]}}"#)).unwrap_err();
+        let pulled = bad(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":3},"action":{"type":"expire"}}"#,
+        );
         assert!(pulled.contains("records no pulls"), "{pulled}");
-        let neg = bad(r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":-1},"action":{"type":"expire"}}"#);
+        let neg = bad(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":-1},"action":{"type":"expire"}}"#,
+        );
         assert!(neg.contains("positive"), "{neg}");
-        let unknown = bad(r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1,"colour":"red"},"action":{"type":"expire"}}"#);
+        let unknown = bad(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1,"colour":"red"},"action":{"type":"expire"}}"#,
+        );
         assert!(unknown.contains("unknown field"), "{unknown}");
-        let both = bad(r#"{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["a"],"tagPatternList":["b*"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}"#);
+        let both = bad(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["a"],"tagPatternList":["b*"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}"#,
+        );
         assert!(both.contains("not both"), "{both}");
         let ok = parse_policy(r#"{"rules":[{"rulePriority":2,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}"#).unwrap();
-        let RuleSet::Ecr(e) = &ok.policies[0].1 else { panic!() };
+        let RuleSet::Ecr(e) = &ok.policies[0].1 else {
+            panic!()
+        };
         assert_eq!(e.rules[0].priority, 1, "sorted by priority");
     }
 
@@ -894,10 +904,22 @@ mod tests {
         assert_eq!(p.for_repo("library/alpine").unwrap().0, 0);
         assert_eq!(p.for_repo("team/proj/app").unwrap().0, 1);
         for (text, want) in [
-            ("policies:\n  - repositories: x\n    keep_lats: 2\n", "unknown field"),
-            ("policies:\n  - repositories: x\n    keep_last: -2\n", "negative"),
-            ("policies:\n  - repositories: x\n    tags: '(('\n", "does not compile"),
-            ("policies:\n  - repositories: x\n    older_than: 3 weeks\n", "older_than"),
+            (
+                "policies:\n  - repositories: x\n    keep_lats: 2\n",
+                "unknown field",
+            ),
+            (
+                "policies:\n  - repositories: x\n    keep_last: -2\n",
+                "negative",
+            ),
+            (
+                "policies:\n  - repositories: x\n    tags: '(('\n",
+                "does not compile",
+            ),
+            (
+                "policies:\n  - repositories: x\n    older_than: 3 weeks\n",
+                "older_than",
+            ),
             ("retention: {}\n", "unknown field"),
         ] {
             let e = parse_policy(text).unwrap_err();
@@ -908,7 +930,11 @@ mod tests {
     #[test]
     fn cosign_tags() {
         let hex = "a".repeat(64);
-        for t in [format!("sha256-{hex}.sig"), format!("sha256-{hex}.att"), format!("sha256-{hex}")] {
+        for t in [
+            format!("sha256-{hex}.sig"),
+            format!("sha256-{hex}.att"),
+            format!("sha256-{hex}"),
+        ] {
             assert_eq!(protect::cosign_subject(&t).unwrap().hex(), hex);
         }
         assert!(protect::cosign_subject("sha256-abc.sig").is_none());

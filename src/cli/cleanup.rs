@@ -275,7 +275,13 @@ fn render_decisions(decisions: &[RepoDecision], o: &mut String) {
 fn render_actions(plan: &Plan, preview: &[Option<Status>], all: bool, o: &mut String) {
     let limit = if all { usize::MAX } else { 50 };
     for (a, s) in plan.actions.iter().zip(preview).take(limit) {
-        let _ = writeln!(o, "  {}{}\n      {}", mark(s.as_ref()), describe(&a.kind), a.reason);
+        let _ = writeln!(
+            o,
+            "  {}{}\n      {}",
+            mark(s.as_ref()),
+            describe(&a.kind),
+            a.reason
+        );
         if let Some(text) = s.as_ref().and_then(status_text) {
             let _ = writeln!(o, "      {text}");
         }
@@ -560,7 +566,10 @@ pub fn run_prune(args: PruneArgs) -> Result<i32, Failure> {
     let policy: Policy = match &args.policy {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::Usage(format!("cannot read the policy file {}: {e}", path.display()))
+                Failure::Usage(format!(
+                    "cannot read the policy file {}: {e}",
+                    path.display()
+                ))
             })?;
             retention::parse_policy(&text)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?
@@ -573,7 +582,12 @@ pub fn run_prune(args: PruneArgs) -> Result<i32, Failure> {
                 args.tags.as_deref(),
                 args.keep_tags.as_deref(),
             )
-            .map_err(|e| Failure::Usage(e.replace("older_than", "--older-than").replace("keep_last", "--keep-last")))?;
+            .map_err(|e| {
+                Failure::Usage(
+                    e.replace("older_than", "--older-than")
+                        .replace("keep_last", "--keep-last"),
+                )
+            })?;
             if !rules.untagged && !rules.selects_tags() && !args.empty {
                 return Err(Failure::Usage(
                     "nothing to prune: pass --untagged, --older-than, --keep-last, --tags, --empty or --policy".into(),
@@ -628,11 +642,7 @@ pub fn run_prune(args: PruneArgs) -> Result<i32, Failure> {
 }
 
 /// `regfsck gc --apply` (and `--plan`): regfsck's own sweep.
-pub fn run_gc(
-    store: &StoreArgs,
-    delete_untagged: bool,
-    guard: &GuardArgs,
-) -> Result<i32, Failure> {
+pub fn run_gc(store: &StoreArgs, delete_untagged: bool, guard: &GuardArgs) -> Result<i32, Failure> {
     let located = super::locate(store)?;
     let root = located.store.root.clone();
     execute("gc", &located, guard, |seen, opts| {
@@ -721,7 +731,10 @@ pub fn run_purge(args: PurgeArgs) -> Result<i32, Failure> {
         })
         .collect();
     let mut out = String::new();
-    if let Some(r) = chosen.iter().find(|r| !settled(r.state) && r.state != "purged") {
+    if let Some(r) = chosen
+        .iter()
+        .find(|r| !settled(r.state) && r.state != "purged")
+    {
         return Err(Failure::Operational(format!(
             "run {} is {}: finish it first (re-run its command with --apply, or regfsck undo {} --run {})",
             r.id,
@@ -767,7 +780,13 @@ pub fn run_purge(args: PurgeArgs) -> Result<i32, Failure> {
     for r in todo {
         let p = apply::purge(&root, &r.id)?;
         freed += p.bytes;
-        let _ = writeln!(out, "Purged run {} ({}): {} freed.", r.id, r.command, size(p.bytes));
+        let _ = writeln!(
+            out,
+            "Purged run {} ({}): {} freed.",
+            r.id,
+            r.command,
+            size(p.bytes)
+        );
         purged.push(JsonPurged {
             run: r.id.clone(),
             command: r.command.clone(),

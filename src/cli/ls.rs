@@ -65,7 +65,10 @@ fn csv(l: &Listing) -> String {
                 "{},{cat},{},{},{},{},{},{},{},{}",
                 csv_field(&r.name),
                 csv_field(&t.tag),
-                t.digest.as_ref().map(ToString::to_string).unwrap_or_default(),
+                t.digest
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 t.kind,
                 csv_field(&t.platforms.join(" ")),
                 csv_field(t.artifact_type.as_deref().unwrap_or("")),

@@ -592,7 +592,10 @@ fn list_runs(root: &Path, json: bool) -> i32 {
         };
         let held = match r.state {
             "purged" => "  (purged: can no longer be undone)".to_string(),
-            _ if r.bytes > 0 => format!("  ({} in the quarantine)", crate::report::human::size(r.bytes)),
+            _ if r.bytes > 0 => format!(
+                "  ({} in the quarantine)",
+                crate::report::human::size(r.bytes)
+            ),
             _ => String::new(),
         };
         let _ = writeln!(

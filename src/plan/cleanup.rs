@@ -112,7 +112,10 @@ fn removals(
                 out.push(quarantine(
                     tag_index_dir(&repo.name, &t.name, d),
                     codes.1,
-                    format!("history entry of tag {}:{} for the removed revision {d}", repo.name, t.name),
+                    format!(
+                        "history entry of tag {}:{} for the removed revision {d}",
+                        repo.name, t.name
+                    ),
                     evidence.clone(),
                 ));
             }
@@ -125,8 +128,11 @@ fn removals(
 /// nothing in them, topmost only; repositories with others nested below them are listed
 /// separately (only their `_` folders can go).
 fn repo_folders(inv: &Inventory, gone: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
-    let tree: BTreeMap<&str, &Vec<(String, EntryType)>> =
-        inv.tree.iter().map(|d| (d.path.as_str(), &d.children)).collect();
+    let tree: BTreeMap<&str, &Vec<(String, EntryType)>> = inv
+        .tree
+        .iter()
+        .map(|d| (d.path.as_str(), &d.children))
+        .collect();
     let join = |dir: &str, name: &str| {
         if dir.is_empty() {
             name.to_string()
@@ -233,7 +239,9 @@ pub enum Ref {
 impl Ref {
     /// `REPO`, `REPO:TAG` or `REPO@DIGEST`; names are validated against the registry's grammar.
     pub fn parse(text: &str) -> Result<Ref, String> {
-        let bad = |why: &str| format!("{text:?} is not a reference ({why}; use REPO, REPO:TAG or REPO@DIGEST)");
+        let bad = |why: &str| {
+            format!("{text:?} is not a reference ({why}; use REPO, REPO:TAG or REPO@DIGEST)")
+        };
         let check_repo = |r: &str| match layout::repo_name_problem(r) {
             Some(p) => Err(bad(p)),
             None => Ok(r.to_string()),
@@ -265,7 +273,9 @@ pub fn rm(inv: &Inventory, times: &PushTimes, refs: &[Ref]) -> Result<Plan, Stri
             Ref::Repo(n) | Ref::Tag(n, _) | Ref::Digest(n, _) => n,
         };
         let Some(repo) = inv.repo(name) else {
-            return Err(format!("no repository {name} in the store (see regfsck ls)"));
+            return Err(format!(
+                "no repository {name} in the store (see regfsck ls)"
+            ));
         };
         match r {
             Ref::Repo(_) => {
@@ -306,9 +316,9 @@ pub fn rm(inv: &Inventory, times: &PushTimes, refs: &[Ref]) -> Result<Plan, Stri
         for d in &wanted {
             if let Some(why) = settled.revisions.get(d) {
                 let hint = match why {
-                    Protection::NeededBy(ix) if ix != d => format!(
-                        " (remove the index {name}@{ix} first, or the tags that keep it)"
-                    ),
+                    Protection::NeededBy(ix) if ix != d => {
+                        format!(" (remove the index {name}@{ix} first, or the tags that keep it)")
+                    }
                     _ => String::new(),
                 };
                 return Err(format!(
@@ -321,7 +331,11 @@ pub fn rm(inv: &Inventory, times: &PushTimes, refs: &[Ref]) -> Result<Plan, Stri
             .tags
             .iter()
             .map(|t| {
-                let why = if p.explicit_revisions.iter().any(|d| repo.tag(t).and_then(|x| x.current.digest()) == Some(d)) {
+                let why = if p
+                    .explicit_revisions
+                    .iter()
+                    .any(|d| repo.tag(t).and_then(|x| x.current.digest()) == Some(d))
+                {
                     "removed with the revision it names"
                 } else {
                     "removed by rm (the revision stays, untagged)"
@@ -332,7 +346,12 @@ pub fn rm(inv: &Inventory, times: &PushTimes, refs: &[Ref]) -> Result<Plan, Stri
         let revs = p
             .revisions
             .iter()
-            .map(|d| (d.clone(), "removed by rm, with every tag naming it".to_string()))
+            .map(|d| {
+                (
+                    d.clone(),
+                    "removed by rm, with every tag naming it".to_string(),
+                )
+            })
             .collect();
         actions.extend(removals(repo, &tags, &revs, (RM_TAG, RM_REVISION)));
     }
@@ -346,7 +365,9 @@ pub fn prune(inv: &Inventory, decisions: &[RepoDecision], empty: bool) -> Plan {
     let mut actions = Vec::new();
     let mut whole = BTreeMap::new();
     for dec in decisions {
-        let Some(repo) = inv.repo(&dec.name) else { continue };
+        let Some(repo) = inv.repo(&dec.name) else {
+            continue;
+        };
         let tags: BTreeMap<String, String> = dec
             .removed_tags()
             .map(|t| (t.tag.clone(), t.rule.clone()))
@@ -381,7 +402,9 @@ pub fn prune(inv: &Inventory, decisions: &[RepoDecision], empty: bool) -> Plan {
 pub fn gc_blockers(inv: &Inventory) -> Vec<String> {
     let mut out = Vec::new();
     for (d, why) in &inv.unreadable_manifests {
-        out.push(format!("manifest {d} could not be read ({why}): its references are unknown"));
+        out.push(format!(
+            "manifest {d} could not be read ({why}): its references are unknown"
+        ));
     }
     for repo in &inv.repos {
         for l in &repo.revisions {
@@ -396,7 +419,10 @@ pub fn gc_blockers(inv: &Inventory) -> Vec<String> {
         }
     }
     for s in &inv.symlinks {
-        out.push(format!("{} is a symbolic link (regfsck does not follow them)", s.path));
+        out.push(format!(
+            "{} is a symbolic link (regfsck does not follow them)",
+            s.path
+        ));
     }
     out
 }
@@ -428,7 +454,12 @@ pub fn gc_revisions(
             .map(|d| (d.clone(), "untagged (--delete-untagged)".to_string()))
             .collect();
         // As the registry's GC: the history entries of every tag go with the revision.
-        actions.extend(removals(repo, &BTreeMap::new(), &revs, (GC_REVISION, GC_REVISION)));
+        actions.extend(removals(
+            repo,
+            &BTreeMap::new(),
+            &revs,
+            (GC_REVISION, GC_REVISION),
+        ));
     }
     actions
 }
@@ -455,7 +486,10 @@ pub fn gc_sweep(inv: &Inventory, removed: &[Action]) -> Vec<Action> {
         actions.push(quarantine(
             layout::blob_dir(&b.digest),
             GC_BLOB,
-            format!("blob {} ({} bytes): referenced by no revision of any repository", b.digest, b.size),
+            format!(
+                "blob {} ({} bytes): referenced by no revision of any repository",
+                b.digest, b.size
+            ),
             vec!["repositories".to_string()],
         ));
     }

@@ -242,11 +242,20 @@ pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> 
 
 /// One HTTP/1.0 exchange with the registry on 127.0.0.1 (no client library: a request line,
 /// headers, a body; the registry answers and closes). Returns (status, headers, body).
-pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -255,9 +264,16 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     s.write_all(body).unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, head, resp[split + 4..].to_vec())
 }
 
@@ -265,14 +281,20 @@ impl Registry {
     /// GET a JSON document of the API (`/v2/_catalog`, `/v2/<name>/tags/list`): (status, body).
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let (status, _, body) = http(self.port, "GET", path, &[], b"");
-        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// The repositories `/v2/_catalog` lists.
     pub fn catalog(&self) -> BTreeSet<String> {
         let (status, doc) = self.get_json("/v2/_catalog?n=1000");
         assert_eq!(status, 200, "{doc}");
-        doc["repositories"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+        doc["repositories"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// The tags `/v2/<name>/tags/list` lists; `None` when the registry answers 404.
@@ -282,14 +304,25 @@ impl Registry {
             return None;
         }
         assert_eq!(status, 200, "{repo}: {doc}");
-        Some(doc["tags"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default())
+        Some(
+            doc["tags"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default(),
+        )
     }
 
     /// Upload a blob (`POST .../blobs/uploads/`, then one `PUT ...?digest=` with the data): a real
     /// registry write.
     pub fn put_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(data));
-        let (status, head, _) = http(self.port, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+        let (status, head, _) = http(
+            self.port,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
         assert_eq!(status, 202, "blob upload to {repo}: {head}");
         let location = head
             .lines()
@@ -314,7 +347,13 @@ impl Registry {
     }
 
     /// PUT a manifest by tag or digest; returns its digest.
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
         let (status, head, resp) = http(
             self.port,
             "PUT",
@@ -322,14 +361,26 @@ impl Registry {
             &[("Content-Type", media_type)],
             body,
         );
-        assert_eq!(status, 201, "manifest {repo}:{reference}: {head} {}", String::from_utf8_lossy(&resp));
+        assert_eq!(
+            status,
+            201,
+            "manifest {repo}:{reference}: {head} {}",
+            String::from_utf8_lossy(&resp)
+        );
         format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(body))
     }
 
     /// Whether `GET /v2/<repo>/manifests/<reference>` answers 200.
     pub fn has_manifest(&self, repo: &str, reference: &str) -> bool {
         let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-        http(self.port, "GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", accept)], b"").0 == 200
+        http(
+            self.port,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", accept)],
+            b"",
+        )
+        .0 == 200
     }
 }
 
@@ -342,7 +393,14 @@ pub fn gc_run(root: &Path, delete_untagged: bool) -> std::process::Output {
     if delete_untagged {
         cmd.arg("--delete-untagged");
     }
-    let out = cmd.arg(&cfg).output().expect("run docker-registry garbage-collect");
-    assert!(out.status.success(), "garbage-collect failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .arg(&cfg)
+        .output()
+        .expect("run docker-registry garbage-collect");
+    assert!(
+        out.status.success(),
+        "garbage-collect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
