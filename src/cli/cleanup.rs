@@ -320,7 +320,7 @@ fn recent_uploads(inv: &Inventory, now: i64, grace: i64) -> Vec<String> {
     inv.repos
         .iter()
         .flat_map(|r| r.uploads.iter().map(move |u| (r, u)))
-        .filter(|(_, u)| u.mtime > now - grace.max(60))
+        .filter(|(_, u)| u.mtime > now - grace)
         .map(|(r, u)| {
             format!(
                 "{}: {}",
@@ -352,7 +352,7 @@ fn execute(
     command: &'static str,
     located: &super::Located,
     guard: &GuardArgs,
-    planner: impl FnOnce(&Seen, &ApplyOptions) -> Result<Planned, Failure>,
+    planner: impl Fn(&Seen, &ApplyOptions) -> Result<Planned, Failure>,
 ) -> Result<i32, Failure> {
     let opts = check_options(None, &guard.grace, guard.now, located.registry.as_ref())?;
     let root = located.store.root.clone();
@@ -364,6 +364,11 @@ fn execute(
     };
     let mut out = String::new();
     let mut resumed = Vec::new();
+    // Plan first: bad input (an unknown reference, a rule that cannot hold) is a usage error
+    // whatever else is going on, and nothing is touched.
+    let mut seen = see(&located.store, guard.quiet)?;
+    apply_opts.unreadable = seen.inv.unreadable_paths();
+    let mut planned = planner(&seen, &apply_opts)?;
     if guard.apply {
         let procs: Vec<String> = live::processes_using(&root)
             .iter()
@@ -371,10 +376,14 @@ fn execute(
             .collect();
         live_guard(&procs, guard.force, "apply")?;
         resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
+        if !resumed.is_empty() {
+            // The interrupted runs changed the store: plan again from what is there now.
+            seen = see(&located.store, true)?;
+            apply_opts.unreadable = seen.inv.unreadable_paths();
+            planned = planner(&seen, &apply_opts)?;
+        }
     }
-    let seen = see(&located.store, guard.quiet)?;
-    apply_opts.unreadable = seen.inv.unreadable_paths();
-    let Planned { plan, decisions } = planner(&seen, &apply_opts)?;
+    let Planned { plan, decisions } = planned;
     let (reclaimable_bytes, reclaimable_blobs) = cleanup::reclaimable(&seen.inv, &plan.actions);
     let preview = apply::assess(&root, &plan, &apply_opts);
     render_decisions(&decisions, &mut out);
