@@ -4,8 +4,8 @@
 
 use super::check::check_options;
 use super::repair::{
-    counts_text, describe, json_actions, live_guard, mark, resume_incomplete, status_text,
-    JsonAction, JsonResumed,
+    apply_options, counts_text, describe, guard_processes, json_actions, live_guard, mark,
+    resume_incomplete, status_text, JsonAction, JsonResumed,
 };
 use super::{Failure, Format, StoreArgs};
 use crate::analysis::reach::{self, Reach};
@@ -17,7 +17,7 @@ use crate::model::timefmt::format_rfc3339;
 use crate::plan::apply::{self, ApplyOptions, Status};
 use crate::plan::cleanup::{self, Ref};
 use crate::plan::journal::Counts;
-use crate::plan::{live, Plan};
+use crate::plan::Plan;
 use crate::report::exit;
 use crate::report::human::{plural, size};
 use crate::store::{details, scan};
@@ -357,11 +357,7 @@ fn execute(
     let opts = check_options(None, &guard.grace, guard.now, located.registry.as_ref())?;
     let root = located.store.root.clone();
     let json = guard.format == Format::Json;
-    let mut apply_opts = ApplyOptions {
-        grace: opts.grace,
-        now: opts.now,
-        unreadable: Vec::new(),
-    };
+    let mut apply_opts = apply_options(&opts);
     let mut out = String::new();
     let mut resumed = Vec::new();
     // Plan first: bad input (an unknown reference, a rule that cannot hold) is a usage error
@@ -370,11 +366,7 @@ fn execute(
     apply_opts.unreadable = seen.inv.unreadable_paths();
     let mut planned = planner(&seen, &apply_opts)?;
     if guard.apply {
-        let procs: Vec<String> = live::processes_using(&root)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        live_guard(&procs, guard.force, "apply")?;
+        guard_processes(&root, guard.force, "apply")?;
         resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
         if !resumed.is_empty() {
             // The interrupted runs changed the store: plan again from what is there now.

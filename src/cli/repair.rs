@@ -338,6 +338,24 @@ pub(super) fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> V
         .collect()
 }
 
+/// The applier's options from the run's ages (no unreadable paths known yet).
+pub(super) fn apply_options(opts: &CheckOptions) -> ApplyOptions {
+    ApplyOptions {
+        grace: opts.grace,
+        now: opts.now,
+        unreadable: Vec::new(),
+    }
+}
+
+/// Refuse while a registry process serves the store (unless forced).
+pub(super) fn guard_processes(root: &Path, force: bool, what: &str) -> Result<(), Failure> {
+    let procs: Vec<String> = live::processes_using(root)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    live_guard(&procs, force, what)
+}
+
 /// Finish every run an earlier apply left interrupted (a crash, SIGKILL), before planning anew.
 pub(super) fn resume_incomplete(
     root: &Path,
@@ -379,20 +397,12 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     super::configure_threads(args.jobs);
     let root = located.store.root.clone();
     let json = args.format == Format::Json;
-    let mut apply_opts = ApplyOptions {
-        grace: opts.grace,
-        now: opts.now,
-        unreadable: Vec::new(),
-    };
+    let mut apply_opts = apply_options(&opts);
     let mut out = String::new();
     let mut resumed = Vec::new();
     if args.apply {
         // Before anything changes (a resumed run included): no registry may be using the store.
-        let procs: Vec<String> = live::processes_using(&root)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        live_guard(&procs, args.force, "apply")?;
+        guard_processes(&root, args.force, "apply")?;
         resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
     }
     let before = check_store(&located.store, &opts, args.no_verify, args.quiet)?;
@@ -582,7 +592,7 @@ fn list_runs(root: &Path, json: bool) -> i32 {
     }
     let mut out = String::new();
     if runs.is_empty() {
-        let _ = writeln!(out, "No repair or cleanup runs in {}.", root.display());
+        let _ = writeln!(out, "No repair runs in {}.", root.display());
     }
     for r in runs {
         let kept = if r.kept > 0 {
@@ -591,21 +601,20 @@ fn list_runs(root: &Path, json: bool) -> i32 {
             String::new()
         };
         let held = match r.state {
-            "purged" => "  (purged: can no longer be undone)".to_string(),
-            _ if r.bytes > 0 => format!(
-                "  ({} in the quarantine)",
-                crate::report::human::size(r.bytes)
-            ),
-            _ => String::new(),
+            "purged" => "purged: can no longer be undone".to_string(),
+            _ if r.bytes > 0 => {
+                format!("{} in the quarantine", crate::report::human::size(r.bytes))
+            }
+            _ => "nothing in the quarantine".to_string(),
         };
         let _ = writeln!(
             out,
-            "{}  {:<6}  {}: {}  {}{kept}{held}",
+            "{}  {}: {}  {}{kept}  ({}; {held})",
             r.id,
-            r.command,
             actions_n(r.actions),
             counts_text(&r.counts),
-            r.state
+            r.state,
+            r.command
         );
     }
     super::print_stdout(&out);
@@ -631,11 +640,7 @@ pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
             root.display()
         )));
     }
-    let procs: Vec<String> = live::processes_using(&root)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    live_guard(&procs, args.force, "undo")?;
+    guard_processes(&root, args.force, "undo")?;
     let o = apply::undo(&root, &run_id)?;
     let code = if o.kept.is_empty() {
         exit::OK

@@ -179,6 +179,32 @@ pub struct GcOutcome {
     pub aborted: Option<String>,
 }
 
+/// `docker-registry garbage-collect [--dry-run] [--delete-untagged] <config in dir>`.
+fn gc_command(
+    dir: &Path,
+    root: &Path,
+    delete_untagged: bool,
+    dry_run: bool,
+    unprivileged: bool,
+) -> Command {
+    let cfg = config(dir, root, None);
+    let mut cmd = if unprivileged {
+        super::store::open_to_all(dir);
+        super::store::unprivileged("docker-registry")
+    } else {
+        Command::new("docker-registry")
+    };
+    cmd.arg("garbage-collect");
+    if dry_run {
+        cmd.arg("--dry-run");
+    }
+    if delete_untagged {
+        cmd.arg("--delete-untagged");
+    }
+    cmd.arg(cfg);
+    cmd
+}
+
 pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
     gc_dry_run_as(root, delete_untagged, false)
 }
@@ -187,19 +213,7 @@ pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
 /// `store::unprivileged`): what the real GC does where that user cannot read something.
 pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> GcOutcome {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), root, None);
-    let mut cmd = if unprivileged {
-        super::store::open_to_all(dir.path());
-        super::store::unprivileged("docker-registry")
-    } else {
-        Command::new("docker-registry")
-    };
-    cmd.args(["garbage-collect", "--dry-run"]);
-    if delete_untagged {
-        cmd.arg("--delete-untagged");
-    }
-    let out = cmd
-        .arg(&cfg)
+    let out = gc_command(dir.path(), root, delete_untagged, true, unprivileged)
         .output()
         .expect("run docker-registry garbage-collect");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -387,14 +401,7 @@ impl Registry {
 /// The real `garbage-collect` (not a dry run): it deletes. Returns its output.
 pub fn gc_run(root: &Path, delete_untagged: bool) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), root, None);
-    let mut cmd = Command::new("docker-registry");
-    cmd.arg("garbage-collect");
-    if delete_untagged {
-        cmd.arg("--delete-untagged");
-    }
-    let out = cmd
-        .arg(&cfg)
+    let out = gc_command(dir.path(), root, delete_untagged, false, false)
         .output()
         .expect("run docker-registry garbage-collect");
     assert!(
