@@ -189,6 +189,8 @@ struct JsonCleanup<'a> {
 struct JsonRepo<'a> {
     name: &'a str,
     policy: &'a str,
+    /// Bytes of the reclaimable blobs this repository referenced.
+    reclaimable_bytes: u64,
     tags: Vec<JsonTag<'a>>,
     revisions: Vec<JsonRev<'a>>,
 }
@@ -210,12 +212,16 @@ struct JsonRev<'a> {
     rule: &'a str,
 }
 
-fn json_repos(decisions: &[RepoDecision]) -> Vec<JsonRepo<'_>> {
+fn json_repos<'a>(
+    decisions: &'a [RepoDecision],
+    per_repo: &std::collections::BTreeMap<&str, u64>,
+) -> Vec<JsonRepo<'a>> {
     decisions
         .iter()
         .map(|d| JsonRepo {
             name: &d.name,
             policy: &d.policy,
+            reclaimable_bytes: per_repo.get(d.name.as_str()).copied().unwrap_or(0),
             tags: d
                 .tags
                 .iter()
@@ -242,12 +248,23 @@ fn json_repos(decisions: &[RepoDecision]) -> Vec<JsonRepo<'_>> {
 }
 
 /// The per-repository table of a prune: what stays, what goes, and the rule that decided.
-fn render_decisions(decisions: &[RepoDecision], o: &mut String) {
+fn render_decisions(
+    decisions: &[RepoDecision],
+    per_repo: &std::collections::BTreeMap<&str, u64>,
+    o: &mut String,
+) {
     for d in decisions {
         if d.tags.is_empty() && d.revisions.is_empty() {
             continue;
         }
-        let _ = writeln!(o, "{} ({}):", d.name, d.policy);
+        let bytes = per_repo.get(d.name.as_str()).copied().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "{} ({}): {} become reclaimable",
+            d.name,
+            d.policy,
+            size(bytes)
+        );
         for t in &d.tags {
             let _ = writeln!(
                 o,
@@ -376,9 +393,26 @@ fn execute(
         }
     }
     let Planned { plan, decisions } = planned;
-    let (reclaimable_bytes, reclaimable_blobs) = cleanup::reclaimable(&seen.inv, &plan.actions);
+    let freed_set = cleanup::reclaimable_blobs(&seen.inv, &plan.actions);
+    let reclaimable_bytes: u64 = freed_set.iter().map(|&i| seen.inv.blobs[i].size).sum();
+    let reclaimable_blobs = freed_set.len();
+    // Per repository: the reclaimable blobs it referenced (a blob shared by two pruned
+    // repositories counts in both).
+    let per_repo: std::collections::BTreeMap<&str, u64> = decisions
+        .iter()
+        .filter_map(|d| {
+            let i = seen.inv.repos.iter().position(|r| r.name == d.name)?;
+            let rr = &seen.reach.repos[i];
+            let bytes = freed_set
+                .iter()
+                .filter(|&&b| rr.uses_blob(b))
+                .map(|&b| seen.inv.blobs[b].size)
+                .sum();
+            Some((d.name.as_str(), bytes))
+        })
+        .collect();
     let preview = apply::assess(&root, &plan, &apply_opts);
-    render_decisions(&decisions, &mut out);
+    render_decisions(&decisions, &per_repo, &mut out);
     let later = if command == "gc" {
         String::new()
     } else {
@@ -415,7 +449,7 @@ fn execute(
             applied,
             purged,
             resumed,
-            repositories: json_repos(&decisions),
+            repositories: json_repos(&decisions, &per_repo),
             actions: json_actions(&plan, statuses),
             counts: apply::count(&settled),
             run,

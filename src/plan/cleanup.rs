@@ -516,9 +516,9 @@ pub fn gc_sweep(inv: &Inventory, removed: &[Action]) -> Vec<Action> {
     actions
 }
 
-/// Bytes (and blobs) a plan makes reclaimable: blobs it removes, and blobs referenced before
-/// that nothing references after it (a later `gc --apply` frees those).
-pub fn reclaimable(inv: &Inventory, actions: &[Action]) -> (u64, usize) {
+/// The blobs (indices into `inv.blobs`) a plan makes reclaimable: blobs it removes, and blobs
+/// referenced before that nothing references after it (a later `gc --apply` frees those).
+pub fn reclaimable_blobs(inv: &Inventory, actions: &[Action]) -> Vec<usize> {
     let before = reach::compute(inv);
     let mut after = inv.clone();
     for a in actions {
@@ -526,17 +526,19 @@ pub fn reclaimable(inv: &Inventory, actions: &[Action]) -> (u64, usize) {
     }
     after.normalize();
     let r = reach::compute(&after);
-    let mut bytes = 0;
-    let mut n = 0;
-    for (i, b) in inv.blobs.iter().enumerate() {
-        let gone = match after.blob_index(&b.digest) {
+    inv.blobs
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| match after.blob_index(&b.digest) {
             None => true,
-            Some(j) => before.is_referenced(i) && !r.is_referenced(j),
-        };
-        if gone {
-            bytes += b.size;
-            n += 1;
-        }
-    }
-    (bytes, n)
+            Some(j) => before.is_referenced(*i) && !r.is_referenced(j),
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Bytes and count of `reclaimable_blobs`.
+pub fn reclaimable(inv: &Inventory, actions: &[Action]) -> (u64, usize) {
+    let set = reclaimable_blobs(inv, actions);
+    (set.iter().map(|&i| inv.blobs[i].size).sum(), set.len())
 }
