@@ -2,9 +2,11 @@
 //! subcommand runs the library pipeline and maps the outcome to an fsck(8) exit status.
 
 mod check;
+mod cleanup;
 mod du;
 mod gc;
 mod generate;
+mod ls;
 pub mod metrics;
 pub mod progress_bar;
 mod repair;
@@ -41,8 +43,16 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Plan repairs; --apply executes them reversibly (journal + quarantine).
     Repair(repair::RepairArgs),
-    /// Undo a repair run byte for byte.
+    /// Undo a repair or cleanup run byte for byte.
     Undo(repair::UndoArgs),
+    /// The offline catalog: repositories, tags (kind, platforms, size, push time), untagged revisions.
+    Ls(ls::LsArgs),
+    /// Remove repositories, tags or revisions (plan; --apply moves them into the quarantine).
+    Rm(cleanup::RmArgs),
+    /// Retention: remove untagged revisions and old tags by rules or a policy file (plan; --apply).
+    Prune(cleanup::PruneArgs),
+    /// Delete quarantined runs for good, freeing their space (they can no longer be undone).
+    Purge(cleanup::PurgeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Print the man page (or write all pages with --out-dir).
@@ -291,6 +301,10 @@ pub fn main() -> i32 {
         Command::Gc(args) => gc::run(args),
         Command::Repair(args) => repair::run(args),
         Command::Undo(args) => repair::run_undo(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Rm(args) => cleanup::run_rm(args),
+        Command::Prune(args) => cleanup::run_prune(args),
+        Command::Purge(args) => cleanup::run_purge(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     };

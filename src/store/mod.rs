@@ -10,6 +10,7 @@
 //! quarantine, delete).
 
 pub mod config;
+pub mod details;
 pub mod pool;
 pub mod s3;
 pub mod scan;

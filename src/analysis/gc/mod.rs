@@ -349,6 +349,18 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
     }
 }
 
+/// The repositories (real folder names below `repositories/`) that this version's catalog walk
+/// reaches — what `/v2/_catalog` lists, since the registry's catalog and its GC share the walk
+/// (2.8 marks a repository by `_layers`, 3.x by `_manifests`). `None` when the walk cannot be
+/// replayed (a symbolic link regfsck does not follow, an unreadable folder).
+pub fn catalog(inv: &Inventory, version: Version) -> Option<BTreeSet<String>> {
+    let (visits, stop) = walk::repositories(inv, version);
+    if matches!(stop, Some(Stop::Unknown(_))) {
+        return None;
+    }
+    Some(visits.into_iter().map(|v| v.real).collect())
+}
+
 /// All four predictions: 2.8 and 3.x, with and without `--delete-untagged`.
 pub fn predict_all(inv: &Inventory) -> Vec<Prediction> {
     predict_each(inv, |p| p)
