@@ -195,3 +195,63 @@ pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
         aborted,
     }
 }
+
+/// The dry-run's count line, `N blobs marked, N blobs and N manifests eligible for deletion`:
+/// (marked, eligible blobs, eligible manifests); `None` when the run stopped before it.
+pub fn gc_summary(stdout: &str) -> Option<(usize, usize, usize)> {
+    let line = stdout
+        .lines()
+        .find(|l| l.ends_with(" manifests eligible for deletion"))?;
+    let nums: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match nums[..] {
+        [a, b, c] => Some((a, b, c)),
+        _ => None,
+    }
+}
+
+/// What the registry answered to a manifest GET.
+pub struct ManifestAnswer {
+    pub status: u16,
+    /// The `Docker-Content-Digest` header.
+    pub digest: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Registry {
+    /// `GET /v2/<repo>/manifests/<reference>` accepting every manifest type, as a client does
+    /// before it verifies anything: tells a failure of the registry from one of the client.
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> Option<ManifestAnswer> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, \
+                      application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.oci.image.index.v1+json, \
+                      application/vnd.docker.distribution.manifest.v1+prettyjws";
+        write!(
+            s,
+            "GET /v2/{repo}/manifests/{reference} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\n\r\n"
+        )
+        .ok()?;
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).ok()?;
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&all[..split]).to_string();
+        let status = head.get(9..12)?.parse().ok()?;
+        let digest = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_string())
+        });
+        Some(ManifestAnswer {
+            status,
+            digest,
+            body: all[split + 4..].to_vec(),
+        })
+    }
+}

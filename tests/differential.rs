@@ -1,0 +1,371 @@
+//! The differential fuzzer (issue #11; docs/fuzzing.md): seeded cases of realistic damage and
+//! adversarial manifests, each compared between regfsck (`check`, `gc`, `repair`, `undo`) and the
+//! real registry (`garbage-collect --dry-run [-m]`, pulls with skopeo).
+//!
+//! - `fixed_seed_run` (part of `cargo test`): a short fixed-seed run; fails on any disagreement
+//!   not on the known list (tests/common/fuzz/known.rs).
+//! - `long_run` (ignored): `FUZZ_SEED=… FUZZ_ITERS=300 cargo test --release --test differential
+//!   -- --ignored --nocapture long_run`.
+//! - `replay` (ignored): `FUZZ_CASE=seed:iter [FUZZ_KEEP=i,j] cargo test --test differential --
+//!   --ignored --nocapture replay`.
+
+mod common;
+#[path = "common/fuzz/mod.rs"]
+mod fuzz;
+
+use common::registry::registry_available;
+use fuzz::{campaign, Options};
+
+/// The fixed seed of the suite run, and how many cases it runs.
+const SUITE_SEED: u64 = 20261201;
+const SUITE_ITERS: u64 = 24;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+#[test]
+fn fixed_seed_run() {
+    if !registry_available() {
+        return;
+    }
+    let sum = campaign(
+        &Options {
+            seed: SUITE_SEED,
+            iters: SUITE_ITERS,
+            member_budget: 0,
+            max_minimised: 4,
+            verbose: false,
+        },
+        None,
+    );
+    sum.print();
+    assert!(sum.unknown().is_empty(), "new disagreements (see above)");
+}
+
+#[test]
+#[ignore]
+fn long_run() {
+    assert!(registry_available());
+    let sum = campaign(
+        &Options {
+            seed: env_u64("FUZZ_SEED", SUITE_SEED),
+            iters: env_u64("FUZZ_ITERS", 300),
+            member_budget: env_u64("FUZZ_MEMBER_BUDGET", 60) as usize,
+            max_minimised: env_u64("FUZZ_MAX_MINIMISED", 8) as usize,
+            verbose: std::env::var("FUZZ_VERBOSE").is_ok(),
+        },
+        None,
+    );
+    sum.print();
+    assert!(sum.unknown().is_empty(), "new disagreements (see above)");
+}
+
+#[test]
+#[ignore]
+fn replay() {
+    assert!(registry_available());
+    let id = std::env::var("FUZZ_CASE").expect("FUZZ_CASE=seed:iteration");
+    let keep = std::env::var("FUZZ_KEEP").ok();
+    let case = fuzz::case_from(&id, keep.as_deref());
+    println!("case {id} ({}), {} ops:", case.fixture, case.ops.len());
+    for (i, o) in case.ops.iter().enumerate() {
+        println!("  {i}: {o}");
+    }
+    let opts = Options {
+        seed: case.seed,
+        iters: 1,
+        member_budget: env_u64("FUZZ_MEMBER_BUDGET", 60) as usize,
+        max_minimised: 8,
+        verbose: true,
+    };
+    let (obs, found) = fuzz::run_case(&case, &opts, None);
+    println!(
+        "{} of {} ops applied; {:?}",
+        obs.applied,
+        case.ops.len(),
+        obs.stats
+    );
+    for f in &found {
+        f.print();
+    }
+    if found.is_empty() {
+        println!("no disagreement");
+    }
+}
+
+/// The harness can fail: a prediction made wrong on purpose (one orphan blob dropped from
+/// regfsck's plain 2.8 prediction whenever a marker blob exists) is reported as a new
+/// disagreement and minimised to the one operation that triggers it.
+#[test]
+fn an_injected_wrong_gc_prediction_is_caught_and_minimised() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let marker = b"differential self-test orphan".to_vec();
+    let hex = fuzz::ops::manifest_digest(&marker);
+    let data = format!("blobs/sha256/{}/{hex}/data", &hex[..2]);
+    let orphan = Op::new(
+        "stray:self-test-orphan",
+        vec![Act::Write {
+            path: data.clone().into_bytes(),
+            data: marker,
+        }],
+    );
+    // A layer of team/proj:v1 (its truncation breaks the pull, not the GC).
+    let fixture = common::store::fixture("sample");
+    let m = common::store::manifest_json(
+        fixture.path(),
+        &common::store::tag_digest("sample", "team/proj", "v1"),
+    );
+    let layer = m["layers"][1]["digest"].as_str().unwrap()[7..].to_string();
+    let ops = vec![
+        Op::new(
+            "delete:tag",
+            vec![Act::Remove {
+                path: b"repositories/library/alpine/_manifests/tags/3.19".to_vec(),
+            }],
+        ),
+        orphan.clone(),
+        Op::new(
+            "blob:truncate-half",
+            vec![Act::Truncate {
+                path: format!("blobs/sha256/{}/{layer}/data", &layer[..2]).into_bytes(),
+                len: 10,
+            }],
+        ),
+    ];
+    let case = fuzz::gen::Case {
+        seed: 0,
+        iter: 0,
+        fixture: "sample",
+        ops,
+    };
+    let opts = Options {
+        seed: 0,
+        iters: 1,
+        member_budget: 0,
+        max_minimised: 8,
+        verbose: false,
+    };
+    // Without the tampering the case is clean: the companions are no disagreement of their own.
+    let (clean, found) = fuzz::run_case(&case, &opts, None);
+    assert!(found.is_empty(), "companion ops disagree by themselves");
+    assert!(clean.stats.gc_compared == 2 && clean.stats.gc_real_aborts == 0);
+    assert!(clean.stats.pulls > 0 && clean.stats.pulls_failed == 1);
+    let hex2 = hex.clone();
+    let tamper = move |root: &std::path::Path, said: &mut fuzz::oracle::Said| {
+        if common::store::v2(root).join(&data).exists() {
+            if let Some(p) = said.predictions.get_mut(&false) {
+                p.blobs.remove(&format!("sha256:{hex2}"));
+            }
+        }
+    };
+    let (_, found) = fuzz::run_case(&case, &opts, Some(&tamper));
+    for f in &found {
+        f.print();
+    }
+    assert_eq!(found.len(), 1, "exactly the injected disagreement");
+    let f = &found[0];
+    assert_eq!((f.d.kind, f.d.subject.as_str()), ("gc-blobs", "plain"));
+    assert!(f.d.real.contains(&hex[..8]), "{}", f.d.real);
+    assert!(f.known.is_none() && f.minimised);
+    assert_eq!(f.ops, vec![orphan]);
+    assert_eq!(f.keep, vec![1]);
+}
+
+/// The pull comparison can fail both ways, and the minimiser keeps every operation a
+/// disagreement needs: a broken tag whose finding is hidden (only while a marker file exists)
+/// is a "fine but fails" minimised to the breaking damage plus the marker.
+#[test]
+fn an_injected_wrong_pull_verdict_is_caught_and_minimised() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let team = common::store::tag_digest("sample", "team/proj", "v1")
+        .hex()
+        .to_string();
+    let breaking = Op::new(
+        "blob:truncate-empty",
+        vec![Act::Truncate {
+            path: format!("blobs/sha256/{}/{team}/data", &team[..2]).into_bytes(),
+            len: 0,
+        }],
+    );
+    let marker = Op::new(
+        "stray:readme",
+        vec![Act::Write {
+            path: b"blobs/README".to_vec(),
+            data: b"self-test".to_vec(),
+        }],
+    );
+    let ops = vec![
+        marker.clone(),
+        Op::new(
+            "delete:tag",
+            vec![Act::Remove {
+                path: b"repositories/library/alpine/_manifests/tags/3.19".to_vec(),
+            }],
+        ),
+        breaking.clone(),
+    ];
+    let case = fuzz::gen::Case {
+        seed: 0,
+        iter: 1,
+        fixture: "sample",
+        ops,
+    };
+    let opts = Options {
+        seed: 0,
+        iters: 1,
+        member_budget: 0,
+        max_minimised: 8,
+        verbose: false,
+    };
+    let tamper = |root: &std::path::Path, said: &mut fuzz::oracle::Said| {
+        if common::store::v2(root).join("blobs/README").exists() {
+            said.broken
+                .remove(&("team/proj".to_string(), "v1".to_string()));
+            // And a working tag called broken.
+            said.broken.insert(
+                ("beta/app".to_string(), "v1".to_string()),
+                vec!["injected".into()],
+            );
+        }
+    };
+    let (_, found) = fuzz::run_case(&case, &opts, Some(&tamper));
+    for f in &found {
+        f.print();
+    }
+    let get = |kind: &str| {
+        found
+            .iter()
+            .find(|f| f.d.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let fine = get("pull-fine-but-fails");
+    assert_eq!(fine.d.subject, "team/proj:v1");
+    assert_eq!(fine.ops, vec![marker.clone(), breaking]);
+    let works = get("pull-broken-but-works");
+    assert_eq!(works.d.subject, "beta/app:v1");
+    assert_eq!(works.ops, vec![marker]);
+    assert!(found.iter().all(|f| f.known.is_none()));
+}
+
+/// A case is a function of (seed, iteration): the same operations, the same damaged store.
+#[test]
+fn cases_are_reproducible() {
+    for iter in 0..6 {
+        let a = fuzz::gen::generate(7, iter);
+        let b = fuzz::gen::generate(7, iter);
+        assert_eq!(a.ops, b.ops);
+        assert!(!a.ops.is_empty());
+        let (x, y) = (
+            common::store::fixture(a.fixture),
+            common::store::fixture(a.fixture),
+        );
+        for o in &a.ops {
+            assert!(o.apply(x.path()), "{o}");
+            o.apply(y.path());
+        }
+        assert_eq!(
+            common::store::fingerprint(x.path(), &[]),
+            common::store::fingerprint(y.path(), &[])
+        );
+    }
+    assert_ne!(fuzz::gen::generate(7, 1).ops, fuzz::gen::generate(8, 1).ops);
+}
+
+/// The oracle reads the real garbage collector as docker-registry 2.8.2 really prints: a clean
+/// run's count line matches the parsed sets and each eligible manifest belongs to the repository
+/// printed before it; a clean abort exits 1 with the reason (holding the store's absolute path)
+/// on stderr and no count line; a panic exits 2 with `panic: …` first.
+#[test]
+fn the_real_gc_output_is_parsed_as_printed() {
+    if !registry_available() {
+        return;
+    }
+    use common::registry::{gc_dry_run, gc_summary};
+    use common::store::{fixture, write_v2};
+    let tmp = fixture("sample");
+    let root = tmp.path();
+    let plain = gc_dry_run(root, false);
+    assert_eq!((plain.exit_code, plain.aborted.as_deref()), (0, None));
+    assert_eq!(plain.eligible_blobs.len(), 3);
+    assert_eq!(gc_summary(&plain.stdout), Some((24, 3, 0)));
+    let m = gc_dry_run(root, true);
+    let untagged = common::store::expected("sample")["untagged"]["library/alpine"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(m
+        .eligible_manifests
+        .contains(&("library/alpine".to_string(), untagged)));
+    let (_, blobs, manifests) = gc_summary(&m.stdout).unwrap();
+    assert_eq!(
+        (blobs, manifests),
+        (m.eligible_blobs.len(), m.eligible_manifests.len())
+    );
+
+    write_v2(root, "repositories/beta/app/_manifests/tags/README", b"x");
+    let m = gc_dry_run(root, true);
+    assert_eq!(m.exit_code, 1);
+    let reason = m.aborted.unwrap();
+    assert!(
+        reason.starts_with(
+            "failed to mark: filesystem: filesystem: failed to retrieve tags for digest sha256:"
+        ),
+        "{reason}"
+    );
+    let tail = format!(
+        "open {}/docker/registry/v2/repositories/beta/app/_manifests/tags/README/current/link: not a directory",
+        root.display()
+    );
+    assert!(reason.ends_with(&tail), "{reason}");
+    assert_eq!(gc_summary(&m.stdout), None);
+    let (ours, real) = fuzz::oracle::comparable_reasons("x", &reason, root);
+    assert_eq!(ours, "x");
+    assert!(
+        real.contains("open <root>/docker/registry/v2/")
+            && !real.contains(&*root.to_string_lossy())
+    );
+
+    let tmp = fixture("sample");
+    let body = br#"{"schemaVersion":2,"manifests":"x"}"#;
+    let hex = fuzz::ops::manifest_digest(body);
+    fuzz::ops::Act::Manifest {
+        repo: "beta/app".into(),
+        tag: "panics".into(),
+        body: fuzz::json::J::parse(body).unwrap(),
+    }
+    .apply(tmp.path());
+    let p = gc_dry_run(tmp.path(), false);
+    assert_eq!(p.exit_code, 2, "{}", p.stderr);
+    assert_eq!(
+        p.aborted.as_deref(),
+        Some("panic: interface conversion: distribution.Manifest is nil, not *manifestlist.DeserializedManifestList")
+    );
+    assert!(p
+        .stdout
+        .contains(&format!("beta/app: marking manifest sha256:{hex}")));
+
+    // Go's JSON parser wording is cut on both sides, after the digest; other reasons are whole.
+    let go = format!("failed to mark: filesystem: filesystem: failed to retrieve manifest for digest sha256:{hex}: invalid character 'x' looking for beginning of value");
+    let rust = format!("failed to mark: filesystem: filesystem: failed to retrieve manifest for digest sha256:{hex}: expected value at line 1 column 1");
+    let (a, b) = fuzz::oracle::comparable_reasons(&rust, &go, tmp.path());
+    assert_eq!(a, b);
+    let other = go.replace(
+        "invalid character 'x' looking for beginning of value",
+        "errors verifying manifest: unknown",
+    );
+    let (a, b) = fuzz::oracle::comparable_reasons(&rust, &other, tmp.path());
+    assert_ne!(a, b);
+}
