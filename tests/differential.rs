@@ -104,6 +104,24 @@ fn replay() {
     }
 }
 
+/// A hand-written case on the sample store, with every disagreement minimised.
+fn hand_made(ops: Vec<fuzz::ops::Op>) -> (fuzz::gen::Case, Options) {
+    let case = fuzz::gen::Case {
+        seed: 0,
+        iter: 0,
+        fixture: "sample",
+        ops,
+    };
+    let opts = Options {
+        seed: 0,
+        iters: 1,
+        member_budget: 0,
+        max_minimised: 8,
+        verbose: false,
+    };
+    (case, opts)
+}
+
 /// The harness can fail: a prediction made wrong on purpose (one orphan blob dropped from
 /// regfsck's plain 2.8 prediction whenever a marker blob exists) is reported as a new
 /// disagreement and minimised to the one operation that triggers it.
@@ -146,19 +164,7 @@ fn an_injected_wrong_gc_prediction_is_caught_and_minimised() {
             }],
         ),
     ];
-    let case = fuzz::gen::Case {
-        seed: 0,
-        iter: 0,
-        fixture: "sample",
-        ops,
-    };
-    let opts = Options {
-        seed: 0,
-        iters: 1,
-        member_budget: 0,
-        max_minimised: 8,
-        verbose: false,
-    };
+    let (case, opts) = hand_made(ops);
     // Without the tampering the case is clean: the companions are no disagreement of their own.
     let (clean, found) = fuzz::run_case(&case, &opts, None);
     assert!(found.is_empty(), "companion ops disagree by themselves");
@@ -221,19 +227,7 @@ fn an_injected_wrong_pull_verdict_is_caught_and_minimised() {
         ),
         breaking.clone(),
     ];
-    let case = fuzz::gen::Case {
-        seed: 0,
-        iter: 1,
-        fixture: "sample",
-        ops,
-    };
-    let opts = Options {
-        seed: 0,
-        iters: 1,
-        member_budget: 0,
-        max_minimised: 8,
-        verbose: false,
-    };
+    let (case, opts) = hand_made(ops);
     let tamper = |root: &std::path::Path, said: &mut fuzz::oracle::Said| {
         if common::store::v2(root).join("blobs/README").exists() {
             said.broken

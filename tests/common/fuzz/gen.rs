@@ -444,6 +444,19 @@ fn stray(rng: &mut Rng, t: &Tree) -> Option<Op> {
     ))
 }
 
+/// `a` replaced by a relative symlink to `o`.
+fn replace_by_symlink(a: &Entry, o: &Entry) -> Vec<Act> {
+    vec![
+        Act::Remove {
+            path: a.path.clone(),
+        },
+        Act::Symlink {
+            path: a.path.clone(),
+            target: relative(&a.path, &o.path),
+        },
+    ]
+}
+
 fn symlink(rng: &mut Rng, t: &Tree, k: usize) -> Option<Op> {
     let outside = format!("outside{k}");
     let (what, acts): (&str, Vec<Act>) = match rng.below(10) {
@@ -452,18 +465,7 @@ fn symlink(rng: &mut Rng, t: &Tree, k: usize) -> Option<Op> {
             let data = t.blob_data();
             let a = pick(rng, &data)?;
             let o = pick(rng, &data)?;
-            (
-                "blob-data-to-other-blob",
-                vec![
-                    Act::Remove {
-                        path: a.path.clone(),
-                    },
-                    Act::Symlink {
-                        path: a.path.clone(),
-                        target: relative(&a.path, &o.path),
-                    },
-                ],
-            )
+            ("blob-data-to-other-blob", replace_by_symlink(a, o))
         }
         1 => {
             // Moved to another disk and linked back: the registry still finds everything.
@@ -520,18 +522,7 @@ fn symlink(rng: &mut Rng, t: &Tree, k: usize) -> Option<Op> {
                 .collect();
             let a = pick(rng, &cur)?;
             let o = pick(rng, &cur)?;
-            (
-                "link-to-other-link",
-                vec![
-                    Act::Remove {
-                        path: a.path.clone(),
-                    },
-                    Act::Symlink {
-                        path: a.path.clone(),
-                        target: relative(&a.path, &o.path),
-                    },
-                ],
-            )
+            ("link-to-other-link", replace_by_symlink(a, o))
         }
         5 => {
             // A revision folder named for a blob that is not a manifest (a config or layer).

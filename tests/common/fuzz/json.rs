@@ -149,26 +149,17 @@ impl J {
 
     /// Keep only the children whose indices are listed (in order).
     pub fn retain_children(&mut self, keep: &[usize]) {
+        fn retain<T>(v: &mut Vec<T>, keep: &[usize]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep.contains(&(i - 1))
+            });
+        }
         match self {
             J::Raw(_) => {}
-            J::Obj(m) => {
-                let old = std::mem::take(m);
-                *m = old
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| keep.contains(i))
-                    .map(|(_, x)| x)
-                    .collect();
-            }
-            J::Arr(a) => {
-                let old = std::mem::take(a);
-                *a = old
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| keep.contains(i))
-                    .map(|(_, x)| x)
-                    .collect();
-            }
+            J::Obj(m) => retain(m, keep),
+            J::Arr(a) => retain(a, keep),
         }
     }
 }

@@ -242,6 +242,10 @@ impl Run {
     fn panicked(&self) -> bool {
         self.code == 101 || self.stderr.contains("panicked at")
     }
+
+    fn failure(&self) -> String {
+        format!("exit {}: {}", self.code, first_line(&self.stderr))
+    }
 }
 
 fn run_regfsck(args: &[&str]) -> Run {
@@ -789,20 +793,10 @@ pub fn observe(
         stats.checks += 1;
         match serde_json::from_str::<serde_json::Value>(&r.stdout) {
             Ok(doc) => findings = doc["findings"].as_array().cloned().unwrap_or_default(),
-            Err(_) => out.push(dis(
-                "check-crash",
-                "",
-                format!("exit {}: {}", r.code, first_line(&r.stderr)),
-                "",
-            )),
+            Err(_) => out.push(dis("check-crash", "", r.failure(), "")),
         }
         if r.code & 8 != 0 && !r.panicked() {
-            out.push(dis(
-                "check-error",
-                "",
-                format!("exit {}: {}", r.code, first_line(&r.stderr)),
-                "",
-            ));
+            out.push(dis("check-error", "", r.failure(), ""));
         }
         let fp1 = fingerprint(root, &[QUARANTINE_DIR]);
         if fp1 != fp0 {
@@ -821,12 +815,7 @@ pub fn observe(
         ]);
         match serde_json::from_str::<serde_json::Value>(&r.stdout) {
             Ok(doc) => said.predictions = parse_predictions(&doc),
-            Err(_) => out.push(dis(
-                "gc-crash",
-                "",
-                format!("exit {}: {}", r.code, first_line(&r.stderr)),
-                "",
-            )),
+            Err(_) => out.push(dis("gc-crash", "", r.failure(), "")),
         }
         let fp1 = fingerprint(root, &[QUARANTINE_DIR]);
         if fp1 != fp0 {
@@ -939,12 +928,7 @@ fn repair_and_undo(
         return;
     }
     if r.code & (8 | 16) != 0 {
-        out.push(dis(
-            "repair-error",
-            "",
-            format!("exit {}: {}", r.code, first_line(&r.stderr)),
-            "",
-        ));
+        out.push(dis("repair-error", "", r.failure(), ""));
         return;
     }
     let Some(run_id) = r
@@ -1046,12 +1030,7 @@ fn repair_and_undo(
     let u = run_regfsck(&["undo", rs, "--run", &run_id]);
     stats.undos += 1;
     if u.code != 0 {
-        out.push(dis(
-            "undo-failed",
-            "",
-            format!("exit {}: {}", u.code, first_line(&u.stderr)),
-            "",
-        ));
+        out.push(dis("undo-failed", "", u.failure(), ""));
     }
     let after = fingerprint(root, &[QUARANTINE_DIR]);
     if after != before {
