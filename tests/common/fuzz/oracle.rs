@@ -133,7 +133,7 @@ impl Scope {
                 pulls: tag(),
                 ..none
             },
-            "repair-broke-pull" => Scope {
+            "repair-broke-pull" | "repair-retagged" => Scope {
                 check: true,
                 pulls: tag(),
                 repair: true,
@@ -885,6 +885,8 @@ pub fn observe(
     obs
 }
 
+const NO_CURRENT: &str = "(no current link)";
+
 /// What a tag's current link says (for messages: any bytes, lossily).
 fn current(root: &Path, (repo, tag): &TagRef) -> String {
     let p = v2(root).join(format!(
@@ -892,7 +894,7 @@ fn current(root: &Path, (repo, tag): &TagRef) -> String {
     ));
     match std::fs::read(p) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(_) => "(no current link)".into(),
+        Err(_) => NO_CURRENT.into(),
     }
 }
 
@@ -944,7 +946,8 @@ fn repair_and_undo(
     for t in pulled {
         let after = current(root, t);
         let was = &current_before[t];
-        if &after != was {
+        // A tag that is gone is `repair-broke-pull`'s business (it no longer pulls).
+        if &after != was && after != NO_CURRENT {
             out.push(dis(
                 "repair-retagged",
                 format!("{}:{}", t.0, t.1),
