@@ -45,22 +45,9 @@ const NON_UTF8: &str = "the real GC trips over a non-UTF-8 name; the prediction 
 const TAGS_STRAY: &str =
     "--delete-untagged reads tags/<entry>/current/link for every entry of tags/, files too";
 
+/// First match wins: the specific causes come before the manifest decoding entries, because an
+/// adversarial manifest is often only the vehicle (the tag) that other damage breaks.
 pub const KNOWN: &[Known] = &[
-    // #11.1: manifests decoded exactly as Go does (gojson).
-    k("gc-abort", "manifest", None, GOJSON, DECODE),
-    k("gc-abort-reason", "manifest", None, GOJSON, DECODE),
-    k("gc-panic", "manifest", None, GOJSON, DECODE),
-    k("gc-blobs", "manifest", None, GOJSON, DECODE),
-    k("gc-manifests", "manifest", None, GOJSON, DECODE),
-    k("pull-fine-but-fails", "manifest", None, GOJSON, DECODE),
-    k("pull-broken-but-works", "manifest", None, GOJSON, DECODE),
-    k(
-        "repair-broke-pull",
-        "manifest",
-        None,
-        GOJSON,
-        "a manifest the registry serves is manifest-invalid, so lossy repair drops its tag",
-    ),
     // #11.2: the `_layers` fallback (gcwalk).
     k(
         "pull-broken-but-works",
@@ -116,6 +103,21 @@ pub const KNOWN: &[Known] = &[
         None,
         SAFETY,
         "repair quarantines a symlink the registry follows, and the tag through it stops pulling",
+    ),
+    // #11.1: manifests decoded exactly as Go does (gojson).
+    k("gc-abort", "manifest", None, GOJSON, DECODE),
+    k("gc-abort-reason", "manifest", None, GOJSON, DECODE),
+    k("gc-panic", "manifest", None, GOJSON, DECODE),
+    k("gc-blobs", "manifest", None, GOJSON, DECODE),
+    k("gc-manifests", "manifest", None, GOJSON, DECODE),
+    k("pull-fine-but-fails", "manifest", None, GOJSON, DECODE),
+    k("pull-broken-but-works", "manifest", None, GOJSON, DECODE),
+    k(
+        "repair-broke-pull",
+        "manifest",
+        None,
+        GOJSON,
+        "a manifest the registry serves is manifest-invalid, so lossy repair drops its tag",
     ),
     // Not a registry behaviour: the registry serves these manifests; skopeo (containers/image)
     // refuses them (ambiguous keys, a v2s2 descriptor without mediaType). No branch owns it.

@@ -87,16 +87,29 @@ pub fn minimise_json(body: &J, test: &mut dyn FnMut(&J) -> bool) -> J {
     j
 }
 
-/// What must stay the same while a case shrinks, beyond kind and subject: for aborts, the
-/// aborting side's reason, with digests masked (a shrinking manifest changes its own digest).
+/// What must stay the same while a case shrinks, beyond kind and subject, so that the shrinking
+/// case keeps its cause rather than drifting to another one: for aborts, the aborting side's
+/// reason; for a tag called broken, the codes that call it so; for a failed pull, the registry's
+/// answer to the manifest GET. Digests are masked (a shrinking manifest changes its own digest).
 pub fn signature(d: &Disagreement) -> String {
     let text = match d.kind {
-        "gc-abort" if d.real.starts_with("aborts") => &d.real,
-        "gc-abort" => &d.regfsck,
-        "gc-abort-reason" | "gc-panic" => &d.real,
+        "gc-abort" if d.real.starts_with("aborts") => d.real.clone(),
+        "gc-abort" => d.regfsck.clone(),
+        "gc-abort-reason" | "gc-panic" => d.real.clone(),
+        "pull-broken-but-works" => {
+            let codes: std::collections::BTreeSet<&str> = d
+                .regfsck
+                .split("; ")
+                .map(|f| f.split(" at ").next().unwrap_or(f))
+                .collect();
+            codes.into_iter().collect::<Vec<_>>().join(",")
+        }
+        "pull-fine-but-fails" | "pull-client-rejects" | "repair-broke-pull" => {
+            d.real.split(';').next().unwrap_or("").to_string()
+        }
         _ => return String::new(),
     };
-    mask_digests(text)
+    mask_digests(&text)
 }
 
 /// `sha256:ab12cd34…` (as `ops::shorten` prints digests) and whole digests become `#`.
@@ -129,6 +142,8 @@ pub struct Minimised {
     pub tests: usize,
     /// Whether the focused re-run showed the disagreement at all (if not: not minimised).
     pub reproduced: bool,
+    /// The disagreement as the minimised case shows it (its texts name what is left).
+    pub shown: Option<Disagreement>,
 }
 
 /// Minimise `ops` for `d`, with at most `budget` observations for the member-level pass (0: none).
@@ -142,12 +157,18 @@ pub fn minimise(
     let scope = Scope::for_disagreement(d);
     let sig = signature(d);
     let mut tests = 0;
+    let mut last = None;
     let mut same = |candidate: &[Op]| {
         tests += 1;
-        observe(fixture, candidate, &scope, tamper)
+        let found = observe(fixture, candidate, &scope, tamper)
             .disagreements
-            .iter()
-            .any(|x| x.kind == d.kind && x.subject == d.subject && signature(x) == sig)
+            .into_iter()
+            .find(|x| x.kind == d.kind && x.subject == d.subject && signature(x) == sig);
+        let hit = found.is_some();
+        if hit {
+            last = found;
+        }
+        hit
     };
     if !same(ops) {
         return Minimised {
@@ -155,6 +176,7 @@ pub fn minimise(
             ops: ops.to_vec(),
             tests: 1,
             reproduced: false,
+            shown: None,
         };
     }
     let keep = ddmin(ops.len(), &mut |idx| {
@@ -185,11 +207,14 @@ pub fn minimise(
             body: small,
         };
     }
+    // The last successful trial need not be the final list: show what the final list says.
+    let shown = if same(&min) { last } else { None };
     Minimised {
         keep,
         ops: min,
         tests,
         reproduced: true,
+        shown,
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Options {
 pub struct Found {
     pub case: String,
     pub fixture: &'static str,
+    /// As the minimised case shows it (as the whole case did, when not minimised).
     pub d: Disagreement,
     pub keep: Vec<usize>,
     pub ops: Vec<ops::Op>,
@@ -135,17 +136,23 @@ pub fn run_case(
     let obs = observe(case.fixture, &case.ops, &Scope::full(), tamper);
     let mut found = Vec::new();
     for (n, d) in obs.disagreements.iter().enumerate() {
-        let (keep, ops, minimised, tests) = if n < opts.max_minimised {
+        let (keep, ops, minimised, tests, shown) = if n < opts.max_minimised {
             let m = minimise::minimise(case.fixture, &case.ops, d, tamper, opts.member_budget);
-            (m.keep, m.ops, m.reproduced, m.tests)
+            (m.keep, m.ops, m.reproduced, m.tests, m.shown)
         } else {
-            ((0..case.ops.len()).collect(), case.ops.clone(), false, 0)
+            (
+                (0..case.ops.len()).collect(),
+                case.ops.clone(),
+                false,
+                0,
+                None,
+            )
         };
         let known = known::classify(d, &ops);
         found.push(Found {
             case: case.id(),
             fixture: case.fixture,
-            d: d.clone(),
+            d: shown.unwrap_or_else(|| d.clone()),
             keep,
             ops,
             of: case.ops.len(),
