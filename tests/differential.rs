@@ -329,7 +329,7 @@ fn the_real_gc_output_is_parsed_as_printed() {
     );
     assert!(reason.ends_with(&tail), "{reason}");
     assert_eq!(gc_summary(&m.stdout), None);
-    let (ours, real) = fuzz::oracle::comparable_reasons("x", &reason, root);
+    let (ours, real) = fuzz::gc::comparable_reasons("x", &reason, root);
     assert_eq!(ours, "x");
     assert!(
         real.contains("open <root>/docker/registry/v2/")
@@ -358,12 +358,12 @@ fn the_real_gc_output_is_parsed_as_printed() {
     // Go's JSON parser wording is cut on both sides, after the digest; other reasons are whole.
     let go = format!("failed to mark: filesystem: filesystem: failed to retrieve manifest for digest sha256:{hex}: invalid character 'x' looking for beginning of value");
     let rust = format!("failed to mark: filesystem: filesystem: failed to retrieve manifest for digest sha256:{hex}: expected value at line 1 column 1");
-    let (a, b) = fuzz::oracle::comparable_reasons(&rust, &go, tmp.path());
+    let (a, b) = fuzz::gc::comparable_reasons(&rust, &go, tmp.path());
     assert_eq!(a, b);
     let other = go.replace(
         "invalid character 'x' looking for beginning of value",
         "errors verifying manifest: unknown",
     );
-    let (a, b) = fuzz::oracle::comparable_reasons(&rust, &other, tmp.path());
+    let (a, b) = fuzz::gc::comparable_reasons(&rust, &other, tmp.path());
     assert_ne!(a, b);
 }

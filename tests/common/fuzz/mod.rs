@@ -3,6 +3,7 @@
 //! (see `oracle`), every disagreement minimised (`minimise`) and classified against the list of
 //! known ones (`known`). docs/fuzzing.md describes it; tests/differential.rs runs it.
 
+pub mod gc;
 pub mod gen;
 pub mod json;
 pub mod known;
@@ -10,6 +11,7 @@ pub mod manifest;
 pub mod minimise;
 pub mod ops;
 pub mod oracle;
+pub mod pulls;
 pub mod rng;
 pub mod tree;
 
