@@ -17,6 +17,11 @@ pub trait Bar: Send + Sync {
 /// Hands out bars.
 pub trait Progress: Send + Sync {
     fn bar(&self, phase: &str, total: u64, unit: Unit) -> Box<dyn Bar>;
+
+    /// A counter of objects found, for a phase whose total is not known in advance (the scan).
+    fn counter(&self, phase: &str) -> Box<dyn Bar> {
+        self.bar(phase, 0, Unit::Items)
+    }
 }
 
 /// Draws nothing: for pipes, `--quiet`, tests.

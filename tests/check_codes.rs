@@ -151,7 +151,143 @@ fn assert_break(ctx: &Ctx, code: &str, path: &str, allowed: &[&str], args: &[&st
         errors,
         "exit status {exit} vs errors {errors}"
     );
+    advice_matches_repair(ctx, &doc, args);
     doc
+}
+
+/// The actions `regfsck repair` plans for this store, as (code, kind, path).
+fn planned(ctx: &Ctx, lossy: bool, no_verify: bool) -> Vec<(String, String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.json");
+    let now = ctx.now.to_string();
+    let mut cmd = store::regfsck();
+    cmd.args([
+        "repair",
+        ctx.root.to_str().unwrap(),
+        "--now",
+        &now,
+        "--plan",
+    ])
+    .arg(&file);
+    if lossy {
+        cmd.arg("--lossy");
+    }
+    if no_verify {
+        cmd.arg("--no-verify");
+    }
+    let out = cmd.output().unwrap();
+    let plan: Value = serde_json::from_slice(&fs::read(&file).unwrap_or_else(|e| {
+        panic!(
+            "repair wrote no plan ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }))
+    .unwrap();
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let path = a["path"].as_str().or(a["from"].as_str()).unwrap();
+            (
+                a["code"].as_str().unwrap().to_string(),
+                a["kind"].as_str().unwrap().to_string(),
+                path.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 12 (#8): the advice `check` prints for each finding — its fix text, its `repair` field,
+/// the "Next:" lines — is what `regfsck repair` then plans: a finding said to be repaired has its
+/// actions in the plan (with `--lossy` exactly when the advice says so), a finding said to need
+/// the operator has none, and "Next" sends to `regfsck repair` only when the plan is not empty.
+fn advice_matches_repair(ctx: &Ctx, doc: &Value, args: &[&str]) {
+    let no_verify = args.contains(&"--no-verify");
+    let safe = planned(ctx, false, no_verify);
+    let with_lossy = planned(ctx, true, no_verify);
+    let root = ctx.root.to_str().unwrap();
+    // An action of the plan, or inside a folder the plan quarantines anyway.
+    let covered = |plan: &[(String, String, String)], code: &str, kind: &str, path: &str| {
+        plan.iter().any(|(c, k, p)| {
+            (c == code && k == kind && p == path)
+                || (k == "quarantine" && path.starts_with(&format!("{p}/")))
+        })
+    };
+    let findings = doc["findings"].as_array().unwrap();
+    let codes_with_hint: BTreeSet<&str> = findings
+        .iter()
+        .filter(|f| !f["repair"].is_null())
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    for f in findings {
+        let code = f["code"].as_str().unwrap();
+        let fix = f["fix"].as_str().unwrap();
+        let hint = &f["repair"];
+        let what = format!("{code} at {}: fix {fix:?}, repair {hint}", f["path"]);
+        if hint.is_null() {
+            assert!(!fix.contains("regfsck repair"), "{what}");
+            if !codes_with_hint.contains(code) {
+                assert!(
+                    !with_lossy.iter().any(|a| a.0 == code),
+                    "{what}: yet repair --lossy plans {with_lossy:?}"
+                );
+            }
+            continue;
+        }
+        let lossy = hint["lossy"].as_bool().unwrap();
+        let flag = if lossy {
+            "--apply --lossy`"
+        } else {
+            "--apply`"
+        };
+        assert!(
+            fix.contains(&format!("regfsck repair {root} {flag}")),
+            "{what}"
+        );
+        let plan = if lossy { &with_lossy } else { &safe };
+        if let Some(via) = hint.get("via") {
+            let (vc, vp) = (via["code"].as_str().unwrap(), via["path"].as_str().unwrap());
+            assert!(
+                plan.iter().any(|a| a.0 == vc),
+                "{what}: {vc} at {vp} not in {plan:?}"
+            );
+            continue;
+        }
+        for a in hint["actions"].as_array().unwrap() {
+            let path = a["path"].as_str().or(a["from"].as_str()).unwrap();
+            let kind = a["kind"].as_str().unwrap();
+            assert!(
+                covered(plan, code, kind, path),
+                "{what}: not in the plan {plan:?}"
+            );
+            if lossy {
+                assert!(
+                    !covered(&safe, code, kind, path),
+                    "{what}: said to need --lossy, but the plain plan has it"
+                );
+            }
+        }
+    }
+    let next = doc["next_steps"].to_string();
+    let reported: BTreeSet<&str> = findings
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    let safe_here = safe.iter().any(|a| reported.contains(a.0.as_str()));
+    assert_eq!(
+        next.contains(&format!("Run `regfsck repair {root}` to review the plan")),
+        safe_here,
+        "Next: {next}; plan {safe:?}"
+    );
+    let lossy_only = with_lossy
+        .iter()
+        .any(|a| reported.contains(a.0.as_str()) && !safe.contains(a));
+    assert_eq!(
+        next.contains(&format!("`regfsck repair {root} --lossy`")),
+        lossy_only,
+        "Next: {next}; lossy plan {with_lossy:?}"
+    );
 }
 
 #[test]
@@ -189,6 +325,7 @@ fn clean_store_findings() {
             .count(),
         4
     );
+    advice_matches_repair(&ctx, &doc, &[]);
 }
 
 #[test]
@@ -555,6 +692,28 @@ fn tag_dangling() {
 }
 
 #[test]
+fn revision_link_missing() {
+    // Registry 2.8 still serves the tag through the `_layers` link of the same digest
+    // (tests/layers_fallback.rs pulls it); GC never marks it.
+    let ctx = Ctx::new();
+    let m = ctx.tag("team/proj", "v1");
+    let rev = layout::revision_link("team/proj", &m);
+    ctx.rm(rev.strip_suffix("/link").unwrap());
+    ctx.write(
+        &layout::layer_link("team/proj", &m),
+        m.to_string().as_bytes(),
+    );
+    let doc = assert_break(
+        &ctx,
+        "revision-link-missing",
+        &rev,
+        &["gc-would-delete-tagged"],
+        &[],
+    );
+    assert!(!findings(&doc).iter().any(|f| f.0 == "tag-dangling"));
+}
+
+#[test]
 fn tag_index_missing_current() {
     let ctx = Ctx::new();
     let m = ctx.tag("library/alpine", "3.19");
@@ -735,15 +894,7 @@ fn path_unreadable() {
         }
     }
     fs::set_permissions(ctx._tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_regfsck");
-    let as_root = unsafe_is_root();
-    let mut cmd = if as_root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
-        c
-    } else {
-        std::process::Command::new(bin)
-    };
+    let mut cmd = store::unprivileged(env!("CARGO_BIN_EXE_regfsck"));
     let out = cmd
         .args([
             "check",
@@ -766,23 +917,16 @@ fn path_unreadable() {
     assert_eq!(out.status.code(), Some(4));
 }
 
-fn unsafe_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
 #[test]
 fn path_symlink() {
     let ctx = Ctx::new();
     std::os::unix::fs::symlink("/etc", ctx.p("repositories/team/elsewhere")).unwrap();
+    // The registry's catalog walk would follow it out of the store: no GC prediction.
     let doc = assert_break(
         &ctx,
         "path-symlink",
         "repositories/team/elsewhere",
-        &[],
+        &["gc-cannot-predict"],
         &[],
     );
     assert!(
@@ -797,7 +941,17 @@ fn path_non_utf8() {
     use std::os::unix::ffi::OsStrExt;
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
     fs::create_dir_all(ctx.p("repositories").join(name).join("_layers")).unwrap();
-    assert_break(&ctx, "path-non-utf8", "repositories/caf\u{fffd}", &[], &[]);
+    // A repository there: registry 2.8's catalog walk finds it and aborts on its name.
+    let doc = assert_break(
+        &ctx,
+        "path-non-utf8",
+        "repositories/caf\u{fffd}",
+        &["gc-would-abort"],
+        &[],
+    );
+    assert!(findings(&doc)
+        .iter()
+        .any(|f| f.0 == "gc-would-abort" && f.1 == "repositories/caf\u{fffd}"));
 }
 
 #[test]
@@ -811,6 +965,24 @@ fn path_temp_residue() {
     ctx.write(&path, m.to_string().as_bytes());
     // Beside a tag's current link: found by --deep, which lists inside every link folder.
     assert_break(&ctx, "path-temp-residue", &path, &[], &["--deep"]);
+}
+
+#[test]
+fn gc_cannot_predict() {
+    // The registry's revision walk would follow this link out of the store.
+    let ctx = Ctx::new();
+    let at = format!(
+        "{}/sha256/{}",
+        layout::revisions_dir("team/proj"),
+        "ab".repeat(32)
+    );
+    std::os::unix::fs::symlink("/etc", ctx.p(&at)).unwrap();
+    let doc = assert_break(&ctx, "gc-cannot-predict", &at, &["path-symlink"], &[]);
+    let hits = findings(&doc)
+        .into_iter()
+        .filter(|f| f.0 == "gc-cannot-predict")
+        .count();
+    assert_eq!(hits, 4, "every version and mode walks revisions");
 }
 
 #[test]

@@ -164,13 +164,67 @@ fn gc_json_contract_and_modes() {
     }
     assert_eq!(doc["hazards"][0]["code"], "gc-would-delete-tagged");
 
-    // A plain GC is safe on the clean store; so is 3.x with --delete-untagged.
+    // Each run judged on its own: only 2.8's --delete-untagged is unsafe.
+    let runs: Vec<(String, bool, bool)> = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["registry_version"].as_str().unwrap().to_string(),
+                r["delete_untagged"].as_bool().unwrap(),
+                r["safe"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("2.8".to_string(), false, true),
+            ("2.8".to_string(), true, false),
+            ("3".to_string(), false, true),
+            ("3".to_string(), true, true)
+        ]
+    );
+
+    // With a version named, `regfsck gc` judges exactly the run of that command line, so that
+    // `regfsck gc … && docker-registry garbage-collect …` works: plain 2.8 is safe here.
     let (code, doc) = run_json(&["gc", root, "--registry-version", "2.8"]);
-    assert_eq!(doc["predictions"].as_array().unwrap().len(), 2);
-    assert_eq!(code, 4);
+    assert_eq!(doc["predictions"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["predictions"][0]["delete_untagged"], false);
+    assert_eq!(code, 0, "{doc:#}");
+    let (code, doc) = run_json(&["gc", root, "--registry-version", "2.8", "-m"]);
+    assert_eq!(code, 4, "{doc:#}");
+    assert_eq!(doc["runs"][0]["safe"], false);
     let (code, doc) = run_json(&["gc", root, "--registry-version", "3", "--delete-untagged"]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["predictions"].as_array().unwrap().len(), 1);
+    // The human verdict concerns the run asked about, and names both binaries.
+    let out = regfsck()
+        .args(["gc", root, "--registry-version", "2.8"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("registry 2.8 garbage-collect: safe to run now"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`docker-registry garbage-collect CONFIG.yml`"),
+        "{text}"
+    );
+    assert!(!text.contains("Do not run"), "{text}");
+    let out = regfsck()
+        .args(["gc", root, "--registry-version", "2.8", "-m"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("registry 2.8 garbage-collect --delete-untagged: NOT safe"),
+        "{text}"
+    );
+    assert!(text.contains("nothing to repair"), "{text}");
+    assert!(!text.contains("regfsck repair"), "{text}");
     let out = regfsck()
         .args(["gc", root, "--registry-version", "7"])
         .output()

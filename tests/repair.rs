@@ -295,6 +295,12 @@ fn all_at_once(r: &Path) {
 }
 
 fn verify_repair(damaged: &Path, lossy: bool, what: &str) {
+    verify_repair_leaving(damaged, lossy, what, &[]);
+}
+
+/// `verify_repair`, where `left` are error codes the run may leave besides those that need a
+/// re-push (e.g. what only `--lossy` fixes, in a run without it).
+fn verify_repair_leaving(damaged: &Path, lossy: bool, what: &str, left: &[&str]) {
     let before_fp = fingerprint(damaged, &[Q]);
     let before = served(damaged);
     let args: Vec<&str> = if lossy {
@@ -309,7 +315,9 @@ fn verify_repair(damaged: &Path, lossy: bool, what: &str) {
     );
     let remaining = error_codes(damaged);
     assert!(
-        remaining.iter().all(|c| NEEDS_REPUSH.contains(&c.as_str())),
+        remaining
+            .iter()
+            .all(|c| NEEDS_REPUSH.contains(&c.as_str()) || left.contains(&c.as_str())),
         "{what}: fixable errors remain: {remaining:?}\n{out}"
     );
     let after = served(damaged);
@@ -344,8 +352,8 @@ fn verify_repair(damaged: &Path, lossy: bool, what: &str) {
     );
     // Undo restores the damaged store exactly.
     let id = run_id(&out);
-    let (code, _, err) = run_undo(damaged, &id);
-    assert_eq!(code, 0, "{err}");
+    let (code, uout, err) = run_undo(damaged, &id);
+    assert_eq!(code, 0, "{what}: undo: {uout}{err}");
     assert_eq!(
         fingerprint(damaged, &[Q]),
         before_fp,
@@ -377,6 +385,92 @@ fn each_fixable_finding_is_repaired_and_undone() {
         damage(tmp.path());
         verify_repair(tmp.path(), lossy, what);
     }
+}
+
+fn digest_at(r: &Path, repo: &str, t: &str, pointer: &str) -> Digest {
+    Digest::parse(
+        manifest(r, &tag(repo, t))
+            .pointer(pointer)
+            .unwrap()
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn corrupt(r: &Path, d: &Digest) {
+    common::store::corrupt_blob(r, d)
+}
+
+fn misplace(r: &Path, d: &Digest) {
+    common::store::misplace_blob(r, d)
+}
+
+/// #11.4: damage whose repair removes something others rest on. Each: (name, lossy, error codes
+/// the run may leave because only --lossy fixes them, damage).
+fn follow_up_cases() -> Vec<(&'static str, bool, &'static [&'static str], Damage)> {
+    const LOSSY_FIXES: &[&str] = &["revision-blob-missing", "manifest-invalid", "tag-dangling"];
+    vec![
+        ("corrupt manifest blob", true, &[], |r| {
+            corrupt(r, &tag("team/proj", "v1"))
+        }),
+        (
+            "corrupt manifest blob, without --lossy",
+            false,
+            LOSSY_FIXES,
+            |r| corrupt(r, &tag("team/proj", "v1")),
+        ),
+        ("empty manifest blob", true, &[], |r| {
+            write(r, &layout::blob_data(&tag("team/proj", "v1")), b"")
+        }),
+        (
+            "corrupt layer blob shared by repositories",
+            false,
+            &[],
+            |r| corrupt(r, &digest_at(r, "team/proj", "v1", "/layers/0/digest")),
+        ),
+        ("corrupt config blob", false, &[], |r| {
+            corrupt(r, &digest_at(r, "team/proj", "v1", "/config/digest"))
+        }),
+        ("corrupt index child", true, &[], |r| {
+            corrupt(
+                r,
+                &digest_at(r, "multi/docker", "latest", "/manifests/0/digest"),
+            )
+        }),
+        ("corrupt index", true, &[], |r| {
+            corrupt(r, &tag("multi/docker", "latest"))
+        }),
+        ("manifest blob at a wrong path", true, &[], |r| {
+            misplace(r, &tag("team/proj", "v1"))
+        }),
+        ("corrupt layer at a wrong path", false, &[], |r| {
+            let l = digest_at(r, "team/proj", "v1", "/layers/0/digest");
+            corrupt(r, &l);
+            misplace(r, &l);
+        }),
+    ]
+}
+
+/// #11.4: one `repair --apply [--lossy]` plans the follow-ups of its own removals: a second
+/// repair right after plans nothing, check reports no fixable error, every tag that pulled still
+/// pulls (verify_repair), and undo restores the damage exactly.
+#[test]
+fn repair_converges_in_one_run() {
+    if !registry_available() {
+        return;
+    }
+    for (what, lossy, left, damage) in follow_up_cases() {
+        let tmp = fixture("sample");
+        damage(tmp.path());
+        verify_repair_leaving(tmp.path(), lossy, what, left);
+    }
+    // The move brings the manifest home: the tag is served again, not dropped by --lossy.
+    let tmp = fixture("sample");
+    misplace(tmp.path(), &tag("team/proj", "v1"));
+    let (_, out, _) = run(tmp.path(), &["repair", "--apply", "--lossy", "--yes"]);
+    assert!(!out.contains("[lossy]"), "{out}");
+    Registry::start(tmp.path()).pull("team/proj", "v1").unwrap();
 }
 
 #[test]
@@ -554,56 +648,78 @@ fn the_lock_keeps_two_repairs_apart() {
 
 #[test]
 fn sigkill_at_every_step_then_resume_or_undo() {
-    let damaged = fixture("sample");
-    all_at_once(damaged.path());
+    // A grace window with one action inside it, so that skip records (which wait in memory until
+    // the run's first change) are among the journal lines a crash can cut. "Now" is an hour after
+    // the kernel's clock (which stamps the fixture's folders), so only that one file is young.
+    let now = kernel_now() + 3600;
+    let store = || {
+        let s = fixture("sample");
+        all_at_once(s.path());
+        write(s.path(), "repositories/beta/_fresh", b"x");
+        fs::File::options()
+            .write(true)
+            .open(v2(s.path()).join("repositories/beta/_fresh"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now as u64 - 60))
+            .unwrap();
+        s
+    };
+    let repair = |root: &Path, kill: Option<usize>| {
+        let mut c = regfsck();
+        c.args([
+            "repair",
+            "--apply",
+            "--quiet",
+            "--grace",
+            "10m",
+            "--now",
+            &now.to_string(),
+        ])
+        .arg(root);
+        if let Some(k) = kill {
+            c.env("REGFSCK_TEST_KILL_AT", k.to_string());
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let damaged = store();
     let damaged_fp = fingerprint(damaged.path(), &[Q]);
     // The uninterrupted result.
-    let clean = fixture("sample");
-    all_at_once(clean.path());
-    let (code, _, _) = run(clean.path(), &["repair", "--apply"]);
-    assert_eq!(code & 1, 1);
+    let clean = store();
+    let (code, out) = repair(clean.path(), None);
+    assert_eq!(code.map(|c| c & 1), Some(1), "{out}");
+    assert!(out.contains("repositories/beta/_fresh: waits"), "{out}");
     let want = fingerprint(clean.path(), &[Q]);
     let mut killed = 0;
     for k in 1..200 {
-        let tmp = fixture("sample");
-        all_at_once(tmp.path());
-        let now = fixture_now(tmp.path()).to_string();
-        let out = regfsck()
-            .args([
-                "repair", "--apply", "--quiet", "--grace", "0s", "--now", &now,
-            ])
-            .arg(tmp.path())
-            .env("REGFSCK_TEST_KILL_AT", k.to_string())
-            .output()
-            .unwrap();
-        if out.status.code().is_some() {
+        let tmp = store();
+        let (code, _) = repair(tmp.path(), Some(k));
+        if code.is_some() {
             break; // k is past the last step: the run completed.
         }
         killed += 1;
         let twin = tempfile::tempdir().unwrap();
         copy(tmp.path(), twin.path());
         // (a) re-running repair resumes the journal and ends where an uninterrupted run ends.
-        let (code, out, err) = run(tmp.path(), &["repair", "--apply"]);
-        assert!(code & 8 == 0, "k={k}: {out}{err}");
+        let (code, out) = repair(tmp.path(), None);
+        assert!(code.is_some_and(|c| c & 8 == 0), "k={k}: {out}");
         assert_eq!(
             fingerprint(tmp.path(), &[Q]),
             want,
             "k={k}: resume diverged\n{out}"
         );
         // (b) undo of the interrupted run restores the damaged store.
-        let runs = regfsck()
-            .args(["undo"])
-            .arg(twin.path())
-            .arg("--list")
-            .output()
-            .unwrap();
-        let id = String::from_utf8_lossy(&runs.stdout)
+        let id = list_runs(twin.path())
             .split_whitespace()
             .next()
             .unwrap()
             .to_string();
-        let (code, _, err) = run_undo(twin.path(), &id);
-        assert_eq!(code, 0, "k={k}: {err}");
+        let (code, out, err) = run_undo(twin.path(), &id);
+        assert_eq!(code, 0, "k={k}: {out}{err}");
         assert_eq!(
             fingerprint(twin.path(), &[Q]),
             damaged_fp,
@@ -611,6 +727,108 @@ fn sigkill_at_every_step_then_resume_or_undo() {
         );
     }
     assert!(killed > 20, "only {killed} kill points exercised");
+}
+
+/// Undo killed at every step, then undone again, restores the damaged store; a step whose path
+/// was rewritten after the run (a registry write) stays kept through every crash.
+#[test]
+fn sigkill_during_undo_then_undo_again() {
+    let damaged = fixture("sample");
+    all_at_once(damaged.path());
+    let repaired = fixture("sample");
+    all_at_once(repaired.path());
+    let (code, out, _) = run(repaired.path(), &["repair", "--apply"]);
+    assert_eq!(code & 1, 1, "{out}");
+    let id = run_id(&out);
+    // A newer write after the run: the tag that repair re-pointed is pushed again.
+    let current = layout::tag_current_link("library/alpine", "3.19");
+    let newer = tag("team/proj", "v1").to_string();
+    fs::write(v2(repaired.path()).join(&current), &newer).unwrap();
+    let mut want = fingerprint(damaged.path(), &[Q]);
+    let key = format!("docker/registry/v2/{current}");
+    want.insert(
+        key.clone(),
+        fingerprint(repaired.path(), &[Q])[&key].clone(),
+    );
+    let mut killed = 0;
+    for k in 1..400 {
+        let tmp = tempfile::tempdir().unwrap();
+        copy(repaired.path(), tmp.path());
+        let out = regfsck()
+            .args(["undo"])
+            .arg(tmp.path())
+            .args(["--run", &id])
+            .env("REGFSCK_TEST_KILL_AT", k.to_string())
+            .output()
+            .unwrap();
+        let finished = out.status.code().is_some();
+        if !finished {
+            killed += 1;
+        }
+        // (Again, to the end, after a crash; and once more after a complete undo.)
+        let (code, out, err) = run_undo(tmp.path(), &id);
+        assert_eq!(code, 4, "k={k}: {out}{err}");
+        assert!(
+            out.contains(&format!("  {current}: changed after the run")),
+            "k={k}: {out}"
+        );
+        assert_eq!(
+            fingerprint(tmp.path(), &[Q]),
+            want,
+            "k={k}: undo diverged\n{out}"
+        );
+        if finished {
+            break;
+        }
+    }
+    assert!(killed > 20, "only {killed} kill points exercised");
+}
+
+/// A crash after a run was begun but before its first change, then nothing left to do: resuming
+/// leaves no run behind.
+#[test]
+fn a_run_that_never_changed_anything_leaves_no_trace() {
+    let tmp = fixture("sample");
+    write(tmp.path(), "repositories/team/_notes", b"x");
+    let now = fixture_now(tmp.path()).to_string();
+    let out = regfsck()
+        .args([
+            "repair", "--apply", "--quiet", "--grace", "0s", "--now", &now,
+        ])
+        .arg(tmp.path())
+        .env("REGFSCK_TEST_KILL_AT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed after the run began");
+    let list = list_runs(tmp.path());
+    assert!(list.contains("0 applied"), "{list}");
+    rm(tmp.path(), "repositories/team/_notes");
+    let (code, out, err) = run(tmp.path(), &["repair", "--apply"]);
+    assert_eq!(code & 8, 0, "{out}{err}");
+    assert!(
+        out.contains("had changed nothing and has nothing left to do: removed it"),
+        "{out}"
+    );
+    let list = list_runs(tmp.path());
+    assert!(list.starts_with("No repair runs"), "{list}");
+}
+
+/// The kernel's clock (which stamps files), whatever the test process's clock says.
+fn kernel_now() -> i64 {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let m = f.as_file().metadata().unwrap();
+    std::os::unix::fs::MetadataExt::mtime(&m)
+}
+
+/// `regfsck undo ROOT --list`, its stdout.
+fn list_runs(root: &Path) -> String {
+    let out = regfsck()
+        .arg("undo")
+        .arg(root)
+        .arg("--list")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn copy(from: &Path, to: &Path) {
@@ -663,11 +881,41 @@ fn objects_younger_than_the_grace_window_are_never_touched() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // It says when the action becomes eligible, and how to override the window.
+    let eligible = regfsck::model::timefmt::format_rfc3339(now - 60 + 600);
     assert!(
-        stdout.contains("skipped repositories/team/_notes: modified within the grace window"),
+        stdout.contains(&format!("repositories/team/_notes: waits: modified 1m ago, within the grace window; eligible from {eligible} (or pass --grace 0s)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[waits] quarantine repositories/team/_notes"),
         "{stdout}"
     );
     assert_eq!(fs::read(&notes).unwrap(), b"fresh");
+    // Nothing changed: no run, no restart advice, nothing to undo.
+    assert!(
+        stdout.contains("Nothing was changed; no run was recorded."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 applied, 1 skipped, 0 refused, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("Restart") && !stdout.contains(" as run "),
+        "{stdout}"
+    );
+    assert!(!tmp
+        .path()
+        .join(Q)
+        .read_dir()
+        .unwrap()
+        .any(|e| { regfsck::plan::apply::valid_run_id(e.unwrap().file_name().to_str().unwrap()) }));
+    let list = list_runs(tmp.path());
+    assert_eq!(
+        list,
+        format!("No repair runs in {}.\n", tmp.path().display())
+    );
     // With the window closed, the same repair goes ahead.
     let (code, _, _) = run(tmp.path(), &["repair", "--apply"]);
     assert_eq!(code & 1, 1);

@@ -61,9 +61,105 @@ fn max_duration_stops_hashing_and_says_so() {
     assert_eq!(code, 0);
     assert_eq!(hashed(&doc), 0);
     assert_eq!(doc["summary"]["fully_verified"], false);
-    assert!(doc["next_steps"]
-        .to_string()
-        .contains("Not every blob was hashed"));
+    let v = &doc["summary"]["verification"];
+    assert_eq!(v["stopped"], "time-limit");
+    assert_eq!(v["left_blobs"], doc["summary"]["blobs"]);
+    assert_eq!(v["verified_blobs"], 0);
+    let next = doc["next_steps"].to_string();
+    assert!(
+        next.contains("--max-duration limit with 27 blobs"),
+        "{next}"
+    );
+    // It was never given, so the advice must not mention it.
+    assert!(!next.contains("--no-verify"), "{next}");
+    assert!(next.contains("--reverify-after"), "{next}");
+}
+
+/// Advice fits the run: the exact remaining `--verify-subset` commands, nothing once the state
+/// file says every shard is done, and `--no-verify` only when it was given.
+#[test]
+fn verification_advice_fits_the_run() {
+    let tmp = fixture("sample");
+    let root = tmp.path().to_str().unwrap();
+    let (_, doc) = run_json(&["check", root, "--verify-subset", "2/3"]);
+    assert_eq!(
+        doc["summary"]["verification"]["remaining_shards"],
+        serde_json::json!(["1/3", "3/3"])
+    );
+    let next = doc["next_steps"].to_string();
+    assert!(
+        next.contains(&format!("`regfsck check {root} --verify-subset 1/3`")),
+        "{next}"
+    );
+    assert!(
+        next.contains(&format!("`regfsck check {root} --verify-subset 3/3`")),
+        "{next}"
+    );
+    assert!(
+        !next.contains("2/3`") && !next.contains("--no-verify"),
+        "{next}"
+    );
+
+    // With a state file the shards accumulate; after the last one nothing is left to advise.
+    let state = tmp.path().join("shards.state");
+    let st = state.to_str().unwrap();
+    for (n, left) in [
+        ("1/3", vec!["2/3", "3/3"]),
+        ("3/3", vec!["2/3"]),
+        ("2/3", vec![]),
+    ] {
+        let (_, doc) = run_json(&["check", root, "--verify-subset", n, "--state", st]);
+        let s = &doc["summary"];
+        assert_eq!(
+            s["verification"]["remaining_shards"]
+                .as_array()
+                .map(|a| a.len())
+                .unwrap_or(0),
+            left.len(),
+            "{n}: {s:#}"
+        );
+        for k in &left {
+            assert!(
+                doc["next_steps"]
+                    .to_string()
+                    .contains(&format!("--verify-subset {k} --state {st}")),
+                "{doc:#}"
+            );
+        }
+        assert_eq!(s["fully_verified"], left.is_empty(), "{n}");
+        if left.is_empty() {
+            assert_eq!(s["verification"]["verified_blobs"], s["blobs"]);
+            assert!(!doc["next_steps"].to_string().contains("verify"), "{doc:#}");
+        }
+    }
+    // --reverify-after with everything verified recently: nothing hashed, coverage complete.
+    let (_, doc) = run_json(&["check", root, "--reverify-after", "30d", "--state", st]);
+    assert_eq!(hashed(&doc), 0);
+    assert_eq!(doc["summary"]["fully_verified"], true, "{doc:#}");
+    assert!(!doc["next_steps"].to_string().contains("hash"), "{doc:#}");
+
+    let (_, doc) = run_json(&["check", root, "--no-verify"]);
+    assert!(doc["next_steps"].to_string().contains("(--no-verify)"));
+    assert_eq!(doc["summary"]["verification"]["no_verify"], true);
+}
+
+#[test]
+fn state_into_a_missing_folder_is_an_error() {
+    let tmp = fixture("minimal");
+    let out = regfsck()
+        .args([
+            "check",
+            tmp.path().to_str().unwrap(),
+            "--reverify-after",
+            "1d",
+            "--state",
+            tmp.path().join("no/such/dir/x.state").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(16));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
 }
 
 #[test]

@@ -1,16 +1,26 @@
 //! Severity policy, git-fsck style: per-code overrides (`--severity CODE=LEVEL`), `--strict`, and a
 //! skip list of known paths or digests. Checks never decide severity; this module does.
 
-use crate::model::digest::{Digest, DigestSet};
+use crate::model::digest::Digest;
 use crate::model::finding::{Code, Finding, Severity};
 use std::collections::HashMap;
+
+/// One line of the skip list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkipEntry {
+    /// 1-based line number in the skip-list file.
+    pub line: usize,
+    /// The entry as written (comment and blanks removed).
+    pub text: String,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     overrides: HashMap<Code, Severity>,
-    /// Exact paths (relative to v2), or folder prefixes ending in `/`.
-    skip_paths: Vec<String>,
-    skip_digests: DigestSet,
+    skips: Vec<SkipEntry>,
+    /// Exact paths (relative to v2), or folder prefixes ending in `/`, with their entry index.
+    skip_paths: Vec<(String, usize)>,
+    skip_digests: HashMap<Digest, usize>,
     /// Warnings count as errors for the exit status.
     pub strict: bool,
 }
@@ -45,17 +55,27 @@ impl Policy {
             if line.is_empty() {
                 continue;
             }
+            let entry = self.skips.len();
             if line.contains(':') && !line.contains('/') {
                 let d = Digest::parse(line).map_err(|e| {
                     format!("skip list line {}: {line:?} is not a digest ({e})", n + 1)
                 })?;
-                self.skip_digests.insert(d);
+                self.skip_digests.entry(d).or_insert(entry);
             } else {
                 self.skip_paths
-                    .push(line.trim_start_matches("./").to_string());
+                    .push((line.trim_start_matches("./").to_string(), entry));
             }
+            self.skips.push(SkipEntry {
+                line: n + 1,
+                text: line.to_string(),
+            });
         }
         Ok(())
+    }
+
+    /// The skip list's entries, in file order.
+    pub fn skip_entries(&self) -> &[SkipEntry] {
+        &self.skips
     }
 
     pub fn severity(&self, code: Code) -> Severity {
@@ -66,18 +86,19 @@ impl Policy {
     }
 
     pub fn skipped(&self, f: &Finding) -> bool {
-        if f.digest
-            .as_ref()
-            .is_some_and(|d| self.skip_digests.contains(d))
-        {
-            return true;
+        self.skip_entry(f).is_some()
+    }
+
+    /// The index (into `skip_entries`) of the first entry that skips this finding.
+    pub fn skip_entry(&self, f: &Finding) -> Option<usize> {
+        if let Some(&i) = f.digest.as_ref().and_then(|d| self.skip_digests.get(d)) {
+            return Some(i);
         }
-        let Some(path) = f.path.as_deref() else {
-            return false;
-        };
+        let path = f.path.as_deref()?;
         self.skip_paths
             .iter()
-            .any(|s| path == s || (s.ends_with('/') && path.starts_with(s.as_str())))
+            .find(|(s, _)| path == s || (s.ends_with('/') && path.starts_with(s.as_str())))
+            .map(|(_, i)| *i)
     }
 
     /// Whether a finding of this severity makes the run fail.
@@ -115,6 +136,13 @@ mod tests {
         assert!(p.skipped(&Finding::new(Code::BlobStrayFile, "blobs/x/data", "m")));
         assert!(p.skipped(&Finding::new(Code::BlobEmpty, "blobs/y", "m").digest(&d)));
         assert!(p.add_skip_list("sha256:nothex\n").is_err());
+        let lines: Vec<usize> = p.skip_entries().iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3, 4]);
+        assert_eq!(p.skip_entry(&f), Some(0));
+        assert_eq!(
+            p.skip_entry(&Finding::new(Code::BlobStrayFile, "blobs/x/data", "m")),
+            Some(2)
+        );
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! reach (through index children), which revisions are untagged, and which blobs each repository
 //! references. Pure; GC's own (version-specific) marking lives in `gc`.
 //!
+//! Serving follows registry 2.8, which resolves a manifest through its revision link and, when
+//! that link does not exist, through the `_layers` link of the same digest (a 2.1.0 leftover in
+//! `linkedBlobStatter`; registry 3 dropped it). A tag whose revision link is gone but whose
+//! `_layers` link is there still pulls on 2.8: its manifests count as reached (and are listed in
+//! `RepoReach::fallback`), although no garbage-collect ever marks them.
+//!
 //! Blobs are kept as indices into `inv.blobs` (sorted `Vec<u32>` per repository, one bitset for the
 //! whole store), so that a store of millions of blobs costs bytes per blob, not a `Digest` each.
 
@@ -30,6 +36,9 @@ pub struct RepoReach {
     pub blobs_all: Vec<u32>,
     /// Indices of existing blobs reachable from a tag (directly or through an index), sorted.
     pub blobs_tagged: Vec<u32>,
+    /// Manifests reached (from any revision or tag) only through registry 2.8's `_layers`
+    /// fallback, sorted: their revision links are missing.
+    pub fallback: Vec<Digest>,
 }
 
 impl RepoReach {
@@ -104,10 +113,21 @@ fn rev_target(repo: &Repo, d: &Digest) -> Option<Digest> {
     repo.revision(d).and_then(|l| l.target().cloned())
 }
 
+/// Whether registry 2.8 serves manifest `d` of `repo` only through its `_layers` fallback: no
+/// revision link file (no folder, or a folder without `link`: both read as "not found", the one
+/// case where the registry tries `_layers/<d>/link`), a `_layers` link naming `d` itself, the blob
+/// present and the manifest readable.
+pub fn layers_fallback(inv: &Inventory, repo: &Repo, d: &Digest) -> bool {
+    repo.revision(d).is_none_or(|l| l.is_absent())
+        && repo.layer(d).is_some_and(|l| l.names_own_folder())
+        && inv.blob(d).is_some()
+        && matches!(inv.manifest(d), Some(Ok(_)))
+}
+
 /// Walk from `start` manifests: every manifest and existing blob reachable, following index
-/// children through revision links of the same repository (as a pull does). Returns the
-/// manifests visited and the sorted, distinct blob indices reached.
-fn closure(
+/// children through revision links of the same repository, or 2.8's `_layers` fallback (as a
+/// pull does). Returns the manifests visited and the sorted, distinct blob indices reached.
+pub fn closure(
     inv: &Inventory,
     repo: &Repo,
     start: impl IntoIterator<Item = Digest>,
@@ -131,6 +151,8 @@ fn closure(
                 if r.role == Role::Child {
                     if let Some(t) = rev_target(repo, &r.digest) {
                         stack.push(t);
+                    } else if layers_fallback(inv, repo, &r.digest) {
+                        stack.push(r.digest.clone());
                     }
                 }
             }
@@ -159,16 +181,27 @@ pub fn compute(inv: &Inventory) -> Reach {
     for repo in &inv.repos {
         // A tag serves only through a live revision: a broken or mismatched revision link is
         // reported as such, and what it leads to is not what the tag means.
+        // (2.8 also serves a tag through the `_layers` fallback.)
         let tagged_roots: DigestSet = tag_targets(repo)
             .into_iter()
-            .filter(|d| repo.live_revision(d))
+            .filter(|d| repo.live_revision(d) || layers_fallback(inv, repo, d))
             .collect();
         let (tagged_manifests, blobs_tagged) = closure(inv, repo, tagged_roots.iter().cloned());
-        let (_, blobs_all) = closure(
+        let (all_manifests, blobs_all) = closure(
             inv,
             repo,
-            repo.revisions.iter().filter_map(|l| l.target().cloned()),
+            repo.revisions
+                .iter()
+                .filter_map(|l| l.target().cloned())
+                .chain(tagged_roots.iter().cloned()),
         );
+        let mut fallback: Vec<Digest> = all_manifests
+            .iter()
+            .filter(|d| repo.revision(d).is_none_or(|l| l.is_absent()))
+            .filter(|d| layers_fallback(inv, repo, d))
+            .cloned()
+            .collect();
+        fallback.sort();
         let classes = repo
             .revisions
             .iter()
@@ -192,6 +225,7 @@ pub fn compute(inv: &Inventory) -> Reach {
             classes,
             blobs_all,
             blobs_tagged,
+            fallback,
         });
     }
     reach

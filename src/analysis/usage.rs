@@ -21,9 +21,13 @@ pub struct RepoUsage {
     pub exclusive_bytes: u64,
     /// `referenced_bytes - exclusive_bytes`.
     pub shared_bytes: u64,
-    /// Reachable only from untagged revisions and from nothing tagged anywhere: what
-    /// `garbage-collect --delete-untagged` (3.x semantics) frees here.
+    /// Reachable only from untagged revisions and from nothing tagged anywhere: what registry
+    /// 3's `garbage-collect --delete-untagged` frees here on top of a plain run.
     pub untagged_only_bytes: u64,
+    /// What registry 2.8's `garbage-collect --delete-untagged` frees here on top of a plain run:
+    /// it keeps only the manifests tags name directly and their direct references, so the
+    /// untagged children of a multi-arch index go too, with their configs and layers.
+    pub untagged_only_bytes_2_8: u64,
     pub uploads: u64,
     pub upload_bytes: u64,
 }
@@ -39,8 +43,11 @@ pub struct Totals {
     pub orphaned_bytes: u64,
     /// Data files at malformed paths in `blobs/` (not blobs to the registry).
     pub malformed_bytes: u64,
-    /// Union over repositories of untagged-only bytes: what `--delete-untagged` frees on top.
+    /// Union over repositories of untagged-only bytes: what registry 3's `--delete-untagged`
+    /// frees on top of a plain garbage-collect.
     pub untagged_only_bytes: u64,
+    /// The same for registry 2.8's `--delete-untagged` (which also deletes index children).
+    pub untagged_only_bytes_2_8: u64,
     pub upload_bytes: u64,
     pub stale_upload_bytes: u64,
     /// Link files the registry never cleans: `_layers` links whose blob is gone (their exact size).
@@ -70,7 +77,27 @@ pub fn compute(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Usage {
             tagged_anywhere[i as usize] = true;
         }
     }
+    // What 2.8's --delete-untagged still marks: each directly tagged manifest and the blobs it
+    // references (one level: an index's child manifests, not their layers).
+    let mut kept_2_8 = vec![false; n];
+    for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
+        for (d, class) in rr.live(repo) {
+            if class != RevisionClass::Tagged {
+                continue;
+            }
+            let mut keep = |d: &crate::model::digest::Digest| {
+                if let Some(i) = inv.blob_index(d) {
+                    kept_2_8[i] = true;
+                }
+            };
+            keep(d);
+            if let Some(Ok(m)) = inv.manifest(d) {
+                m.refs.iter().for_each(|r| keep(&r.digest));
+            }
+        }
+    }
     let mut untagged_union = vec![false; n];
+    let mut untagged_union_2_8 = vec![false; n];
     let mut totals = Totals::default();
     let mut repos = Vec::with_capacity(inv.repos.len());
     for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
@@ -95,6 +122,10 @@ pub fn compute(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Usage {
             if !tagged_anywhere[i as usize] {
                 u.untagged_only_bytes += size(i);
                 untagged_union[i as usize] = true;
+            }
+            if !kept_2_8[i as usize] {
+                u.untagged_only_bytes_2_8 += size(i);
+                untagged_union_2_8[i as usize] = true;
             }
         }
         u.shared_bytes = u.referenced_bytes - u.exclusive_bytes;
@@ -131,6 +162,9 @@ pub fn compute(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Usage {
         }
         if untagged_union[i] {
             totals.untagged_only_bytes += b.size;
+        }
+        if untagged_union_2_8[i] {
+            totals.untagged_only_bytes_2_8 += b.size;
         }
     }
     totals.residue_bytes = inv.stats.residue_bytes;
@@ -222,6 +256,34 @@ mod tests {
         assert!(a.untagged_only_bytes > 0 && a.untagged_revisions == 1 && a.tagged_revisions == 1);
         let bb = u.repositories.iter().find(|r| r.repo == "b").unwrap();
         assert_eq!((bb.child_revisions, bb.shared_bytes), (2, 0));
+        // 3.x keeps the index's children; 2.8 keeps their manifests (named by the index) but
+        // frees their configs and layers.
+        assert_eq!(bb.untagged_only_bytes, 0);
+        let children: u64 = inv
+            .repos
+            .iter()
+            .find(|r| r.name == "b")
+            .unwrap()
+            .revisions
+            .iter()
+            .filter(|l| {
+                r.repos[1].class(&inv.repos[1], &l.path_digest) == Some(RevisionClass::TaggedChild)
+            })
+            .filter_map(|l| match inv.manifest(&l.path_digest) {
+                Some(Ok(m)) => Some(
+                    m.refs
+                        .iter()
+                        .filter_map(|x| inv.blob(&x.digest))
+                        .map(|b| b.size)
+                        .sum::<u64>(),
+                ),
+                _ => None,
+            })
+            .sum();
+        assert!(children > 0);
+        assert_eq!(bb.untagged_only_bytes_2_8, children);
+        assert!(a.untagged_only_bytes_2_8 >= a.untagged_only_bytes);
+        assert_eq!(t.untagged_only_bytes_2_8, t.untagged_only_bytes + children);
     }
 
     #[test]

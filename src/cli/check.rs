@@ -7,7 +7,7 @@ use crate::analysis::checks::CheckOptions;
 use crate::analysis::policy::Policy;
 use crate::report::{self, human};
 use crate::store::verify::VerifyOptions;
-use crate::store::{config, scan, verify};
+use crate::store::{config, scan};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +26,7 @@ pub struct CheckArgs {
     /// Hashing threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
     /// Show every finding (default: the first --limit per code).
@@ -68,6 +69,8 @@ pub struct CheckArgs {
     /// Evaluate ages as of this time (unix seconds), for reproducible reports.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration, Failure> {
@@ -119,77 +122,129 @@ pub fn policy(
     Ok(p)
 }
 
-pub fn run(args: CheckArgs) -> Result<i32, Failure> {
-    let policy = policy(&args.severity, args.strict, args.skip_list.as_ref())?;
-    let located = args.store.locate().map_err(Failure::Operational)?;
-    let opts = check_options(
-        args.purge_age.as_deref(),
-        &args.grace,
-        args.now,
-        located.registry.as_ref(),
-    )?;
-    super::configure_threads(args.jobs);
-    let interrupt = super::install_interrupt();
-    let progress = super::progress_bar::for_run(args.quiet);
+/// The `--state` file: an explicit one must be creatable where it is named.
+fn state_file(args: &CheckArgs, root: &std::path::Path) -> Result<PathBuf, Failure> {
+    match &args.state {
+        None => Ok(crate::store::state::default_path(root)),
+        Some(p) => {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                return Err(Failure::Usage(format!(
+                    "--state {}: the folder {} does not exist",
+                    p.display(),
+                    dir.display()
+                )));
+            }
+            Ok(p.clone())
+        }
+    }
+}
 
+pub fn run(args: CheckArgs) -> Result<i32, Failure> {
+    let started = std::time::Instant::now();
+    let policy = policy(&args.severity, args.strict, args.skip_list.as_ref())?;
+    args.metrics.validate()?;
     let subset = args
         .verify_subset
         .as_deref()
         .map(crate::store::state::SubsetSpec::parse)
         .transpose()
         .map_err(Failure::Usage)?;
-    let deadline = match &args.max_duration {
-        Some(t) => Some(std::time::Instant::now() + duration("--max-duration", t)?),
+    let max_duration = match &args.max_duration {
+        Some(t) => Some(duration("--max-duration", t)?),
         None => None,
     };
     let window = match &args.reverify_after {
         Some(t) => Some(duration("--reverify-after", t)?.as_secs() as i64),
         None => None,
     };
+    let located = super::locate(&args.store)?;
+    let opts = check_options(
+        args.purge_age.as_deref(),
+        &args.grace,
+        args.now,
+        located.registry.as_ref(),
+    )?;
     let use_state = window.is_some() || args.state.is_some();
-    let state_path = args
-        .state
-        .clone()
-        .unwrap_or_else(|| crate::store::state::default_path(&located.store.root));
+    let state_root = located.store.state_root();
+    let state_path = state_file(&args, &state_root)?;
+    super::configure_threads(args.jobs);
+    let interrupt = super::install_interrupt();
+    let progress = super::progress_bar::for_run(args.quiet);
+
+    let mut run_warnings = Vec::new();
     let (mut state, warning) = if use_state {
-        crate::store::state::State::load(&state_path, &located.store.root)
+        crate::store::state::State::load(&state_path, &state_root)
     } else {
         (crate::store::state::State::default(), None)
     };
     if let Some(w) = warning {
         eprintln!("regfsck: warning: {w}");
+        run_warnings.push(w);
     }
 
-    let mut inv = scan::scan_with(
-        &located.store,
-        &scan::ScanOptions { deep: args.deep },
-        progress.as_ref(),
-    )?;
+    let mut inv = located
+        .store
+        .scan(
+            &scan::ScanOptions {
+                deep: args.deep,
+                cancel: Some(interrupt.clone()),
+            },
+            progress.as_ref(),
+        )
+        .map_err(super::scan_failure)?;
+    let mut verification = report::Verification {
+        no_verify: args.no_verify,
+        subset: args.verify_subset.clone(),
+        max_duration_seconds: max_duration.map(|d| d.as_secs()),
+        reverify_after_seconds: window,
+        state_file: use_state.then(|| state_path.display().to_string()),
+        ..Default::default()
+    };
     let mut coverage = None;
     if !args.no_verify {
         let seed = opts.now as u64 ^ std::process::id() as u64;
         let prior = state.clone();
         let now = opts.now;
-        let select: Option<verify::Selector> = match (subset, window) {
-            (None, None) => None,
-            (sub, win) => Some(Box::new(move |b: &crate::model::inventory::Blob| {
-                sub.is_none_or(|s| s.selects(&b.digest, seed))
-                    && win.is_none_or(|w| prior.needs_hash(b, now, w))
-            })),
-        };
+        // One predicate, asked once to count the selection and once by the hashing itself.
+        let select: std::sync::Arc<dyn Fn(&crate::model::inventory::Blob) -> bool + Send + Sync> =
+            std::sync::Arc::new(move |b| {
+                subset.is_none_or(|s| s.selects(&b.digest, seed))
+                    && window.is_none_or(|w| prior.needs_hash(b, now, w))
+            });
+        let selected: Vec<bool> = inv.blobs.iter().map(|b| select(b)).collect();
+        for (b, _) in inv.blobs.iter().zip(&selected).filter(|(_, s)| **s) {
+            verification.selected_blobs += 1;
+            verification.selected_bytes += b.size;
+        }
         let vopts = VerifyOptions {
             cancel: Some(interrupt.clone()),
-            deadline,
-            select,
+            deadline: max_duration.map(|d| started + d),
+            select: Some(Box::new(move |b| select(b))),
         };
-        verify::verify(&mut inv, &vopts, progress.as_ref());
+        located.store.verify(&mut inv, &vopts, progress.as_ref());
+        for (i, b) in inv.blobs.iter().enumerate() {
+            if selected[i] && inv.verify_of(i) == &crate::model::inventory::Verify::NotChecked {
+                verification.left_blobs += 1;
+                verification.left_bytes += b.size;
+            }
+        }
+        if inv.stats.hash_incomplete {
+            verification.stopped = Some(if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+                "interrupted"
+            } else {
+                "time-limit"
+            });
+        }
         if use_state {
             state.record(&inv, opts.now);
             if let Err(e) = state.save(&state_path) {
-                eprintln!(
-                    "regfsck: warning: cannot save state file {}: {e}",
-                    state_path.display()
-                );
+                let w = format!("cannot save state file {}: {e}", state_path.display());
+                eprintln!("regfsck: warning: {w}");
+                run_warnings.push(w);
             }
             let w = window.unwrap_or(i64::MAX / 4);
             let (blobs, bytes) = state.coverage(&inv, opts.now, w);
@@ -200,12 +255,85 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             });
         }
     }
+    let covered = |i: usize, b: &crate::model::inventory::Blob| {
+        use crate::model::inventory::Verify;
+        matches!(inv.verify_of(i), Verify::Ok | Verify::Mismatch(_))
+            || (use_state
+                && !args.no_verify
+                && !state.needs_hash(b, opts.now, window.unwrap_or(i64::MAX / 4)))
+    };
+    let mut unverified_shards = std::collections::BTreeSet::new();
+    for (i, b) in inv.blobs.iter().enumerate() {
+        if covered(i, b) {
+            verification.verified_blobs += 1;
+            verification.verified_bytes += b.size;
+        } else if let Some(crate::store::state::SubsetSpec::Shard { t, .. }) = subset {
+            // The shard of a blob: the one of 1..=t that selects it.
+            if let Some(k) = (1..=t)
+                .find(|&k| crate::store::state::SubsetSpec::Shard { n: k, t }.selects(&b.digest, 0))
+            {
+                unverified_shards.insert(k);
+            }
+        }
+    }
+    if let Some(crate::store::state::SubsetSpec::Shard { n, t }) = subset {
+        if !use_state {
+            // Nothing records the other shards' runs: all of them remain.
+            unverified_shards.extend((1..=t).filter(|&k| k != n));
+        }
+        verification.remaining_shards = unverified_shards
+            .iter()
+            .map(|k| format!("{k}/{t}"))
+            .collect();
+    }
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
     let findings = checks::audit(&inv, &opts);
-    let mut report = report::build(&inv, findings, &policy, interrupted);
+    let misplaced = located.store.misplaced_content(&inv);
+    let plan_opts = crate::plan::PlanOptions {
+        lossy: false,
+        now: opts.now,
+        purge_age: opts.purge_age,
+        grace: opts.grace,
+        follow_ups: false,
+        misplaced_content: misplaced,
+    };
+    let mut repeat_flags = Vec::new();
+    if let Some(p) = &args.state {
+        repeat_flags.push(format!("--state {}", report::advice::shell_word(p)));
+    }
+    if let Some(w) = &args.reverify_after {
+        repeat_flags.push(format!("--reverify-after {w}"));
+    }
+    let mut report = report::build(
+        &inv,
+        findings,
+        report::Context {
+            policy: &policy,
+            interrupted,
+            config: located.config_path.as_deref(),
+            plan: &plan_opts,
+            verification,
+            repeat_flags,
+            run_warnings,
+        },
+    );
     report.summary.coverage = coverage;
+    for w in &report.run_warnings {
+        if w.starts_with("skip list") {
+            eprintln!("regfsck: warning: {w}");
+        }
+    }
     // The inventory is done with: its memory goes back before the output is produced.
     drop(inv);
+    report.summary.wall_seconds = started.elapsed().as_secs_f64();
+    let info = super::metrics::run_info("check", &report.root, started, report.exit_code);
+    if let Err(w) = args
+        .metrics
+        .write(|| crate::report::metrics::check(&info, &report, &|c| policy.severity(c)))
+    {
+        report.run_warnings.push(w);
+        report.exit_code |= report::exit::OPERATIONAL;
+    }
     let text = match args.format {
         Format::Json => {
             super::print_json(&report);

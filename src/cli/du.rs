@@ -14,18 +14,30 @@ use std::fmt::Write as _;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DuFormat {
+    /// A table for people, with store totals.
     Table,
+    /// The versioned JSON document of docs/report-format.md.
     Json,
+    /// One line per repository, the JSON keys as column names.
     Csv,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SortKey {
+    /// Bytes only this repository references.
     Exclusive,
+    /// Bytes this repository references.
     Referenced,
+    /// Bytes this repository shares with others.
     Shared,
+    /// What registry 3's --delete-untagged frees here.
     Untagged,
+    /// What registry 2.8's --delete-untagged frees here.
+    #[value(name = "untagged-2.8")]
+    Untagged28,
+    /// Bytes in unfinished uploads.
     Uploads,
+    /// Repository name, ascending.
     Name,
 }
 
@@ -39,20 +51,26 @@ pub struct DuArgs {
     /// Only repositories matching this pattern (`*` matches any run of characters, e.g. `team/*`).
     #[arg(long, value_name = "PATTERN")]
     pub repo: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: DuFormat,
     /// Upload age after which an unfinished upload is stale (default: config, else 168h).
     #[arg(long, value_name = "DURATION")]
     pub purge_age: Option<String>,
+    /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Also list inside every link and blob folder, so that residue there is counted.
     #[arg(long)]
     pub deep: bool,
+    /// Scan threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// Evaluate ages as of this time (unix seconds), for reproducible reports.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 /// `*`-glob match over the whole name.
@@ -82,6 +100,7 @@ fn sort(rows: &mut [RepoUsage], key: SortKey) {
             SortKey::Referenced => r.referenced_bytes,
             SortKey::Shared => r.shared_bytes,
             SortKey::Untagged => r.untagged_only_bytes,
+            SortKey::Untagged28 => r.untagged_only_bytes_2_8,
             SortKey::Uploads => r.upload_bytes,
             SortKey::Name => 0,
         };
@@ -95,15 +114,17 @@ struct DuReport<'a> {
     root: String,
     #[serde(flatten)]
     usage: &'a Usage,
+    /// Problems with the run itself (a --repo pattern that matches nothing).
+    run_warnings: Vec<String>,
 }
 
 fn csv(u: &Usage) -> String {
-    let mut o = String::from("repo,tags,revisions,tagged_revisions,untagged_revisions,child_revisions,referenced_bytes,exclusive_bytes,shared_bytes,untagged_only_bytes,uploads,upload_bytes\n");
+    let mut o = String::from("repo,tags,revisions,tagged_revisions,untagged_revisions,child_revisions,referenced_bytes,exclusive_bytes,shared_bytes,untagged_only_bytes,uploads,upload_bytes,untagged_only_bytes_2_8\n");
     for r in &u.repositories {
         // Repository names cannot hold commas or quotes (registry grammar); no quoting needed.
         let _ = writeln!(
             o,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.repo,
             r.tags,
             r.revisions,
@@ -115,7 +136,8 @@ fn csv(u: &Usage) -> String {
             r.shared_bytes,
             r.untagged_only_bytes,
             r.uploads,
-            r.upload_bytes
+            r.upload_bytes,
+            r.untagged_only_bytes_2_8
         );
     }
     o
@@ -131,7 +153,8 @@ fn table(root: &str, u: &Usage) -> String {
         "referenced",
         "exclusive",
         "shared",
-        "untagged-only",
+        "untagged-only (3)",
+        "untagged-only (2.8)",
         "uploads",
     ]);
     for r in &u.repositories {
@@ -146,10 +169,11 @@ fn table(root: &str, u: &Usage) -> String {
             size(r.exclusive_bytes),
             size(r.shared_bytes),
             size(r.untagged_only_bytes),
+            size(r.untagged_only_bytes_2_8),
             size(r.upload_bytes),
         ]);
     }
-    for i in 1..8 {
+    for i in 1..9 {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
@@ -175,8 +199,13 @@ fn table(root: &str, u: &Usage) -> String {
     );
     let _ = writeln!(
         o,
-        "untagged-only     {:>12}  freed on top by garbage-collect --delete-untagged",
+        "untagged-only     {:>12}  freed on top by registry 3's garbage-collect --delete-untagged",
         size(x.untagged_only_bytes)
+    );
+    let _ = writeln!(
+        o,
+        "                  {:>12}  by registry 2.8's (it also deletes multi-arch images' untagged children)",
+        size(x.untagged_only_bytes_2_8)
     );
     let _ = writeln!(
         o,
@@ -194,7 +223,9 @@ fn table(root: &str, u: &Usage) -> String {
 }
 
 pub fn run(args: DuArgs) -> Result<i32, Failure> {
-    let located = args.store.locate().map_err(Failure::Operational)?;
+    let started = std::time::Instant::now();
+    args.metrics.validate()?;
+    let located = super::locate(&args.store)?;
     let opts = check_options(
         args.purge_age.as_deref(),
         "10m",
@@ -203,32 +234,50 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
     )?;
     super::configure_threads(args.jobs);
     let progress = super::progress_bar::for_run(args.quiet);
-    let inv = scan::scan_with(
-        &located.store,
-        &scan::ScanOptions { deep: args.deep },
-        progress.as_ref(),
-    )?;
+    let inv = located
+        .store
+        .scan(
+            &scan::ScanOptions {
+                deep: args.deep,
+                ..Default::default()
+            },
+            progress.as_ref(),
+        )
+        .map_err(super::scan_failure)?;
     let reach = reach::compute(&inv);
     let mut u = usage::compute(&inv, &reach, &opts);
+    let mut run_warnings = Vec::new();
     if let Some(p) = &args.repo {
         u.repositories.retain(|r| glob(p, &r.repo));
+        if u.repositories.is_empty() {
+            let w = format!("--repo {p:?} matches no repository");
+            eprintln!("regfsck: warning: {w}");
+            run_warnings.push(w);
+        }
     }
     sort(&mut u.repositories, args.sort);
     let root = inv.root.display().to_string();
+    let mut code = crate::report::exit::OK;
+    let info = super::metrics::run_info("du", &root, started, code);
+    if let Err(w) = args.metrics.write(|| crate::report::metrics::du(&info, &u)) {
+        run_warnings.push(w);
+        code |= crate::report::exit::OPERATIONAL;
+    }
     let text = match args.format {
         DuFormat::Json => {
             super::print_json(&DuReport {
                 schema: "regfsck.du/1",
                 root,
                 usage: &u,
+                run_warnings,
             });
-            return Ok(crate::report::exit::OK);
+            return Ok(code);
         }
         DuFormat::Csv => csv(&u),
         DuFormat::Table => table(&root, &u),
     };
     super::print_stdout(&text);
-    Ok(crate::report::exit::OK)
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -2,8 +2,12 @@
 //! subcommand runs the library pipeline and maps the outcome to an fsck(8) exit status.
 
 mod check;
+mod cleanup;
 mod du;
 mod gc;
+mod generate;
+mod ls;
+pub mod metrics;
 pub mod progress_bar;
 mod repair;
 
@@ -39,30 +43,55 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Plan repairs; --apply executes them reversibly (journal + quarantine).
     Repair(repair::RepairArgs),
-    /// Undo a repair run byte for byte.
+    /// Undo a repair or cleanup run byte for byte.
     Undo(repair::UndoArgs),
+    /// The offline catalog: repositories, tags (kind, platforms, size, push time), untagged revisions.
+    Ls(ls::LsArgs),
+    /// Remove repositories, tags or revisions (plan; --apply moves them into the quarantine).
+    Rm(cleanup::RmArgs),
+    /// Retention: remove untagged revisions and old tags by rules or a policy file (plan; --apply).
+    Prune(cleanup::PruneArgs),
+    /// Delete quarantined runs for good, freeing their space (they can no longer be undone).
+    Purge(cleanup::PurgeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (or write all pages with --out-dir).
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 /// Where the store is.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// The registry's rootdirectory (holding docker/registry/v2), or the v2 folder itself.
-    /// Default: from --config, else $REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, else /var/lib/registry.
+    /// The registry's rootdirectory (holding docker/registry/v2), the v2 folder itself, or
+    /// s3://BUCKET[/ROOTDIRECTORY] (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or
+    /// the shared credentials file). Default: from --config, else
+    /// $REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, else /var/lib/registry.
     pub root: Option<PathBuf>,
-    /// The registry's config.yml: use its storage.filesystem.rootdirectory and maintenance settings.
+    /// The registry's config.yml: its storage (filesystem or s3, with the registry's
+    /// REGISTRY_STORAGE_* environment overrides) and maintenance settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// For s3://: the S3 endpoint (path-style requests, as the driver's regionendpoint),
+    /// e.g. http://127.0.0.1:9000. Default: AWS.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// For s3://: the bucket's region (default us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Text for people, grouped by finding code.
     Human,
+    /// The versioned JSON document of docs/report-format.md.
     Json,
 }
 
 /// A store location and the registry settings that matter to regfsck.
 pub struct Located {
-    pub store: crate::store::scan::Store,
+    pub store: Box<dyn crate::store::Storage>,
     pub registry: Option<config::RegistryConfig>,
     pub config_path: Option<PathBuf>,
 }
@@ -76,19 +105,46 @@ impl Located {
 impl StoreArgs {
     /// Resolve the store: ROOT > --config (with the environment override) > environment > default.
     pub fn locate(&self) -> Result<Located, String> {
+        use crate::store::s3::{config::S3Config, S3Store};
         let registry = match &self.config {
             Some(path) => Some(config::load(path)?),
             None => None,
         };
+        let s3_url = self
+            .root
+            .as_ref()
+            .and_then(|r| r.to_str())
+            .filter(|r| r.starts_with("s3://"));
+        if self.endpoint.is_some() && s3_url.is_none() {
+            return Err("--endpoint is for an s3://BUCKET/PREFIX store".into());
+        }
         let root = match (&self.root, &registry) {
             (Some(r), _) => r.clone(),
-            (None, Some(c)) => c.rootdirectory.clone(),
+            (None, Some(c)) => match &c.storage {
+                config::Driver::Filesystem(p) => p.clone(),
+                config::Driver::S3(s3) => {
+                    return Ok(Located {
+                        store: Box::new(with_cache(S3Store::open((**s3).clone())?)),
+                        registry,
+                        config_path: self.config.clone(),
+                    })
+                }
+            },
             (None, None) => std::env::var_os(config::ROOT_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ROOT)),
         };
+        if let Some(url) = s3_url {
+            let cfg = S3Config::from_url(url, self.endpoint.as_deref(), self.region.as_deref())?;
+            return Ok(Located {
+                store: Box::new(with_cache(S3Store::open(cfg)?)),
+                registry,
+                config_path: self.config.clone(),
+            });
+        }
         let store = crate::store::scan::locate(&root).map_err(|e| e.to_string())?;
+        let store: Box<dyn crate::store::Storage> = Box::new(crate::store::FsStorage(store));
         Ok(Located {
             store,
             registry,
@@ -97,12 +153,59 @@ impl StoreArgs {
     }
 }
 
-/// Set by Ctrl-C; long phases stop at a safe point and the run still reports.
+/// An S3 store keeps what it reads beside the incremental state (`store::s3::cache`), so that
+/// every repeat run, of any command, reads again only what changed.
+fn with_cache(s: crate::store::s3::S3Store) -> crate::store::s3::S3Store {
+    use crate::store::Storage;
+    let path = crate::store::state::default_path(&s.state_root()).with_extension("s3cache");
+    s.with_cache(Some(path))
+}
+
+/// Resolve the store, with an error that says where regfsck looked when nothing was named.
+pub fn locate(args: &StoreArgs) -> Result<Located, Failure> {
+    args.locate().map_err(|e| {
+        let defaulted = args.root.is_none()
+            && args.config.is_none()
+            && std::env::var_os(config::ROOT_ENV).is_none_or(|v| v.is_empty());
+        let missing = !std::path::Path::new(config::DEFAULT_ROOT).exists();
+        if defaulted && missing {
+            Failure::Operational(format!(
+                "no store at {} (the default; pass ROOT or --config; Debian's is /var/lib/docker-registry)",
+                config::DEFAULT_ROOT
+            ))
+        } else {
+            Failure::Operational(e)
+        }
+    })
+}
+
+/// A scan error: Ctrl-C during the scan is an interruption, anything else an operational error.
+pub fn scan_failure(e: anyhow::Error) -> Failure {
+    if e.downcast_ref::<crate::store::scan::Interrupted>()
+        .is_some()
+    {
+        Failure::Interrupted(e.to_string())
+    } else {
+        Failure::from(e)
+    }
+}
+
+/// Set by Ctrl-C; long phases stop at a safe point and the run still reports. The first Ctrl-C
+/// says so on stderr; a second one ends the process at once (exit 32), for when the safe point
+/// is too far away.
 pub fn install_interrupt() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     // A second handler install (tests calling run twice) is harmless to ignore.
-    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("regfsck: interrupted again: exiting now");
+            std::process::exit(exit::CANCELLED);
+        }
+        eprintln!(
+            "regfsck: interrupted: stopping at the next safe point (Ctrl-C again to quit at once)"
+        );
+    });
     flag
 }
 
@@ -142,38 +245,91 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     }
 }
 
+/// Whether the raw command line asks for JSON (`--format json` or `--format=json`): usage errors
+/// that clap finds before any value is parsed still answer in JSON then.
+fn asks_for_json(args: &[std::ffi::OsString]) -> bool {
+    args.windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json")
+}
+
+/// The error document printed on stdout instead of a report when `--format json` was asked for.
+#[derive(serde::Serialize)]
+struct ErrorDoc<'a> {
+    schema: &'static str,
+    error: ErrorBody<'a>,
+    exit_code: i32,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    /// `usage`, `operational` or `interrupted`.
+    kind: &'static str,
+    message: &'a str,
+}
+
 /// Parse arguments and run; returns the exit status.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let started = std::time::Instant::now();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = asks_for_json(&raw);
+    let cli = match Cli::try_parse_from(&raw) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            if !e.use_stderr() {
+                // --help, --version.
+                let _ = e.print();
+                return exit::OK;
+            }
             let _ = e.print();
-            return code;
+            if json {
+                let text = e.render().to_string();
+                let first = text
+                    .lines()
+                    .next()
+                    .unwrap_or("usage error")
+                    .trim_start_matches("error: ");
+                print_error_json("usage", first, exit::USAGE);
+            }
+            return exit::USAGE;
         }
     };
+    let metrics = metrics::Pending::of(&cli.command, started);
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Du(args) => du::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Repair(args) => repair::run(args),
         Command::Undo(args) => repair::run_undo(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Rm(args) => cleanup::run_rm(args),
+        Command::Prune(args) => cleanup::run_prune(args),
+        Command::Purge(args) => cleanup::run_purge(args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(Failure::Usage(msg)) => {
-            eprintln!("regfsck: {msg}");
-            exit::USAGE
-        }
-        Err(Failure::Operational(msg)) => {
-            eprintln!("regfsck: {msg}");
-            exit::OPERATIONAL
-        }
+    let (kind, msg, code) = match result {
+        Ok(code) => return code,
+        Err(Failure::Usage(msg)) => ("usage", msg, exit::USAGE),
+        Err(Failure::Operational(msg)) => ("operational", msg, exit::OPERATIONAL),
+        Err(Failure::Interrupted(msg)) => ("interrupted", msg, exit::CANCELLED),
+    };
+    eprintln!("regfsck: {msg}");
+    if let Some(m) = metrics {
+        m.failed(code);
     }
+    if json {
+        print_error_json(kind, &msg, code);
+    }
+    code
+}
+
+fn print_error_json(kind: &'static str, message: &str, exit_code: i32) {
+    print_json(&ErrorDoc {
+        schema: "regfsck.error/1",
+        error: ErrorBody { kind, message },
+        exit_code,
+    });
 }
 
 /// Why a command could not do its job.
@@ -181,10 +337,59 @@ pub fn main() -> i32 {
 pub enum Failure {
     Usage(String),
     Operational(String),
+    /// Ctrl-C before anything could be reported.
+    Interrupted(String),
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
         Failure::Operational(format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every option has a help text (`regfsck <cmd> --help` is the manual).
+    #[test]
+    fn every_option_and_subcommand_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd.get_about().is_none() {
+                missing.push(format!("{here}: no about"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{here} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        // The walk does see the options (a broken walk would pass vacuously).
+        let check = cmd.find_subcommand("check").unwrap();
+        assert!(check.get_arguments().count() > 15);
+    }
+
+    #[test]
+    fn json_is_asked_for_in_either_spelling() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(asks_for_json(&args(&[
+            "regfsck", "check", "--format", "json"
+        ])));
+        assert!(asks_for_json(&args(&["regfsck", "du", "--format=json"])));
+        assert!(!asks_for_json(&args(&["regfsck", "du", "--format", "csv"])));
     }
 }

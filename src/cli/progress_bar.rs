@@ -29,6 +29,18 @@ impl Progress for Terminal {
         pb.set_prefix(phase.to_string());
         Box::new(IndicatifBar(pb))
     }
+
+    fn counter(&self, phase: &str) -> Box<dyn Bar> {
+        let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {prefix:>8}: {human_pos} objects found, {per_sec}, {elapsed}",
+        ) {
+            pb.set_style(style);
+        }
+        pb.set_prefix(phase.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        Box::new(IndicatifBar(pb))
+    }
 }
 
 /// The progress factory for this run.

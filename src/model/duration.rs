@@ -47,9 +47,25 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Seconds as the shortest duration text `parse` reads back: `30d`, `6h`, `1h30m`, `90s` -> `1m30s`.
+pub fn format(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{format, parse};
     use std::time::Duration;
 
     #[test]
@@ -63,6 +79,20 @@ mod tests {
         assert_eq!(parse("2d").unwrap(), Duration::from_secs(172800));
         for bad in ["", "10", "h", "10x", "-1s", "1e400h"] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for (secs, text) in [
+            (0, "0s"),
+            (90, "1m30s"),
+            (21_600, "6h"),
+            (2_592_000, "30d"),
+            (5_400, "1h30m"),
+        ] {
+            assert_eq!(format(secs), text);
+            assert_eq!(parse(text).unwrap().as_secs(), secs);
         }
     }
 }

@@ -110,7 +110,7 @@ codes! {
         "none: the registry writes these itself";
     LayerLinkDangling = "layer-link-dangling", Warn,
         "a repository's _layers link names a blob that does not exist (pulls of it answer BLOB_UNKNOWN; GC never removes the link)",
-        "regfsck repair --apply quarantines the link";
+        "regfsck repair --apply quarantines the link unless a manifest of the repository needs it; then re-push that image";
     LayerLinkUnused = "layer-link-unused", Info,
         "a _layers link that no manifest of the repository references (registry 2.8 never cleans these)",
         "none: registry 3 garbage-collect removes them";
@@ -121,7 +121,7 @@ codes! {
         "a schema1 signature link left by registry 2.4 or older; GC sweeps the signature blobs",
         "none";
     ManifestInvalid = "manifest-invalid", Error,
-        "a manifest blob the registry cannot read (bad JSON, unknown media type, a shape that panics GC); GET answers 500 and GC aborts",
+        "a manifest blob the registry cannot read, as its Go JSON decoder judges it (bad syntax, nesting deeper than 10000, a wrong type in a field the registry's structs have, an unknown media type or schema version, a shape that panics GC), GET answering 500 and GC aborting; or a manifest naming a digest that is not one",
         "re-push the image; regfsck repair --apply --lossy quarantines the revision and the tags on it";
     ManifestSchema1 = "manifest-schema1", Warn,
         "a Docker schema1 manifest: registry 3 can neither serve it nor garbage-collect a store holding it",
@@ -141,6 +141,9 @@ codes! {
     RevisionUntaggedChild = "revision-untagged-child", Warn,
         "an untagged revision that a tagged index references: registry 2.8 garbage-collect --delete-untagged deletes it and breaks the multi-arch image",
         "do not run garbage-collect --delete-untagged with registry 2.8; registry 3 keeps these";
+    RevisionLinkMissing = "revision-link-missing", Error,
+        "a manifest a tag (or a tagged index) names has no revision link, only a _layers link of the same digest: registry 2.8 still serves it through a 2.1-era fallback, registry 3 answers MANIFEST_UNKNOWN, and garbage-collect never marks it, so it deletes the image's blobs",
+        "regfsck repair --apply writes the revision link again (the manifest blob exists and hashes correctly)";
     TagCurrentMissing = "tag-current-missing", Error,
         "a tag folder without current/link: the tag is listed but cannot be pulled",
         "regfsck repair --apply rebuilds current from the tag index when it names exactly one live revision; --lossy uses the newest entry or quarantines the tag";
@@ -152,7 +155,7 @@ codes! {
         "regfsck repair --apply adds the index entry";
     TagIndexDangling = "tag-index-dangling", Info,
         "a tag history entry whose revision no longer exists",
-        "none needed; regfsck repair --apply quarantines it";
+        "none needed: the registry skips history entries without a revision";
     TagNameInvalid = "tag-name-invalid", Warn,
         "a tag folder whose name the registry API can never address",
         "quarantine the tag folder by hand once you know where it came from";
@@ -180,12 +183,15 @@ codes! {
     UploadNoStartedat = "upload-no-startedat", Warn,
         "an upload without a parseable startedat file: the registry never purges it",
         "regfsck repair --apply quarantines it once its files are older than the purge age";
+    UploadMultipartIncomplete = "upload-multipart-incomplete", Warn,
+        "an incomplete multipart upload on object storage, older than the purge age: parts a listing never shows and the bucket still bills",
+        "abort it (S3 AbortMultipartUpload, e.g. `aws s3api abort-multipart-upload` with the bucket, key and upload id shown), or let a bucket lifecycle rule (AbortIncompleteMultipartUpload) do it";
     UploadRecent = "upload-recent", Info,
         "an upload younger than the grace window: the registry looks live",
         "stop the registry or make it read-only before repairing or collecting garbage";
     PathUnrecognized = "path-unrecognized", Warn,
         "an entry the registry never writes",
-        "regfsck repair --apply quarantines it when it can confuse the registry; otherwise remove it by hand";
+        "move it out of the store by hand once you know where it came from (the registry ignores it)";
     PathUnreadable = "path-unreadable", Error,
         "an entry that could not be read (permission or I/O error)",
         "fix the permissions or the disk, then re-run regfsck";
@@ -201,15 +207,21 @@ codes! {
     PathChanged = "path-changed", Warn,
         "an entry changed or vanished while it was being scanned: the registry may be running",
         "stop the registry or make it read-only, then re-run regfsck";
+    KeyNotAPath = "key-not-a-path", Warn,
+        "an object-storage key that no filesystem path can hold (an empty, `.` or `..` segment, or a trailing `/`): the registry never writes one",
+        "delete the key with an S3 tool once you know where it came from";
     DirEmpty = "dir-empty", Info,
         "an empty folder the registry left behind (a deleted link or blob)",
         "none needed";
     GcWouldAbort = "gc-would-abort", Error,
         "the registry's garbage-collect would stop (or panic) on this store",
-        "fix the findings named in the message, then re-run regfsck gc";
+        "regfsck repair --apply when it fixes the finding at the same path (the report says), else fix that path by hand; then re-run regfsck gc";
     GcWouldDeleteTagged = "gc-would-delete-tagged", Error,
         "the registry's garbage-collect would delete data reachable from a tag",
-        "fix the findings named in the message, or do not run that garbage-collect";
+        "fix the cause named in the message, or do not run that garbage-collect";
+    GcCannotPredict = "gc-cannot-predict", Error,
+        "regfsck cannot tell what the registry's garbage-collect would do: it would read paths regfsck could not read, or follow a symbolic link where regfsck does not",
+        "make the named paths readable to regfsck (or remove the symbolic links), then re-run regfsck gc; do not run garbage-collect until then";
 }
 
 impl fmt::Display for Code {

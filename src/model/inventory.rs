@@ -60,8 +60,9 @@ pub enum LinkState {
     TooLarge {
         len: u64,
     },
-    /// `link` is a directory, symlink or special file.
-    NotFile,
+    /// `link` is a directory, a symbolic link or a special file (which of them: the registry
+    /// fails differently on each, and follows a symbolic link).
+    NotFile(EntryType),
     /// The folder exists but holds no `link` (residue of an API delete, or damage).
     Absent,
     Unreadable(String),
@@ -82,7 +83,7 @@ impl LinkState {
             LinkState::Ok(_) | LinkState::Absent => None,
             LinkState::Malformed { error, .. } => Some(error.registry_message().to_string()),
             LinkState::TooLarge { .. } => Some("invalid checksum digest format".to_string()),
-            LinkState::NotFile => Some("link is not a regular file".to_string()),
+            LinkState::NotFile(_) => Some("link is not a regular file".to_string()),
             LinkState::Unreadable(e) => Some(e.clone()),
         }
     }
@@ -195,6 +196,21 @@ pub struct Upload {
     pub mtime: Timestamp,
 }
 
+/// An entry of `tags/` that is not a plain tag folder with a `current` folder: a stray file, a
+/// symbolic link, a special file, a name that is not UTF-8, or a tag folder whose `current` is not
+/// a folder. `garbage-collect --delete-untagged` reads `<entry>/current/link` through every entry
+/// of `tags/`, so each of these can stop it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OddTag {
+    /// As on disk; non-UTF-8 bytes shown lossily.
+    pub name: String,
+    pub utf8: bool,
+    /// What the entry itself is.
+    pub kind: EntryType,
+    /// For a folder: what its `current` entry is when that is not a folder.
+    pub current: Option<EntryType>,
+}
+
 /// One repository: a folder below `repositories/` holding any of `_layers`, `_manifests`, `_uploads`.
 #[derive(Clone, Debug, Default)]
 pub struct Repo {
@@ -211,6 +227,8 @@ pub struct Repo {
     pub uploads: Vec<Upload>,
     pub odd_layer_links: Vec<OddLink>,
     pub odd_revision_links: Vec<OddLink>,
+    /// Entries of `tags/` that are not plain tag folders (usually none).
+    pub odd_tags: Vec<OddTag>,
 }
 
 impl Repo {
@@ -258,6 +276,40 @@ pub struct TreeDir {
     pub children: Vec<(String, EntryType)>,
 }
 
+/// Where a symbolic link inside the store leads, as the scanner resolved it *without following it*:
+/// component by component with `lstat` and `readlink` (as the kernel resolves a path), never
+/// leaving the store, at most 40 links. The registry follows symbolic links; regfsck never does,
+/// but its GC prediction has to know what the registry will meet there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SymlinkTarget {
+    /// An entry of the store (v2-relative path, what it is), reached through `links` symbolic
+    /// links (this one and those its target text passes through).
+    Inside {
+        path: String,
+        kind: EntryType,
+        links: u32,
+    },
+    /// More than 40 links on the way (a loop): the registry gets ELOOP.
+    Loop,
+    /// Nothing there (ENOENT on the way): the registry treats it as absent.
+    Dangling,
+    /// A component on the way is not a folder (ENOTDIR).
+    NotDir,
+    /// Out of the store, a target that is not UTF-8, or a component regfsck could not read: not
+    /// resolved (regfsck reads nothing outside the store).
+    Unknown(String),
+}
+
+/// A symbolic link found by the scan, with its target text and where it leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symlink {
+    /// Relative to v2.
+    pub path: String,
+    /// The link's own text (`readlink`), lossy.
+    pub text: String,
+    pub target: SymlinkTarget,
+}
+
 /// A malformed path below `blobs/`, with the raw path kept so that GC emulation can re-derive
 /// what the registry would make of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,6 +350,9 @@ pub enum EntryKind {
     RepoNameInvalid(&'static str),
     /// A tag folder whose name is outside the tag grammar.
     TagNameInvalid,
+    /// An object-storage key that no filesystem path can hold (`//`, a `.` or `..` segment, a
+    /// trailing `/`): the registry never writes one.
+    KeyNotAPath,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,6 +377,21 @@ pub struct ScanStats {
     pub hash_seconds: f64,
     /// True when hashing stopped early (Ctrl-C or --max-duration).
     pub hash_incomplete: bool,
+    /// Requests made to object storage (`None` on a filesystem).
+    pub requests: Option<u64>,
+}
+
+/// An incomplete multipart upload on object storage: parts a plain listing never shows and the
+/// bucket still bills (an interrupted blob upload of the registry's s3 driver leaves one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultipartUpload {
+    /// The key it would create, relative to v2.
+    pub path: String,
+    pub upload_id: String,
+    /// When it was started (unix seconds).
+    pub initiated: Timestamp,
+    /// Bytes of its uploaded parts; `None` when they could not be listed.
+    pub bytes: Option<u64>,
 }
 
 /// Everything known about one store.
@@ -348,6 +418,25 @@ pub struct Inventory {
     pub blob_slots: BlobSlots,
     /// Why a blob with `Hashed::Failed` failed (rare, so kept out of the per-blob record).
     pub verify_failures: crate::model::digest::DigestMap<Verify>,
+    /// Every symbolic link the scan met (each also an `EntryKind::Symlink` entry), resolved
+    /// without following, sorted by path.
+    pub symlinks: Vec<Symlink>,
+    /// Files named `data` below a folder of `blobs/` whose name is not UTF-8 (the registry's blob
+    /// walk parses their raw path): raw v2-relative path bytes and size.
+    pub raw_blob_data: Vec<(Vec<u8>, Option<u64>)>,
+    /// Manifest blobs that exist but could not be read (permission or I/O error), with the
+    /// error: an I/O error is not a verdict on the manifest.
+    pub unreadable_manifests: Vec<(Digest, String)>,
+    /// The absolute v2 path as given (what the registry's error texts show).
+    pub v2_text: String,
+    /// Symbolic links in the path of v2 itself (they count towards the kernel's limit of 40 on
+    /// every path the registry resolves); `None` when not known.
+    pub v2_links: Option<u32>,
+    /// The store is on object storage (the registry's s3 driver): no folders of their own, so
+    /// no empty ones; listing order and existence tests are the driver's (see `analysis::gc`).
+    pub object_store: bool,
+    /// Incomplete multipart uploads (object storage only), sorted by path.
+    pub multipart_uploads: Vec<MultipartUpload>,
 }
 
 /// Parsed manifests by digest: a sorted vector, not a hash map, because a map's power-of-two table
@@ -497,6 +586,133 @@ impl Inventory {
         self.manifests.get(d)
     }
 
+    /// The symbolic link at `path` (v2-relative), if the scan met one there.
+    pub fn symlink(&self, path: &str) -> Option<&Symlink> {
+        self.symlinks
+            .binary_search_by(|s| s.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.symlinks[i])
+    }
+
+    /// The symbolic links at or below `dir` (v2-relative), in path order.
+    pub fn symlinks_below<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a Symlink> + 'a {
+        // Everything from `dir` up to `dir` + '0' (the byte after '/') starts with `dir`; names
+        // such as `dir.bak` sort in between and are skipped, not a reason to stop.
+        let from = self.symlinks.partition_point(|s| s.path.as_str() < dir);
+        let end = format!("{dir}0");
+        self.symlinks[from..]
+            .iter()
+            .take_while(move |s| s.path < end)
+            .filter(move |s| {
+                s.path == dir
+                    || (s.path.starts_with(dir) && s.path.as_bytes().get(dir.len()) == Some(&b'/'))
+            })
+    }
+
+    /// The state of the link file at `path` (v2-relative), when the inventory knows a link there:
+    /// one of a repository's `_layers`, revision, tag `current` or tag index links, or an odd
+    /// link. `None` when the inventory holds no link at that path.
+    pub fn link_at(&self, path: &str) -> Option<std::borrow::Cow<'_, LinkState>> {
+        use crate::model::layout::Parsed;
+        use std::borrow::Cow;
+        fn odd<'r>(r: &'r Repo, path: &str) -> Option<Cow<'r, LinkState>> {
+            r.odd_layer_links
+                .iter()
+                .chain(&r.odd_revision_links)
+                .find(|o| o.path == path)
+                .map(|o| Cow::Borrowed(&o.state))
+        }
+        match crate::model::layout::parse_path(path) {
+            Parsed::LayerLink { repo, digest } => {
+                let r = self.repo(&repo)?;
+                r.layer(&digest).map(Link::state).or_else(|| odd(r, path))
+            }
+            Parsed::RevisionLink { repo, digest } => {
+                let r = self.repo(&repo)?;
+                r.revision(&digest)
+                    .map(Link::state)
+                    .or_else(|| odd(r, path))
+            }
+            Parsed::TagCurrent { repo, tag } => {
+                let t = self.repo(&repo)?.tag(&tag)?;
+                Some(Cow::Borrowed(&t.current))
+            }
+            Parsed::TagIndexLink { repo, tag, digest } => self
+                .repo(&repo)?
+                .tag(&tag)?
+                .index
+                .iter()
+                .find(|l| l.path_digest == digest)
+                .map(Link::state),
+            _ => {
+                let rel = path.strip_prefix("repositories/")?;
+                let pos = rel.find("/_")?;
+                odd(self.repo(&rel[..pos])?, path)
+            }
+        }
+    }
+
+    /// Why manifest `d` could not be read, if it could not.
+    pub fn manifest_unreadable(&self, d: &Digest) -> Option<&str> {
+        self.unreadable_manifests
+            .binary_search_by(|(k, _)| k.cmp(d))
+            .ok()
+            .map(|i| self.unreadable_manifests[i].1.as_str())
+    }
+
+    /// Every path (relative to v2) the scan or the hashing could not read, sorted and distinct:
+    /// folders it could not list or open, link files, blob data and manifest blobs. No verdict
+    /// may rest on what lies there (a repair must not act on it either).
+    pub fn unreadable_paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Unreadable(_)))
+            .map(|e| e.path.clone())
+            .collect();
+        let unreadable = |s: &LinkState| matches!(s, LinkState::Unreadable(_));
+        for r in &self.repos {
+            // Paths are built only for the (rare) unreadable links.
+            let bad = |l: &&Link| !l.names_own_folder() && unreadable(&l.state());
+            for l in r.layers.iter().filter(bad) {
+                out.push(crate::model::layout::layer_link(&r.name, &l.path_digest));
+            }
+            for l in r.revisions.iter().filter(bad) {
+                out.push(crate::model::layout::revision_link(&r.name, &l.path_digest));
+            }
+            for t in &r.tags {
+                if unreadable(&t.current) {
+                    out.push(crate::model::layout::tag_current_link(&r.name, &t.name));
+                }
+                for l in &t.index {
+                    if !l.names_own_folder() && unreadable(&l.state()) {
+                        out.push(crate::model::layout::tag_index_link(
+                            &r.name,
+                            &t.name,
+                            &l.path_digest,
+                        ));
+                    }
+                }
+            }
+            for o in r.odd_layer_links.iter().chain(&r.odd_revision_links) {
+                if unreadable(&o.state) {
+                    out.push(o.path.clone());
+                }
+            }
+        }
+        for (i, b) in self.blobs.iter().enumerate() {
+            if b.hashed == Hashed::Failed && matches!(self.verify_of(i), Verify::Unreadable(_)) {
+                out.push(crate::model::layout::blob_data(&b.digest));
+            }
+        }
+        for (d, _) in &self.unreadable_manifests {
+            out.push(crate::model::layout::blob_data(d));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Sort everything into the canonical order the lookups rely on.
     pub fn normalize(&mut self) {
         // Unstable sorts: keys are unique (one folder per digest or name) and they need no
@@ -519,13 +735,18 @@ impl Inventory {
             r.uploads.sort_by(|a, b| a.uuid.cmp(&b.uuid));
             r.odd_layer_links.sort_by(|a, b| a.path.cmp(&b.path));
             r.odd_revision_links.sort_by(|a, b| a.path.cmp(&b.path));
+            r.odd_tags.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        self.symlinks.sort_by(|a, b| a.path.cmp(&b.path));
+        self.unreadable_manifests.sort_by(|a, b| a.0.cmp(&b.0));
         self.tree.sort_by(|a, b| a.path.cmp(&b.path));
         for t in &mut self.tree {
             t.children
                 .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         }
         self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.multipart_uploads
+            .sort_by(|a, b| (&a.path, &a.upload_id).cmp(&(&b.path, &b.upload_id)));
     }
 }
 
@@ -566,6 +787,31 @@ mod tests {
         inv.blobs.truncate(10);
         let kept = inv.blobs[3].digest.clone();
         assert_eq!(inv.blob_index(&kept), Some(3));
+    }
+
+    #[test]
+    fn symlinks_below_a_folder_skip_siblings_that_sort_between() {
+        let mut inv = Inventory::default();
+        for p in [
+            "blobs",
+            "blobs.bak",
+            "blobs-x/y",
+            "blobs/sha256/ab",
+            "blobsz",
+            "blobs/z",
+        ] {
+            inv.symlinks.push(Symlink {
+                path: p.into(),
+                text: String::new(),
+                target: SymlinkTarget::Dangling,
+            });
+        }
+        inv.normalize();
+        let got: Vec<&str> = inv
+            .symlinks_below("blobs")
+            .map(|s| s.path.as_str())
+            .collect();
+        assert_eq!(got, vec!["blobs", "blobs/sha256/ab", "blobs/z"]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod digest;
 pub mod duration;
 pub mod finding;
+pub mod gojson;
 pub mod inventory;
 pub mod layout;
 pub mod manifest;
+pub mod pushed;
 pub mod timefmt;

@@ -1,11 +1,14 @@
-//! Plans: changes to the store as values. Repair: a plan (a value, computed purely from the inventory and its findings) of reversible
-//! actions; an applier that executes it with a journal and a quarantine; undo. Nothing is ever
-//! deleted: whatever is removed or overwritten moves to `<root>/regfsck-quarantine/<run>/files/`.
+//! Plans: changes to the store as values. Repair: a plan (a value, computed purely from the
+//! inventory and its findings) of reversible actions; one applier that executes any plan with a
+//! journal and a quarantine; undo. Nothing is ever deleted: whatever is removed or overwritten
+//! moves to `<root>/regfsck-quarantine/<run>/files/`.
 
 pub mod apply;
-mod journal;
+pub mod cleanup;
+pub mod journal;
 pub mod live;
 pub mod repair;
+mod simulate;
 
 use crate::model::digest::Digest;
 use crate::model::finding::Code;
@@ -28,6 +31,14 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every path the action changes (a move changes two).
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            ActionKind::MoveBlob { from, to } => vec![from, to],
+            other => vec![other.path()],
+        }
+    }
+
     /// The path the action changes first (for ordering, dedup and messages).
     pub fn path(&self) -> &str {
         match self {
@@ -59,6 +70,11 @@ pub struct Action {
     pub reason: String,
     /// Drops references that are already broken (needs `--lossy`).
     pub lossy: bool,
+    /// The paths (v2-relative) whose content the action's verdict rests on, besides the paths it
+    /// changes: the applier refuses the action when any of them, an ancestor or anything inside
+    /// could not be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 impl Action {
@@ -68,7 +84,17 @@ impl Action {
             code: code.as_str().to_string(),
             reason: reason.into(),
             lossy,
+            evidence: Vec::new(),
         }
+    }
+
+    /// Every path the applier must be able to read before it acts: the changed paths and the
+    /// evidence.
+    pub fn touched(&self) -> impl Iterator<Item = &str> {
+        self.kind
+            .paths()
+            .into_iter()
+            .chain(self.evidence.iter().map(String::as_str))
     }
 }
 
@@ -76,6 +102,10 @@ impl Action {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub schema: String,
+    /// The command that made the plan (`repair`, `rm`, `prune`, `gc`); absent in plans written
+    /// before cleanup existed, which were all repairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     pub actions: Vec<Action>,
 }
 

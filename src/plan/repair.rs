@@ -1,10 +1,16 @@
 //! Findings -> actions. Pure: everything it needs (including the content digests of misplaced
 //! blob data, which the caller hashes) comes in as values.
+//!
+//! One run converges: when an action removes something others rest on (a corrupt blob that a
+//! revision or a `_layers` link names, a revision that tags name), the planner replays the
+//! removals on a copy of the inventory, re-runs the checks and plans the follow-ups in the same
+//! plan, until nothing new appears. A second `repair` right after the first plans nothing.
 
-use super::{Action, ActionKind, Plan};
-use crate::model::digest::Digest;
+use super::{simulate, Action, ActionKind, Plan};
+use crate::analysis::checks::{self, CheckOptions};
+use crate::model::digest::{Digest, DigestSet};
 use crate::model::finding::{Code, Finding};
-use crate::model::inventory::{Hashed, Inventory, Repo, Verify};
+use crate::model::inventory::{Inventory, Repo, Verify};
 use crate::model::layout::{self, Parsed};
 use std::collections::HashMap;
 
@@ -14,17 +20,35 @@ pub struct PlanOptions {
     pub lossy: bool,
     pub now: i64,
     pub purge_age: i64,
+    /// Uploads written to within this many seconds are live: never planned.
+    pub grace: i64,
+    /// Also plan what the plan's own removals leave dangling, until nothing new appears (what
+    /// `repair` executes). Off: one pass over the findings given, which is all a caller asking
+    /// "what does the planner do about this finding" needs, and far cheaper (no inventory copy,
+    /// no re-run of the checks).
+    pub follow_ups: bool,
     /// sha256 of each data file at a malformed path under blobs/, by v2-relative path.
     pub misplaced_content: HashMap<String, Digest>,
 }
 
+/// Rounds of follow-ups at most (each round only adds removals, so this is never reached on a
+/// store of registry shapes; it bounds the work on adversarial ones).
+const MAX_ROUNDS: usize = 8;
+
 fn sound(inv: &Inventory, d: &Digest) -> bool {
-    inv.blob(d).is_some_and(|b| b.hashed == Hashed::Ok)
+    inv.blob(d)
+        .is_some_and(|b| b.hashed == crate::model::inventory::Hashed::Ok)
 }
 
-/// A revision the registry can serve: valid link, blob present, manifest readable.
+/// A blob that stays: present, not empty, not proven corrupt (those are quarantined).
+fn usable(inv: &Inventory, d: &Digest) -> bool {
+    inv.blob_index(d)
+        .is_some_and(|i| !matches!(inv.verify_of(i), Verify::Mismatch(_)) && inv.blobs[i].size > 0)
+}
+
+/// A revision the registry can serve: valid link, blob present and staying, manifest readable.
 fn live(inv: &Inventory, repo: &Repo, d: &Digest) -> bool {
-    repo.live_revision(d) && inv.blob(d).is_some() && matches!(inv.manifest(d), Some(Ok(_)))
+    repo.live_revision(d) && usable(inv, d) && matches!(inv.manifest(d), Some(Ok(_)))
 }
 
 fn parent(path: &str) -> String {
@@ -33,12 +57,33 @@ fn parent(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What a verdict about revision `d` of `repo` rests on: its link and its manifest blob.
+fn revision_evidence(repo: &str, d: &Digest) -> Vec<String> {
+    vec![
+        parent(&layout::revision_link(repo, d)),
+        layout::blob_data(d),
+    ]
+}
+
+/// What "no manifest of the repository references it" rests on: every revision and manifest
+/// (a manifest blob the scan did not find counts too: its folder may be what was unreadable).
+fn manifests_evidence(repo: &Repo) -> Vec<String> {
+    let mut ev = vec![layout::revisions_dir(&repo.name)];
+    ev.extend(
+        repo.revisions
+            .iter()
+            .filter_map(|l| l.target())
+            .map(layout::blob_data),
+    );
+    ev
+}
+
 struct Planner<'a> {
     inv: &'a Inventory,
     opts: &'a PlanOptions,
     out: Vec<Action>,
     /// Blobs this plan brings back to their canonical path.
-    restored: crate::model::digest::DigestSet,
+    restored: &'a DigestSet,
 }
 
 /// Whether any manifest revision of the repository references `d`.
@@ -49,14 +94,26 @@ fn referenced_by(inv: &Inventory, repo: &Repo, d: &Digest) -> bool {
 }
 
 impl Planner<'_> {
-    fn push(&mut self, kind: ActionKind, code: Code, reason: impl Into<String>, lossy: bool) {
+    fn push(
+        &mut self,
+        kind: ActionKind,
+        code: Code,
+        reason: impl Into<String>,
+        lossy: bool,
+        evidence: Vec<String>,
+    ) {
         if lossy && !self.opts.lossy {
             return;
         }
-        self.out.push(Action::new(kind, code, reason, lossy));
+        let mut a = Action::new(kind, code, reason, lossy);
+        let own: Vec<String> = a.kind.paths().iter().map(|p| p.to_string()).collect();
+        a.evidence = evidence.into_iter().filter(|e| !own.contains(e)).collect();
+        a.evidence.sort();
+        a.evidence.dedup();
+        self.out.push(a);
     }
 
-    fn quarantine(&mut self, path: &str, code: Code, reason: impl Into<String>) {
+    fn quarantine(&mut self, path: &str, code: Code, reason: impl Into<String>, ev: Vec<String>) {
         self.push(
             ActionKind::Quarantine {
                 path: path.to_string(),
@@ -64,6 +121,7 @@ impl Planner<'_> {
             code,
             reason,
             false,
+            ev,
         );
     }
 
@@ -77,6 +135,16 @@ impl Planner<'_> {
             .filter(|l| l.names_own_folder() && live(self.inv, repo, &l.path_digest))
             .collect();
         live_entries.sort_by_key(|l| t.index_mtime(&l.path_digest));
+        // The verdict rests on the whole tag folder and on every revision it names.
+        let mut ev = vec![layout::tag_dir(&repo.name, tag)];
+        for d in t
+            .index
+            .iter()
+            .map(|l| &l.path_digest)
+            .chain(t.current.digest())
+        {
+            ev.extend(revision_evidence(&repo.name, d));
+        }
         let current = layout::tag_current_link(&repo.name, tag);
         match live_entries.as_slice() {
             [only] if safe_allowed => self.push(
@@ -90,6 +158,7 @@ impl Planner<'_> {
                     only.path_digest
                 ),
                 false,
+                ev,
             ),
             [.., newest] => self.push(
                 ActionKind::WriteLink {
@@ -102,6 +171,7 @@ impl Planner<'_> {
                     newest.path_digest
                 ),
                 true,
+                ev,
             ),
             [] => self.push(
                 ActionKind::Quarantine {
@@ -110,6 +180,7 @@ impl Planner<'_> {
                 code,
                 format!("tag {tag} names nothing the registry can serve and has no live history"),
                 true,
+                ev,
             ),
         }
     }
@@ -118,23 +189,25 @@ impl Planner<'_> {
         let Some(path) = f.path.as_deref() else {
             return;
         };
-        let rebuild = |p: &Planner, d: &Digest| sound(p.inv, d);
         match layout::parse_path(path) {
             Parsed::LayerLink { digest, .. }
             | Parsed::RevisionLink { digest, .. }
             | Parsed::TagIndexLink { digest, .. } => {
-                if rebuild(self, &digest) {
+                let ev = vec![layout::blob_dir(&digest)];
+                if sound(self.inv, &digest) {
                     self.push(
                         ActionKind::WriteLink { path: path.to_string(), digest: digest.clone() },
                         f.code,
                         format!("rewrite from its folder's digest: blob {digest} exists and hashes correctly"),
                         false,
+                        ev,
                     );
                 } else {
                     self.quarantine(
                         path,
                         f.code,
                         "its folder's blob is missing or unsound, so it cannot be rebuilt",
+                        ev,
                     );
                 }
             }
@@ -143,8 +216,23 @@ impl Planner<'_> {
                     self.restore_tag(r, &tag, f.code, true);
                 }
             }
-            _ => self.quarantine(path, f.code, "a broken link outside the registry's grammar"),
+            _ => self.quarantine(
+                path,
+                f.code,
+                "a broken link outside the registry's grammar",
+                vec![],
+            ),
         }
+    }
+
+    /// An upload written to within the grace window is live, whatever its startedat says.
+    fn upload_is_live(&self, repo: Option<&Repo>, path: &str) -> bool {
+        repo.and_then(|r| {
+            r.uploads
+                .iter()
+                .find(|u| layout::upload_dir(&r.name, &u.uuid) == path)
+        })
+        .is_some_and(|u| u.mtime > self.opts.now - self.opts.grace)
     }
 
     fn finding(&mut self, f: &Finding) {
@@ -159,6 +247,7 @@ impl Planner<'_> {
                         &layout::blob_dir(d),
                         f.code,
                         "corrupt blob: quarantined so that a re-push can store it again",
+                        vec![],
                     );
                 }
             }
@@ -172,6 +261,7 @@ impl Planner<'_> {
                             &path,
                             f.code,
                             format!("a copy of blob {d}, which exists at its canonical path"),
+                            vec![layout::blob_data(d)],
                         );
                     } else {
                         self.push(
@@ -182,6 +272,7 @@ impl Planner<'_> {
                             f.code,
                             format!("its content hashes to {d}: move it where the registry looks"),
                             false,
+                            vec![],
                         );
                     }
                 }
@@ -189,28 +280,30 @@ impl Planner<'_> {
                     &path,
                     f.code,
                     "malformed path under blobs/ that makes the registry's GC abort",
+                    vec![],
                 ),
             },
             Code::LayerLinkDangling => {
                 // Keep links a manifest of the repository still needs: the blob is what is
                 // missing, and a re-push (or a blob this plan moves home) makes them valid again.
-                let needed = match (repo, f.digest.as_ref()) {
-                    (Some(r), Some(d)) => {
-                        let target = r.layer(d).and_then(|l| l.target()).unwrap_or(d);
-                        referenced_by(inv, r, target) || self.restored.contains(target)
-                    }
-                    _ => false,
-                };
-                if !needed {
-                    self.quarantine(&path, f.code, "a link to a blob that does not exist and that no manifest of the repository references");
+                let Some(r) = repo else { return };
+                let Some(d) = f.digest.as_ref() else { return };
+                let target = r.layer(d).and_then(|l| l.target()).unwrap_or(d);
+                if referenced_by(inv, r, target) || self.restored.contains(target) {
+                    return;
                 }
+                let mut ev = manifests_evidence(r);
+                ev.push(layout::blob_dir(target));
+                self.quarantine(&path, f.code, "a link to a blob that does not exist and that no manifest of the repository references", ev);
+            }
+            Code::UploadStale if !self.upload_is_live(repo, &path) => {
+                self.quarantine(&path, f.code, f.code.meaning().to_string(), vec![]);
             }
             Code::BlobStrayFile
             | Code::PathTempResidue
             | Code::RepoStrayUnderscore
-            | Code::PathSymlink
-            | Code::UploadStale => {
-                self.quarantine(&path, f.code, f.code.meaning().to_string());
+            | Code::PathSymlink => {
+                self.quarantine(&path, f.code, f.code.meaning().to_string(), vec![]);
             }
             Code::UploadNoStartedat => {
                 let old = repo
@@ -220,20 +313,18 @@ impl Planner<'_> {
                             .find(|u| layout::upload_dir(&r.name, &u.uuid) == path)
                     })
                     .is_some_and(|u| u.mtime < self.opts.now - self.opts.purge_age);
-                if old {
+                if old && !self.upload_is_live(repo, &path) {
                     self.quarantine(
                         &path,
                         f.code,
                         "upload without startedat whose files are older than the purge age",
+                        vec![],
                     );
                 }
             }
             Code::ManifestRefUnlinked => {
                 if let Some(d) = &f.digest {
-                    let usable = inv.blob_index(d).is_some_and(|i| {
-                        !matches!(inv.verify_of(i), Verify::Mismatch(_)) && inv.blobs[i].size > 0
-                    });
-                    if usable {
+                    if usable(inv, d) {
                         self.push(
                             ActionKind::WriteLink {
                                 path: path.clone(),
@@ -242,6 +333,7 @@ impl Planner<'_> {
                             f.code,
                             "a manifest of the repository references this blob, which exists",
                             false,
+                            vec![layout::blob_data(d)],
                         );
                     }
                 }
@@ -252,10 +344,34 @@ impl Planner<'_> {
                     f.code,
                     "create the folder the registry expects",
                     false,
+                    vec![parent(&path)],
                 );
+            }
+            Code::RevisionLinkMissing => {
+                // Registry 2.8 serves this manifest only through its `_layers` fallback; the
+                // revision link is what the registry (and every garbage-collect) needs.
+                if let Some(d) = f.digest.as_ref().filter(|d| sound(inv, d)) {
+                    if matches!(inv.manifest(d), Some(Ok(_))) {
+                        self.push(
+                            ActionKind::WriteLink {
+                                path: path.clone(),
+                                digest: d.clone(),
+                            },
+                            f.code,
+                            "restore the revision link; the manifest blob exists, hashes correctly and parses",
+                            false,
+                            vec![layout::blob_data(d)],
+                        );
+                    }
+                }
             }
             Code::TagIndexMissingCurrent => {
                 if let Some(d) = &f.digest {
+                    let tag_current = f
+                        .tag
+                        .as_deref()
+                        .zip(f.repo.as_deref())
+                        .map(|(t, r)| layout::tag_current_link(r, t));
                     self.push(
                         ActionKind::WriteLink {
                             path: path.clone(),
@@ -264,6 +380,7 @@ impl Planner<'_> {
                         f.code,
                         "record the current digest in the tag's history, as the registry does",
                         false,
+                        tag_current.into_iter().collect(),
                     );
                 }
             }
@@ -276,6 +393,10 @@ impl Planner<'_> {
                 let (Some(r), Some(d)) = (repo, f.digest.as_ref()) else {
                     return;
                 };
+                if self.restored.contains(d) {
+                    // This plan moves the manifest blob home: the revision will be served.
+                    return;
+                }
                 for rev in r.revisions.iter().filter(|l| l.target() == Some(d)) {
                     let link = layout::revision_link(&r.name, &rev.path_digest);
                     self.push(
@@ -285,9 +406,12 @@ impl Planner<'_> {
                         f.code,
                         format!("revision {d} cannot be served (re-push the image)"),
                         true,
+                        revision_evidence(&r.name, d),
                     );
                 }
                 for t in r.tags.iter().filter(|t| t.current.digest() == Some(d)) {
+                    let mut ev = revision_evidence(&r.name, d);
+                    ev.push(layout::tag_current_link(&r.name, &t.name));
                     self.push(
                         ActionKind::Quarantine {
                             path: layout::tag_dir(&r.name, &t.name),
@@ -295,6 +419,7 @@ impl Planner<'_> {
                         f.code,
                         format!("tag {} names revision {d}, which cannot be served", t.name),
                         true,
+                        ev,
                     );
                 }
             }
@@ -304,6 +429,7 @@ impl Planner<'_> {
                     f.code,
                     "a repository folder the registry rejects",
                     true,
+                    vec![],
                 );
             }
             _ => {}
@@ -311,14 +437,13 @@ impl Planner<'_> {
     }
 }
 
-/// Compute the repair plan for these findings.
-pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
-    let restored = opts
-        .misplaced_content
-        .values()
-        .filter(|d| inv.blob(d).is_none())
-        .cloned()
-        .collect();
+/// The actions one pass over these findings asks for, unordered.
+fn plan_round(
+    inv: &Inventory,
+    findings: &[Finding],
+    opts: &PlanOptions,
+    restored: &DigestSet,
+) -> Vec<Action> {
     let mut p = Planner {
         inv,
         opts,
@@ -328,15 +453,76 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
     for f in findings {
         p.finding(f);
     }
-    let mut actions = p.out;
+    p.out
+}
+
+/// Whether removing `path` can leave something else dangling: blobs (revisions and `_layers`
+/// links name them) and revisions (tags name them).
+fn removal_has_dependents(path: &str) -> bool {
+    path.starts_with("blobs/") || path.contains("/_manifests/revisions")
+}
+
+/// Compute the repair plan for these findings, follow-ups included.
+pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
+    let restored: DigestSet = opts
+        .misplaced_content
+        .values()
+        .filter(|d| inv.blob(d).is_none())
+        .cloned()
+        .collect();
+    let mut actions = plan_round(inv, findings, opts, &restored);
+    let triggers = |actions: &[Action], done: &std::collections::HashSet<String>| -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match &a.kind {
+                ActionKind::Quarantine { path } if !done.contains(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut simulated = std::collections::HashSet::new();
+    let first = triggers(&actions, &simulated);
+    if opts.follow_ups && first.iter().any(|p| removal_has_dependents(p)) {
+        let check_opts = CheckOptions {
+            now: opts.now,
+            purge_age: opts.purge_age,
+            grace: opts.grace,
+        };
+        let mut sim = inv.clone();
+        for _ in 0..MAX_ROUNDS {
+            let removals = triggers(&actions, &simulated);
+            if removals.is_empty() {
+                break;
+            }
+            let mut blobs_changed = false;
+            for q in removals {
+                blobs_changed |= simulate::quarantine(&mut sim, &q);
+                simulated.insert(q);
+            }
+            if blobs_changed {
+                sim.normalize();
+            }
+            let more = plan_round(&sim, &checks::run(&sim, &check_opts), opts, &restored);
+            // A later round knows more (what the removals take away): it wins on a shared path.
+            for a in more {
+                match actions.iter().position(|b| b.kind.path() == a.kind.path()) {
+                    Some(i) => actions[i] = a,
+                    None => actions.push(a),
+                }
+            }
+        }
+    }
+    finish(actions)
+}
+
+/// Order the actions and keep one per path, dropping those inside a folder quarantined anyway.
+fn finish(mut actions: Vec<Action>) -> Plan {
     actions.sort_by(|a, b| {
         a.kind
             .rank()
             .cmp(&b.kind.rank())
             .then(a.kind.path().cmp(b.kind.path()))
     });
-    // One action per path, and nothing inside a folder that is quarantined anyway.
-    let mut seen: Vec<String> = Vec::new();
     let quarantined: Vec<String> = actions
         .iter()
         .filter_map(|a| match &a.kind {
@@ -344,17 +530,72 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
             _ => None,
         })
         .collect();
+    let mut seen = std::collections::HashSet::new();
     actions.retain(|a| {
         let path = a.kind.path().to_string();
         let inside = quarantined
             .iter()
             .any(|q| path.starts_with(&format!("{q}/")));
-        let dup = seen.contains(&path);
-        seen.push(path);
-        !inside && !dup
+        !inside && seen.insert(path)
     });
     Plan {
         schema: super::PLAN_SCHEMA.to_string(),
+        command: None,
         actions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::checks::testkit::Builder;
+    use crate::model::inventory::Verify;
+
+    fn kinds(p: &Plan) -> Vec<(String, bool)> {
+        p.actions
+            .iter()
+            .map(|a| (a.kind.path().to_string(), a.lossy))
+            .collect()
+    }
+
+    /// A corrupt manifest blob: the plan quarantines it and, with follow-ups and --lossy, the
+    /// revision and the tag it leaves dangling; without follow-ups only what the findings ask.
+    #[test]
+    fn follow_ups_of_a_quarantined_manifest_blob() {
+        let mut b = Builder::new();
+        let m = b.image("a/x", Some("v1"));
+        let mut inv = b.build();
+        let i = inv.blob_index(&m).unwrap();
+        inv.set_verify(i, Verify::Mismatch(Box::new(Digest::of_bytes(b"other"))));
+        let opts = |lossy, follow_ups| PlanOptions {
+            lossy,
+            follow_ups,
+            now: 1_000_000,
+            purge_age: 168 * 3600,
+            grace: 600,
+            ..PlanOptions::default()
+        };
+        let findings = checks::run(
+            &inv,
+            &CheckOptions {
+                now: 1_000_000,
+                ..CheckOptions::default()
+            },
+        );
+        let blob = (layout::blob_dir(&m), false);
+        let rev = (parent(&layout::revision_link("a/x", &m)), true);
+        let tag = (layout::tag_dir("a/x", "v1"), true);
+        assert_eq!(
+            kinds(&plan(&inv, &findings, &opts(true, false))),
+            std::slice::from_ref(&blob)
+        );
+        assert_eq!(
+            kinds(&plan(&inv, &findings, &opts(false, true))),
+            std::slice::from_ref(&blob)
+        );
+        let full = plan(&inv, &findings, &opts(true, true));
+        assert_eq!(kinds(&full), [blob, rev, tag]);
+        // Each follow-up names what its verdict rests on.
+        assert!(full.actions[2].evidence.contains(&layout::blob_data(&m)));
     }
 }

@@ -25,7 +25,7 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
+pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -47,8 +47,39 @@ fn context(f: &ReportFinding) -> String {
     }
 }
 
+/// `affects team/app:v1, team/app:v2, beta/app:v1 and 3 more`.
+fn affected(f: &ReportFinding) -> Option<String> {
+    let all: Vec<String> = f
+        .affected
+        .iter()
+        .flat_map(|a| a.tags.iter().map(move |t| format!("{}:{t}", a.repo)))
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    const SHOWN: usize = 5;
+    let mut s = format!("affects {}", all[..all.len().min(SHOWN)].join(", "));
+    if all.len() > SHOWN {
+        s.push_str(&format!(" and {} more", all.len() - SHOWN));
+    }
+    Some(s)
+}
+
+/// The fix line of one group of findings of the same code (those shown).
+fn fix_line(o: &mut String, root: &str, has_repos: bool, group: &[&ReportFinding]) {
+    let Some(first) = group.first() else { return };
+    let hints: Vec<_> = group.iter().map(|f| f.repair.as_ref()).collect();
+    let text = if group.len() == 1 {
+        first.fix.clone()
+    } else {
+        super::advice::group_fix(first.code, &hints, std::path::Path::new(root), has_repos)
+    };
+    let _ = writeln!(o, "  fix: {text}");
+}
+
 pub fn render(r: &Report, opts: &HumanOptions) -> String {
     let s = &r.summary;
+    let v = &s.verification;
     let mut o = String::new();
     let _ = writeln!(o, "regfsck check {}", r.root);
     let _ = writeln!(
@@ -61,8 +92,10 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
         size(s.blob_bytes),
         plural(s.uploads, "upload", "uploads"),
     );
-    if s.hashed_blobs > 0 || s.fully_verified {
-        let rate = if s.hash_seconds > 0.0 {
+    if v.no_verify {
+        let _ = writeln!(o, "  content not verified (--no-verify)");
+    } else {
+        let rate = if s.hash_seconds > 0.0 && s.hashed_bytes > 0 {
             format!(
                 ", {}/s",
                 size((s.hashed_bytes as f64 / s.hash_seconds) as u64)
@@ -72,26 +105,44 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
         };
         let _ = writeln!(
             o,
-            "  verified {} ({}) in {:.2}s{rate}{}",
+            "  hashed {} ({}) in {:.2}s{rate}{}{}",
             plural(s.hashed_blobs, "blob", "blobs"),
             size(s.hashed_bytes),
             s.hash_seconds,
-            if s.fully_verified { "" } else { " (partial)" },
+            match &v.subset {
+                Some(sub) => format!(", selected by --verify-subset {sub}"),
+                None => String::new(),
+            },
+            match v.stopped {
+                Some("time-limit") => format!(
+                    "; stopped at the --max-duration limit, {} left",
+                    plural(v.left_blobs, "blob", "blobs")
+                ),
+                Some(_) => format!(
+                    "; interrupted, {} left",
+                    plural(v.left_blobs, "blob", "blobs")
+                ),
+                None => String::new(),
+            },
         );
-    } else {
-        let _ = writeln!(o, "  content not verified in this run");
-    }
-    if let Some(c) = &s.coverage {
         let _ = writeln!(
             o,
-            "  coverage: {} of {} blobs ({} of {}) verified sound{}",
-            c.blobs,
-            s.blobs,
-            size(c.bytes),
+            "  content verified: {} of {} ({} of {}){}",
+            v.verified_blobs,
+            plural(s.blobs, "blob", "blobs"),
+            size(v.verified_bytes),
             size(s.blob_bytes),
-            c.window_seconds
-                .map(|w| format!(" within the last {}h", w / 3600))
-                .unwrap_or_default()
+            if v.state_file.is_some() && v.verified_blobs > s.hashed_blobs {
+                match v.reverify_after_seconds {
+                    Some(w) => format!(
+                        ", counting earlier runs within the last {}",
+                        crate::model::duration::format(w.max(0) as u64)
+                    ),
+                    None => ", counting earlier runs".into(),
+                }
+            } else {
+                String::new()
+            }
         );
     }
     let _ = writeln!(
@@ -105,6 +156,16 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
         } else {
             String::new()
         }
+    );
+    let _ = writeln!(
+        o,
+        "  took {:.2}s (scan {:.2}s, hashing {:.2}s){}",
+        s.wall_seconds,
+        s.scan_seconds,
+        s.hash_seconds,
+        s.requests
+            .map(|n| format!(", {}", plural(n, "request", "requests")))
+            .unwrap_or_default()
     );
     let mut i = 0;
     while i < r.findings.len() {
@@ -127,6 +188,9 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
         for f in group.iter().take(shown) {
             let path = f.path.as_deref().unwrap_or("(whole store)");
             let _ = writeln!(o, "  {code}: {path}{}: {}", context(f), f.message);
+            if let Some(a) = affected(f) {
+                let _ = writeln!(o, "    {a}");
+            }
         }
         if group.len() > shown {
             let _ = writeln!(
@@ -135,7 +199,12 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
                 group.len() - shown
             );
         }
-        let _ = writeln!(o, "  fix: {}", first.fix);
+        fix_line(
+            &mut o,
+            &r.root,
+            r.has_repositories,
+            &group[..group.len().min(shown)],
+        );
     }
     if !r.next_steps.is_empty() {
         let _ = writeln!(o, "\nNext:");

@@ -35,16 +35,41 @@ fn key(d: &Digest) -> Option<[u8; 32]> {
     d.sha256_bytes().copied()
 }
 
-/// `$XDG_STATE_HOME/regfsck/<hash of the store path>.state`, else `~/.local/state/regfsck/...`.
+/// `$XDG_STATE_HOME/regfsck/<store>.<hash>.state` (else `~/.local/state/regfsck/…`): `<store>`
+/// is the store's canonical path with `/` as `-` (`var-lib-registry`), so that a listing says
+/// which file belongs to which store; the short hash of the exact path keeps look-alike names
+/// (`/a-b/c`, `/a/b-c`) apart.
 pub fn default_path(store_root: &Path) -> PathBuf {
     let canon = std::fs::canonicalize(store_root).unwrap_or_else(|_| store_root.to_path_buf());
-    let id = Digest::of_bytes(canon.as_os_str().as_encoded_bytes()).hex();
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("regfsck").join(format!("{}.state", &id[..16]))
+    base.join("regfsck").join(file_name(&canon))
+}
+
+/// The state file's name for a canonical store path.
+fn file_name(canon: &Path) -> String {
+    let id = Digest::of_bytes(canon.as_os_str().as_encoded_bytes()).hex();
+    let text = canon.to_string_lossy();
+    let mut readable: String = text
+        .trim_matches('/')
+        .chars()
+        .map(|c| match c {
+            '/' => '-',
+            c if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' => c,
+            _ => '_',
+        })
+        .collect();
+    if readable.is_empty() {
+        readable = "root".into();
+    }
+    // File names stop at 255 bytes: keep the end of a very long path, the part that names it.
+    if readable.len() > 120 {
+        readable = readable[readable.len() - 120..].to_string();
+    }
+    format!("{readable}.{}.state", &id[..8])
 }
 
 fn store_id(store_root: &Path) -> String {
@@ -290,6 +315,19 @@ mod tests {
         };
         inv.normalize();
         inv
+    }
+
+    #[test]
+    fn state_file_names_say_which_store() {
+        assert!(file_name(Path::new("/var/lib/registry")).starts_with("var-lib-registry."));
+        assert!(file_name(Path::new("/")).starts_with("root."));
+        assert_ne!(
+            file_name(Path::new("/a-b/c")),
+            file_name(Path::new("/a/b-c"))
+        );
+        let long = format!("/{}", "x/".repeat(200));
+        assert!(file_name(Path::new(&long)).len() < 200);
+        assert!(file_name(Path::new("/srv/my reg")).starts_with("srv-my_reg."));
     }
 
     #[test]

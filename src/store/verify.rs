@@ -33,8 +33,9 @@ pub struct VerifyOptions {
     pub select: Option<Selector>,
 }
 
-/// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob.
-const CANCEL_CHUNK: usize = 64 << 20;
+/// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob: 8 MiB is a few
+/// milliseconds of hashing at full speed and still well under a second on a slow, shared core.
+const CANCEL_CHUNK: usize = 8 << 20;
 
 fn cancelled(cancel: Option<&AtomicBool>) -> bool {
     cancel.is_some_and(|c| c.load(Ordering::Relaxed))
@@ -141,8 +142,57 @@ pub fn hash_file(
     }
 }
 
-/// Hash the selected blobs and record each outcome in `Blob::verify` and `inv.stats`.
-pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
+/// One hashing pass: the selected blobs, the progress bar and the counters, shared by the
+/// filesystem and object-storage hashers (which differ in how they read and how many at once).
+pub(crate) struct Pass<'a> {
+    opts: &'a VerifyOptions,
+    pub blobs: &'a [Blob],
+    bar: Box<dyn crate::progress::Bar>,
+    stopped: AtomicBool,
+    hashed_bytes: AtomicU64,
+}
+
+impl Pass<'_> {
+    /// Hash blob `i` with `hash` unless the run is cancelled or out of time.
+    pub fn one(
+        &self,
+        i: usize,
+        hash: impl FnOnce(&Blob) -> Result<Digest, Verify>,
+    ) -> (usize, Verify) {
+        let cancelled = self
+            .opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+            || self.opts.deadline.is_some_and(|d| Instant::now() >= d);
+        if cancelled {
+            self.stopped.store(true, Ordering::Relaxed);
+            return (i, Verify::NotChecked);
+        }
+        let b = &self.blobs[i];
+        let v = match hash(b) {
+            Ok(d) if d == b.digest => Verify::Ok,
+            Ok(d) => Verify::Mismatch(Box::new(d)),
+            Err(v) => v,
+        };
+        if v == Verify::NotChecked {
+            self.stopped.store(true, Ordering::Relaxed);
+            return (i, v);
+        }
+        self.hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
+        self.bar.inc(b.size);
+        (i, v)
+    }
+}
+
+/// Hash the selected blobs with `each` (which calls `Pass::one` for every index it is given, in
+/// any order and parallelism) and record each outcome in the inventory and its stats.
+pub(crate) fn verify_with(
+    inv: &mut Inventory,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+    each: impl FnOnce(&Pass, Vec<usize>) -> Vec<(usize, Verify)>,
+) {
     let started = Instant::now();
     let selected: Vec<usize> = inv
         .blobs
@@ -152,43 +202,17 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         .map(|(i, _)| i)
         .collect();
     let total: u64 = selected.iter().map(|&i| inv.blobs[i].size).sum();
-    let bar = progress.bar("verify", total, Unit::Bytes);
-    let stopped = AtomicBool::new(false);
-    let hashed_bytes = AtomicU64::new(0);
-    let v2 = inv.v2.clone();
-    let blobs = &inv.blobs;
-    let results: Vec<(usize, Verify)> = selected
-        .par_iter()
-        .map_init(
-            || vec![0u8; BUF_SIZE],
-            |buf, &i| {
-                let cancelled = opts
-                    .cancel
-                    .as_ref()
-                    .is_some_and(|c| c.load(Ordering::Relaxed))
-                    || opts.deadline.is_some_and(|d| Instant::now() >= d);
-                if cancelled {
-                    stopped.store(true, Ordering::Relaxed);
-                    return (i, Verify::NotChecked);
-                }
-                let b = &blobs[i];
-                let path = v2.join(layout::blob_data(&b.digest));
-                let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
-                    Ok(d) if d == b.digest => Verify::Ok,
-                    Ok(d) => Verify::Mismatch(Box::new(d)),
-                    Err(v) => v,
-                };
-                if v == Verify::NotChecked {
-                    stopped.store(true, Ordering::Relaxed);
-                    return (i, v);
-                }
-                hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
-                bar.inc(b.size);
-                (i, v)
-            },
-        )
-        .collect();
-    bar.finish();
+    let pass = Pass {
+        opts,
+        blobs: &inv.blobs,
+        bar: progress.bar("verify", total, Unit::Bytes),
+        stopped: AtomicBool::new(false),
+        hashed_bytes: AtomicU64::new(0),
+    };
+    let results = each(&pass, selected);
+    pass.bar.finish();
+    let stopped = pass.stopped.load(Ordering::Relaxed);
+    let bytes = pass.hashed_bytes.load(Ordering::Relaxed);
     let mut hashed = 0;
     for (i, v) in results {
         if v != Verify::NotChecked {
@@ -197,7 +221,48 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         inv.set_verify(i, v);
     }
     inv.stats.hashed_blobs += hashed;
-    inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);
+    inv.stats.hashed_bytes += bytes;
     inv.stats.hash_seconds += started.elapsed().as_secs_f64();
-    inv.stats.hash_incomplete |= stopped.load(Ordering::Relaxed);
+    inv.stats.hash_incomplete |= stopped;
+}
+
+/// Hash the selected blobs and record each outcome in `Blob::verify` and `inv.stats`.
+pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
+    let v2 = inv.v2.clone();
+    verify_with(inv, opts, progress, |pass, selected| {
+        selected
+            .par_iter()
+            .map_init(
+                || vec![0u8; BUF_SIZE],
+                |buf, &i| {
+                    pass.one(i, |b| {
+                        let path = v2.join(layout::blob_data(&b.digest));
+                        hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref())
+                    })
+                },
+            )
+            .collect()
+    });
+}
+
+/// sha256 of every data file at a malformed path under blobs/, by v2-relative path: what the
+/// repair planner needs to move misplaced blobs home. Files that cannot be hashed are left out.
+pub fn misplaced_content(inv: &Inventory) -> std::collections::HashMap<String, Digest> {
+    use crate::model::inventory::{BlobFault, EntryKind};
+    let mut out = std::collections::HashMap::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    for e in &inv.entries {
+        if let EntryKind::BlobPath {
+            fault: BlobFault::BadPath,
+            size: Some(size),
+        } = &e.kind
+        {
+            let p = inv.v2.join(&e.path);
+            let ino = std::fs::symlink_metadata(&p).map(|m| m.ino()).unwrap_or(0);
+            if let Ok(d) = hash_file(&p, *size, ino, &mut buf, None) {
+                out.insert(e.path.clone(), d);
+            }
+        }
+    }
+    out
 }

@@ -1,5 +1,8 @@
 //! Shared integration-test support: fixture stores and the real registry.
 #![allow(dead_code)]
 
+pub mod damage;
 pub mod registry;
+pub mod s3;
 pub mod store;
+pub mod unprivileged;

@@ -1,5 +1,5 @@
-//! Fixture stores copied into temporary folders (with their empty folders restored), store
-//! fingerprints, and running the regfsck binary.
+//! Fixture stores copied into temporary folders (with their empty folders restored and every
+//! mtime pinned), store fingerprints, and running the regfsck binary.
 
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -44,7 +44,32 @@ pub fn fixture(name: &str) -> tempfile::TempDir {
     for d in dirs.lines().filter(|l| !l.is_empty()) {
         std::fs::create_dir_all(tmp.path().join(d)).unwrap();
     }
+    pin_folders(tmp.path());
     tmp
+}
+
+/// Give every folder below `root` the fixture mtime, deepest first (pinning a folder's entries
+/// would not touch it, but creating them did): a folder's mtime says when an entry was last
+/// added or removed, which repair's grace window reads like any other.
+fn pin_folders(root: &Path) {
+    let mut dirs = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let pinned = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXTURE_MTIME as u64);
+    for d in dirs.iter().rev() {
+        std::fs::File::open(d)
+            .unwrap()
+            .set_modified(pinned)
+            .unwrap();
+    }
 }
 
 pub fn v2(root: &Path) -> PathBuf {
@@ -182,4 +207,93 @@ pub fn rm_v2(root: &Path, rel: &str) {
     } else {
         std::fs::remove_file(p).unwrap()
     }
+}
+
+/// Flip one bit in the middle of a blob's data (mtime pinned): a corrupt blob.
+pub fn corrupt_blob(root: &Path, d: &regfsck::model::digest::Digest) {
+    let p = regfsck::model::layout::blob_data(d);
+    let mut b = std::fs::read(v2(root).join(&p)).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    write_v2(root, &p, &b);
+}
+
+/// Move a blob's folder to `blobs/sha256/zz/<hex>`: data at a path the registry does not read.
+pub fn misplace_blob(root: &Path, d: &regfsck::model::digest::Digest) {
+    std::fs::create_dir_all(v2(root).join("blobs/sha256/zz")).unwrap();
+    std::fs::rename(
+        v2(root).join(regfsck::model::layout::blob_dir(d)),
+        v2(root).join(format!("blobs/sha256/zz/{}", d.hex())),
+    )
+    .unwrap();
+}
+
+/// Whether the tests run as root (who reads everything: permission tests then need another user).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// A command run as an unprivileged user: as root (here and in CI), `nobody` through `setpriv`;
+/// otherwise the current user, for whom a mode-000 file owned by them is unreadable too.
+pub fn unprivileged(program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--",
+            program,
+        ]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Make a test folder (tempdirs are 0700) and everything in it readable by every user, so that
+/// an unprivileged user meets exactly the one thing a test then makes unreadable.
+pub fn open_to_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+}
+
+/// (code, path) of every finding of a `check --format json` document.
+pub fn code_paths(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The paths of the findings with `code`.
+pub fn codes_at(doc: &serde_json::Value, code: &str) -> Vec<String> {
+    code_paths(doc)
+        .into_iter()
+        .filter(|(c, _)| c == code)
+        .map(|(_, p)| p)
+        .collect()
 }

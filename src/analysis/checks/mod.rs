@@ -10,6 +10,7 @@ mod tags;
 mod uploads;
 
 use crate::analysis::reach::{self, Reach};
+use crate::analysis::unread::Blind;
 use crate::model::finding::Finding;
 use crate::model::inventory::Inventory;
 
@@ -39,6 +40,8 @@ pub(crate) struct Ctx<'a> {
     pub inv: &'a Inventory,
     pub reach: &'a Reach,
     pub opts: &'a CheckOptions,
+    /// What could not be read: no verdict may rest on it.
+    pub blind: &'a Blind,
 }
 
 /// Run every check; findings come back sorted by code and path.
@@ -61,7 +64,13 @@ pub fn audit(inv: &Inventory, opts: &CheckOptions) -> Vec<Finding> {
 }
 
 pub fn run_with(inv: &Inventory, reach: &Reach, opts: &CheckOptions) -> Vec<Finding> {
-    let ctx = Ctx { inv, reach, opts };
+    let blind = Blind::of(inv);
+    let ctx = Ctx {
+        inv,
+        reach,
+        opts,
+        blind: &blind,
+    };
     let mut out = Vec::new();
     blobs::check(&ctx, &mut out);
     links::check(&ctx, &mut out);

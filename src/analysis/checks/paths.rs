@@ -2,19 +2,9 @@
 //! residue and malformed paths.
 
 use super::Ctx;
+use crate::analysis::unread::repo_of;
 use crate::model::finding::{Code, Finding};
-use crate::model::inventory::{BlobFault, EntryKind, Inventory};
-
-/// The repository a path lies in: the longest repository name that prefixes it at a `/`
-/// boundary (repositories nest). A binary search per prefix, so millions of entries stay cheap.
-fn repo_of<'a>(inv: &'a Inventory, path: &str) -> Option<&'a str> {
-    let rel = path.strip_prefix("repositories/")?;
-    // Longest first: a nested repository owns what lies below it.
-    std::iter::once(rel.len())
-        .chain(rel.rmatch_indices('/').map(|(i, _)| i))
-        .find_map(|end| inv.repo(&rel[..end]))
-        .map(|r| r.name.as_str())
-}
+use crate::model::inventory::{BlobFault, EntryKind};
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for e in &ctx.inv.entries {
@@ -26,7 +16,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             EntryKind::Unrecognized(what) => (Code::PathUnrecognized, what.clone()),
             EntryKind::Unreadable(err) => (Code::PathUnreadable, format!("cannot read: {err}")),
             EntryKind::Symlink => (Code::PathSymlink, "symbolic link (not followed)".to_string()),
-            EntryKind::NonUtf8 => (Code::PathNonUtf8, "name is not valid UTF-8 (not descended)".to_string()),
+            EntryKind::NonUtf8 => (Code::PathNonUtf8, "name is not valid UTF-8; the registry never writes such names".to_string()),
             EntryKind::TempResidue => (Code::PathTempResidue, "temporary file of an interrupted registry write".to_string()),
             EntryKind::Changed(why) => (Code::PathChanged, format!("changed during the scan: {why}")),
             EntryKind::EmptyDir => (Code::DirEmpty, "empty folder left by the registry".to_string()),
@@ -51,12 +41,16 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 format!("repository name rejected by the registry ({why}); garbage-collect aborts"),
             ),
             EntryKind::TagNameInvalid => (Code::TagNameInvalid, "tag name outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}".to_string()),
+            EntryKind::KeyNotAPath => (
+                Code::KeyNotAPath,
+                "object key with an empty, `.` or `..` segment or a trailing `/`: no filesystem path holds it and the registry never writes one".to_string(),
+            ),
         };
         let mut f = Finding::new(code, &e.path, message);
         if let EntryKind::BlobDataMissing(d) = &e.kind {
             f = f.digest(d);
         }
-        if let Some(r) = repo_of(ctx.inv, &e.path) {
+        if let Some((r, _)) = repo_of(ctx.inv, &e.path) {
             f = f.repo(r);
         }
         out.push(f);

@@ -38,7 +38,13 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 .repo(name),
             );
         }
-        if repo.has_manifests && !has_revisions && repo.tags.is_empty() {
+        let blind = ctx.blind.repo(name);
+        if repo.has_manifests
+            && !has_revisions
+            && repo.tags.is_empty()
+            && !blind.revisions
+            && !blind.tags
+        {
             out.push(
                 Finding::new(
                     Code::RepoEmpty,

@@ -12,12 +12,18 @@ fn has_revision(repo: &Repo, d: &Digest) -> bool {
 }
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
-    for repo in &ctx.inv.repos {
+    for (ri, repo) in ctx.inv.repos.iter().enumerate() {
         let name = repo.name.as_str();
+        let blind = ctx.blind.repo(name);
+        // Served only through 2.8's `_layers` fallback: `revision-link-missing` says so.
+        let fallback = &ctx.reach.repos[ri].fallback;
+        let served = |d: &Digest| fallback.binary_search(d).is_ok();
         for tag in &repo.tags {
             let t = tag.name.as_str();
             let current_path = layout::tag_current_link(name, t);
             match &tag.current {
+                // A tag folder that could not be listed reads as one without `current`.
+                LinkState::Absent if blind.tags => {}
                 LinkState::Absent => out.push(
                     Finding::new(
                         Code::TagCurrentMissing,
@@ -30,7 +36,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     .tag(t),
                 ),
                 LinkState::Ok(c) => {
-                    if !has_revision(repo, c) {
+                    if !has_revision(repo, c) && !served(c) && !blind.revisions {
                         out.push(
                             Finding::new(
                                 Code::TagDangling,
@@ -42,7 +48,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                             .digest(c),
                         );
                     }
-                    if !tag.index.iter().any(|l| &l.path_digest == c) {
+                    if !tag.index.iter().any(|l| &l.path_digest == c) && !blind.tags {
                         out.push(
                             Finding::new(
                                 Code::TagIndexMissingCurrent,
@@ -58,7 +64,11 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 _ => {}
             }
             for l in &tag.index {
-                if l.target().is_some() && !has_revision(repo, &l.path_digest) {
+                if l.target().is_some()
+                    && !has_revision(repo, &l.path_digest)
+                    && !served(&l.path_digest)
+                    && !blind.revisions
+                {
                     out.push(
                         Finding::new(
                             Code::TagIndexDangling,

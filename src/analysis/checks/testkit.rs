@@ -63,7 +63,7 @@ impl Builder {
         format!("{what}-{}", self.seq).into_bytes()
     }
 
-    fn tag(&mut self, repo: &str, tag: &str, d: &Digest) {
+    pub fn tag(&mut self, repo: &str, tag: &str, d: &Digest) {
         let r = self.repo(repo);
         r.tags.retain(|t| t.name != tag);
         r.tags.push(Tag {

@@ -364,7 +364,7 @@ fn link_malformed() {
 
 #[test]
 fn link_not_file() {
-    break_each_link(LinkState::NotFile, Code::LinkNotFile, &[]);
+    break_each_link(LinkState::NotFile(EntryType::Dir), Code::LinkNotFile, &[]);
 }
 
 #[test]
@@ -896,15 +896,12 @@ fn uploads() {
     assert!(x.message.contains("yesterday"));
     let recent = with_upload(StartedAt::Ok(NOW - 60), NOW - 60);
     expect(&recent, Code::UploadRecent, &path, &[]);
-    // An old upload still being written to (mtime recent) is recent, and stale by startedat.
+    // An old upload still being written to (mtime recent) is active, not stale: stale by
+    // startedat alone must not make it a candidate for removal.
     let resumed = with_upload(StartedAt::Ok(NOW - week - 60), NOW - 10);
     let new = new_findings(&resumed);
     let codes: HashSet<Code> = new.iter().map(|x| x.code).collect();
-    assert_eq!(
-        codes,
-        HashSet::from([Code::UploadRecent, Code::UploadStale]),
-        "{new:#?}"
-    );
+    assert_eq!(codes, HashSet::from([Code::UploadRecent]), "{new:#?}");
     // An hour-old upload is neither.
     assert!(new_findings(&with_upload(StartedAt::Ok(NOW - 3600), NOW - 3600)).is_empty());
 }
@@ -990,10 +987,241 @@ fn hashing_trouble_is_reported_on_the_blob() {
     expect(&inv, Code::PathChanged, &layout::blob_data(&layer), &[]);
 }
 
+// ---- registry 2.8's `_layers` fallback ------------------------------------------------------
+
+/// The revision link of a tagged manifest is gone but its `_layers` link is there: 2.8 serves the
+/// tag. That is `revision-link-missing`, not a dangling tag; its blobs are not unreferenced.
+#[test]
+fn revision_link_missing() {
+    let (mut inv, f) = valid();
+    let r = repo(&mut inv, "team/app");
+    r.revisions.retain(|l| l.path_digest != f.app);
+    r.layers.push(link(&f.app));
+    inv.normalize();
+    let x = expect(
+        &inv,
+        Code::RevisionLinkMissing,
+        &layout::revision_link("team/app", &f.app),
+        &[],
+    );
+    assert_eq!(x.tag.as_deref(), Some("v1"));
+    let new = new_findings(&inv);
+    assert!(
+        !new.iter().any(|x| matches!(
+            x.code,
+            Code::TagDangling | Code::TagIndexDangling | Code::BlobUnreferenced
+        )),
+        "{new:#?}"
+    );
+    // A folder without its link file reads as "not found" too: same fallback.
+    let (mut inv, f) = valid();
+    let r = repo(&mut inv, "team/app");
+    r.revisions
+        .iter_mut()
+        .find(|l| l.path_digest == f.app)
+        .unwrap()
+        .set_state(LinkState::Absent);
+    r.layers.push(link(&f.app));
+    inv.normalize();
+    expect(
+        &inv,
+        Code::RevisionLinkMissing,
+        &layout::revision_link("team/app", &f.app),
+        &[],
+    );
+    // Without the `_layers` link the tag dangles, as before.
+    let (mut inv, f) = valid();
+    repo(&mut inv, "team/app")
+        .revisions
+        .retain(|l| l.path_digest != f.app);
+    expect(
+        &inv,
+        Code::TagDangling,
+        &layout::tag_current_link("team/app", "v1"),
+        &[],
+    );
+}
+
+#[test]
+fn index_children_use_the_layers_fallback_too() {
+    let (mut inv, f) = valid();
+    let c = f.children[0].clone();
+    let r = repo(&mut inv, "team/multi");
+    r.revisions.retain(|l| l.path_digest != c);
+    r.layers.push(link(&c));
+    inv.normalize();
+    expect(
+        &inv,
+        Code::RevisionLinkMissing,
+        &layout::revision_link("team/multi", &c),
+        &[],
+    );
+    let new = new_findings(&inv);
+    assert!(
+        !new.iter().any(|x| x.code == Code::IndexChildMissing),
+        "{new:#?}"
+    );
+}
+
+// ---- no verdict from what could not be read ---------------------------------------------------
+
+fn unreadable(inv: &mut Inventory, path: String) {
+    inv.entries.push(Entry {
+        path,
+        kind: EntryKind::Unreadable("Permission denied (os error 13)".into()),
+    });
+    inv.normalize();
+}
+
+/// An orphan blob is `blob-unreferenced` only while every manifest and repository could be
+/// read.
+#[test]
+fn nothing_is_unreferenced_while_a_repository_is_unread() {
+    let mut f = fx();
+    let orphan = f.b.blob(b"orphan");
+    let inv = f.b.build();
+    let path = layout::blob_data(&orphan);
+    let has = |inv: &Inventory| {
+        run(inv, &opts())
+            .iter()
+            .any(|x| x.code == Code::BlobUnreferenced && x.path.as_deref() == Some(path.as_str()))
+    };
+    assert!(has(&inv));
+    for unread in [
+        "repositories/team/other".to_string(),
+        layout::revisions_dir("team/app"),
+        layout::tags_dir("team/app"),
+        layout::layers_dir("team/app"),
+    ] {
+        let mut blind = inv.clone();
+        unreadable(&mut blind, unread.clone());
+        assert!(!has(&blind), "{unread}");
+    }
+    // What the registry never reads for references blinds nothing.
+    let mut fine = inv.clone();
+    unreadable(
+        &mut fine,
+        format!("{}/_uploads/{UUID}", layout::repo_dir("team/app")),
+    );
+    assert!(has(&fine));
+}
+
+/// A manifest blob that exists but could not be read is `path-unreadable`, never
+/// `manifest-invalid`, and its repository's tag classes and its references are not judged.
+#[test]
+fn an_unreadable_manifest_is_no_verdict() {
+    let (mut inv, f) = valid();
+    inv.manifests.remove(&f.ix);
+    inv.unreadable_manifests
+        .push((f.ix.clone(), "Permission denied (os error 13)".into()));
+    inv.normalize();
+    let all = run(&inv, &opts());
+    let at = |code: Code| all.iter().filter(move |x| x.code == code);
+    assert_eq!(
+        at(Code::PathUnreadable)
+            .map(|x| x.path.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec![layout::blob_data(&f.ix)]
+    );
+    assert_eq!(at(Code::ManifestInvalid).count(), 0, "{all:#?}");
+    // The children are no longer known to be children: neither "untagged" nor "child".
+    assert_eq!(at(Code::RevisionUntagged).count(), 0, "{all:#?}");
+    assert_eq!(at(Code::RevisionUntaggedChild).count(), 0, "{all:#?}");
+    assert_eq!(at(Code::BlobUnreferenced).count(), 0, "{all:#?}");
+}
+
+/// A tag folder or the revisions that could not be listed do not make tags "missing" or
+/// "dangling", nor revisions "untagged"; an unlisted part of blobs/ makes nothing "missing".
+#[test]
+fn unlisted_folders_are_no_verdicts() {
+    // The tags folder: every revision would look untagged.
+    let (mut inv, _) = valid();
+    repo(&mut inv, "team/app").tags.clear();
+    unreadable(&mut inv, layout::tags_dir("team/app"));
+    let all = run(&inv, &opts());
+    assert!(
+        !all.iter().any(|x| x.code == Code::RevisionUntagged),
+        "{all:#?}"
+    );
+    // A tag folder: it would look like one without current/link.
+    let (mut inv, _) = valid();
+    repo(&mut inv, "team/app").tags[0].current = LinkState::Absent;
+    unreadable(&mut inv, layout::tag_dir("team/app", "v1"));
+    let all = run(&inv, &opts());
+    assert!(
+        !all.iter().any(|x| x.code == Code::TagCurrentMissing),
+        "{all:#?}"
+    );
+    // The revisions: every tag would dangle.
+    let (mut inv, _) = valid();
+    repo(&mut inv, "team/app").revisions.clear();
+    unreadable(&mut inv, layout::revisions_dir("team/app"));
+    let all = run(&inv, &opts());
+    assert!(!all.iter().any(|x| x.code == Code::TagDangling), "{all:#?}");
+    // A fan-out folder of blobs/: the manifests in it would be missing.
+    let (mut inv, f) = valid();
+    inv.blobs.retain(|b| b.digest != f.app);
+    inv.manifests.remove(&f.app);
+    unreadable(&mut inv, format!("blobs/sha256/{}", &f.app.hex()[..2]));
+    let all = run(&inv, &opts());
+    assert!(
+        !all.iter().any(|x| x.code == Code::RevisionBlobMissing),
+        "{all:#?}"
+    );
+    assert!(all.iter().any(|x| x.code == Code::PathUnreadable));
+}
+
+/// Object storage: incomplete multipart uploads by age, keys no path can hold.
+#[test]
+fn object_storage_uploads_and_keys() {
+    use crate::model::inventory::MultipartUpload;
+    let (mut inv, _) = valid();
+    inv.object_store = true;
+    let o = opts();
+    let up = |path: &str, initiated: i64, bytes: Option<u64>| MultipartUpload {
+        path: path.into(),
+        upload_id: format!("id-{initiated}"),
+        initiated,
+        bytes,
+    };
+    let dir = "repositories/team/app/_uploads/0b5c5a56-4a5e-4f6e-9a1e-2b3c4d5e6f70/data";
+    inv.multipart_uploads = vec![
+        up(dir, o.now - o.purge_age - 10, Some(1234)),
+        up(dir, o.now - 5, None),
+        up(dir, o.now - o.purge_age + 3600, Some(1)),
+    ];
+    inv.entries.push(Entry {
+        path: "repositories/team//app".into(),
+        kind: EntryKind::KeyNotAPath,
+    });
+    inv.normalize();
+    let all = run(&inv, &o);
+    let old: Vec<&Finding> = all
+        .iter()
+        .filter(|f| f.code == Code::UploadMultipartIncomplete)
+        .collect();
+    assert_eq!(old.len(), 1, "{all:#?}");
+    assert!(old[0].message.contains("1234 bytes") && old[0].message.contains("id-"));
+    assert_eq!(old[0].repo.as_deref(), Some("team/app"));
+    let recent: Vec<&Finding> = all
+        .iter()
+        .filter(|f| f.code == Code::UploadRecent)
+        .collect();
+    assert_eq!(recent.len(), 1, "{all:#?}");
+    assert!(recent[0].message.contains("size unknown"));
+    assert!(all.iter().any(
+        |f| f.code == Code::KeyNotAPath && f.path.as_deref() == Some("repositories/team//app")
+    ));
+}
+
 /// Every code but GC's own two is produced by some test above: this list must grow with `Code`.
 #[test]
 fn every_check_code_is_covered() {
-    let gc_only = [Code::GcWouldAbort, Code::GcWouldDeleteTagged];
+    let gc_only = [
+        Code::GcWouldAbort,
+        Code::GcWouldDeleteTagged,
+        Code::GcCannotPredict,
+    ];
     let covered = [
         Code::BlobDigestMismatch,
         Code::BlobSizeMismatch,
@@ -1017,6 +1245,7 @@ fn every_check_code_is_covered() {
         Code::IndexChildMissing,
         Code::RevisionUntagged,
         Code::RevisionUntaggedChild,
+        Code::RevisionLinkMissing,
         Code::TagCurrentMissing,
         Code::TagDangling,
         Code::TagIndexMissingCurrent,
@@ -1031,6 +1260,8 @@ fn every_check_code_is_covered() {
         Code::UploadStale,
         Code::UploadNoStartedat,
         Code::UploadRecent,
+        Code::UploadMultipartIncomplete,
+        Code::KeyNotAPath,
         Code::PathUnrecognized,
         Code::PathUnreadable,
         Code::PathSymlink,

@@ -1,6 +1,7 @@
 //! Predicts exactly what the registry's own `garbage-collect [--delete-untagged]` does to a
 //! store, for registry 2.8 (registry:2, Debian's docker-registry) and 3.x (registry:3), and turns
-//! the dangerous outcomes into `gc-would-abort` / `gc-would-delete-tagged` findings. Pure.
+//! the dangerous outcomes into `gc-would-abort` / `gc-would-delete-tagged` / `gc-cannot-predict`
+//! findings. Pure.
 //!
 //! Semantics (registry-storage.md §3, verified against the real 2.8.2 binary by the differential
 //! tests in `tests/gc_oracle.rs`):
@@ -8,23 +9,30 @@
 //!   named `link` under `_manifests/revisions` (an unreadable one aborts; one whose target
 //!   revision or blob is missing is skipped), optionally looks up tags (`-m`), marks the manifest
 //!   and its references (2.8: one level; 3.x: recursing into child manifests that exist in the
-//!   repository), and on 3.x also enumerates `_layers` (missing folder aborts);
+//!   repository), and on 3.x also enumerates `_layers` (missing folder aborts) — `mark`;
 //! - 3.x then keeps every queued untagged manifest whose digest is marked anywhere;
 //! - sweep enumerates every file named `data` under `blobs/` (`digestFromPath`: a malformed path
-//!   aborts, a hex shorter than two characters panics) and deletes what is unmarked.
+//!   aborts, a hex shorter than two bytes panics) and deletes what is unmarked — `sweep`.
+//!
+//! The registry follows symbolic links everywhere; regfsck never does, but the scanner resolved
+//! each one without following it, and `fs` reads through them as the registry would. Where that
+//! is not enough (a link out of the store, a special file, a path regfsck could not read), the
+//! prediction says it cannot predict, with the paths, instead of guessing.
 //!
 //! When a run aborts, `eligible_blobs` is empty (the dry-run prints none), and
 //! `eligible_manifests` holds what a real run would already have deleted: nothing when the
 //! abort happens during mark, the queued manifests when it happens during the blob sweep.
 
+mod fs;
+mod mark;
+mod sweep;
 mod walk;
 
 use crate::analysis::reach::BlobSet;
 use crate::model::digest::{Digest, DigestSet};
 use crate::model::finding::{Code, Finding};
-use crate::model::inventory::{BlobFault, EntryKind, Inventory, Link, LinkState, OddLink, Repo};
+use crate::model::inventory::{EntryKind, Inventory};
 use crate::model::layout;
-use crate::model::manifest::{GcFailure, Kind};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -67,6 +75,15 @@ pub struct Abort {
     pub path: Option<String>,
 }
 
+/// Why regfsck will not say what a run does: something the run reads could not be read, or a
+/// symbolic link leads where regfsck does not follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CannotPredict {
+    pub reason: String,
+    /// Relative to v2: the paths responsible.
+    pub paths: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct RepoDigest {
     pub repo: String,
@@ -80,6 +97,8 @@ pub struct Prediction {
     pub abort: Option<Abort>,
     /// The real GC would panic (exit status 2) rather than fail cleanly.
     pub panic: bool,
+    /// Set when regfsck cannot predict this run; everything else is then empty.
+    pub cannot_predict: Option<CannotPredict>,
     pub eligible_blobs: Vec<Digest>,
     pub eligible_manifests: Vec<RepoDigest>,
     pub freed_bytes: u64,
@@ -121,6 +140,7 @@ const MARK: &str = "failed to mark: filesystem: ";
 enum Stop {
     Abort(Abort),
     Panic(Abort),
+    Unknown(CannotPredict),
 }
 
 fn abort(reason: String, path: Option<String>) -> Stop {
@@ -160,437 +180,185 @@ impl<'a> Marks<'a> {
     }
 }
 
-/// What `Tags.Lookup` finds in one repository: it reads every tag's `current` link (both versions,
-/// for every revision, without stopping at a match), so one unreadable tag fails every lookup.
-struct TagLookup {
-    targets: DigestSet,
-    /// The first unreadable tag: its name and the read error.
-    error: Option<(String, String)>,
+/// Unreadable paths this run reads: it cannot be predicted. (Run by the same user, the real GC
+/// aborts on the permission error; run by one who can read them, it may delete what regfsck
+/// cannot see.)
+fn unreadable(inv: &Inventory, delete_untagged: bool) -> Option<CannotPredict> {
+    let blind = crate::analysis::unread::Blind::of(inv);
+    let paths = blind.gc(delete_untagged);
+    (!paths.is_empty()).then(|| CannotPredict {
+        reason: format!(
+            "regfsck could not read {} (garbage-collect run by a user who cannot read them either aborts on the permission error; run by one who can, it may delete what regfsck could not see)",
+            crate::analysis::unread::list(&paths, 5)
+        ),
+        paths,
+    })
 }
 
-impl TagLookup {
-    fn of(repo: &Repo) -> TagLookup {
-        let mut l = TagLookup {
-            targets: DigestSet::default(),
-            error: None,
-        };
-        for t in &repo.tags {
-            match &t.current {
-                LinkState::Absent => {}
-                LinkState::Ok(d) => {
-                    l.targets.insert(d.clone());
-                }
-                other => {
-                    if l.error.is_none() {
-                        l.error = Some((t.name.clone(), other.read_error().unwrap_or_default()));
-                    }
-                }
-            }
-        }
-        l
-    }
+/// A symbolic link in place of `repositories/` or `blobs/` themselves.
+fn top_symlink(inv: &Inventory) -> Option<CannotPredict> {
+    ["repositories", "blobs"].into_iter().find_map(|top| {
+        inv.symlink(top)
+            .filter(|s| s.target != crate::model::inventory::SymlinkTarget::Dangling)
+            .map(|s| {
+                fs::unknown(
+                    format!(
+                        "{top} is a symbolic link (to {}) the registry follows",
+                        s.text
+                    ),
+                    &s.path,
+                )
+            })
+    })
 }
 
-struct Marker<'a> {
-    inv: &'a Inventory,
-    version: Version,
-    delete_untagged: bool,
-    marked: Marks<'a>,
-    /// Of the repository being marked (only with `--delete-untagged`).
-    tags: Option<TagLookup>,
-    queued: Vec<RepoDigest>,
-    layer_links: Vec<RepoDigest>,
+struct Run<'a> {
+    marker: mark::Marker<'a>,
+    stop: Option<Stop>,
+    eligible: Vec<(Digest, u64)>,
+    visits: Vec<walk::Visit>,
 }
 
-/// The blob behind a link state, if the link reads and its blob is a regular file.
-fn resolves(inv: &Inventory, state: &LinkState) -> Result<Option<Digest>, String> {
-    match state {
-        LinkState::Ok(d) => Ok(inv.blob(d).map(|_| d.clone())),
-        LinkState::Absent | LinkState::NotFile => Ok(None),
-        other => Err(other.read_error().unwrap_or_default()),
-    }
-}
-
-impl Marker<'_> {
-    /// `linkedBlobStatter.Stat` for a manifest digest: via the revision link (2.8 also via the
-    /// 2.1-era `_layers` link); Ok(None) = unknown (skipped), Err = read error (abort).
-    fn manifest_target(&self, repo: &Repo, d: &Digest) -> Result<Option<Digest>, String> {
-        let via_revision = match repo.revision(d) {
-            Some(l) => resolves(self.inv, &l.state())?,
-            None => None,
-        };
-        let revision_present = repo.revision(d).is_some_and(|l| !l.is_absent());
-        if via_revision.is_some() || revision_present || self.version == Version::V3 {
-            return Ok(via_revision);
-        }
-        match repo.layer(d) {
-            Some(l) => resolves(self.inv, &l.state()),
-            None => Ok(None),
-        }
-    }
-
-    fn tags_name(&self, repo: &Repo, d: &Digest) -> Result<bool, Stop> {
-        let Some(lookup) = &self.tags else {
-            return Ok(false);
-        };
-        match &lookup.error {
-            Some((tag, e)) => Err(abort(
-                format!("{MARK}filesystem: failed to retrieve tags for digest {d}: {e}"),
-                Some(layout::tag_current_link(&repo.name, tag)),
-            )),
-            None => Ok(lookup.targets.contains(d)),
-        }
-    }
-
-    fn get(
-        &self,
-        repo: &Repo,
-        d: &Digest,
-        target: &Digest,
-    ) -> Result<&crate::model::manifest::Manifest, Stop> {
-        let path = Some(layout::blob_data(target));
-        match self.inv.manifest(target) {
-            Some(Ok(m)) if m.kind == Kind::Schema1 && self.version == Version::V3 => Err(abort(
-                format!("{MARK}filesystem: failed to retrieve manifest for digest {d}: unrecognized manifest schema version 1"),
-                path,
-            )),
-            Some(Ok(m)) => Ok(m),
-            Some(Err(e)) if e.gc == GcFailure::Panic => Err(Stop::Panic(Abort {
-                reason: format!(
-                    "panic: interface conversion: distribution.Manifest is nil, not *{}",
-                    match self.version {
-                        Version::V2_8 => "manifestlist.DeserializedManifestList",
-                        Version::V3 => "ocischema.DeserializedImageIndex",
-                    }
-                ),
-                path,
-            })),
-            Some(Err(e)) => Err(abort(
-                format!("{MARK}filesystem: failed to retrieve manifest for digest {d}: {}", e.reason),
-                path,
-            )),
-            None => Err(abort(
-                format!("{MARK}filesystem: failed to retrieve manifest for digest {d}: unknown blob ({})", repo.name),
-                path,
-            )),
-        }
-    }
-
-    /// 3.x `markManifestReferences`: mark new references and recurse into those that exist as
-    /// manifests of this repository.
-    fn mark_references(&mut self, repo: &Repo, d: &Digest, target: &Digest) -> Result<(), Stop> {
-        let refs: Vec<Digest> = self
-            .get(repo, d, target)?
-            .refs
-            .iter()
-            .map(|r| r.digest.clone())
-            .collect();
-        for r in refs {
-            if !self.marked.insert(&r) {
-                continue;
-            }
-            if let Ok(Some(t)) = self.manifest_target(repo, &r) {
-                self.mark_references(repo, &r, &t)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn ingest(&mut self, repo: &Repo, d: &Digest, target: &Digest) -> Result<(), Stop> {
-        if self.delete_untagged && !self.tags_name(repo, d)? {
-            if !repo.has_tags {
-                if self.version == Version::V2_8 {
-                    return Err(abort(
-                        format!(
-                            "{MARK}filesystem: failed to retrieve tags unknown repository name={}",
-                            repo.name
-                        ),
-                        Some(layout::tags_dir(&repo.name)),
-                    ));
-                }
-                // 3.x: "manifest tags path ... does not exist": neither marked nor queued.
-                return Ok(());
-            }
-            self.queued.push(RepoDigest {
-                repo: repo.name.clone(),
-                digest: d.clone(),
-            });
-            return Ok(());
-        }
-        self.marked.insert(d);
-        match self.version {
-            Version::V2_8 => {
-                let refs: Vec<Digest> = self
-                    .get(repo, d, target)?
-                    .refs
-                    .iter()
-                    .map(|r| r.digest.clone())
-                    .collect();
-                for r in &refs {
-                    self.marked.insert(r);
-                }
-                Ok(())
-            }
-            Version::V3 => self.mark_references(repo, d, target),
-        }
-    }
-
-    fn mark_repo(&mut self, name: &str) -> Result<(), Stop> {
-        if layout::repo_name_problem(name).is_some() {
-            return Err(abort(
-                format!("{MARK}failed to parse repo name {name}: invalid reference format"),
-                Some(layout::repo_dir(name)),
-            ));
-        }
-        let empty = Repo::default();
-        let repo = self.inv.repo(name).unwrap_or(&empty);
-        self.tags = self.delete_untagged.then(|| TagLookup::of(repo));
-        // Every file named `link` under revisions, in path order. Regular links are already in
-        // path order (their folders' digest order), so paths are built only to interleave the
-        // rare odd links and to name an abort.
-        let mut links: Vec<Walked> = repo
-            .revisions
-            .iter()
-            .filter(|l| !l.is_absent())
-            .map(Walked::Regular)
-            .chain(repo.odd_revision_links.iter().map(Walked::Odd))
-            .collect();
-        if !repo.odd_revision_links.is_empty() {
-            links.sort_by_cached_key(|w| w.path(name, layout::revision_link));
-        }
-        for w in links {
-            let path = || w.path(name, layout::revision_link);
-            let Some(d) = walked_link(&w.state(), path)? else {
-                continue;
-            };
-            match self.manifest_target(repo, &d) {
-                Ok(Some(target)) => self.ingest(repo, &d, &target)?,
-                Ok(None) => {}
-                Err(e) => return Err(abort(format!("{MARK}filesystem: {e}"), Some(path()))),
-            }
-        }
-        if self.version == Version::V3 {
-            if !repo.has_layers {
-                return Err(abort(
-                    format!("{MARK}filesystem: Path not found: /docker/registry/v2/repositories/{name}/_layers"),
-                    Some(layout::layers_dir(name)),
-                ));
-            }
-            let layer_links = repo
-                .layers
-                .iter()
-                .map(Walked::Regular)
-                .chain(repo.odd_layer_links.iter().map(Walked::Odd));
-            for w in layer_links {
-                let path = || w.path(name, layout::layer_link);
-                let Some(d) = walked_link(&w.state(), path)? else {
-                    continue;
-                };
-                // Stat through the layer link of the content digest; a missing blob is skipped.
-                let known = match repo.layer(&d) {
-                    Some(l) => resolves(self.inv, &l.state())
-                        .map_err(|e| abort(format!("{MARK}filesystem: {e}"), Some(path())))?,
-                    None => None,
-                };
-                if known.is_some() && !self.marked.contains(&d) {
-                    self.layer_links.push(RepoDigest {
-                        repo: name.to_string(),
-                        digest: d,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A `link` file a GC walk meets: one in the grammar, or an odd one with its own path.
-#[derive(Clone, Copy)]
-enum Walked<'a> {
-    Regular(&'a Link),
-    Odd(&'a OddLink),
-}
-
-impl Walked<'_> {
-    fn state(&self) -> std::borrow::Cow<'_, LinkState> {
-        match self {
-            Walked::Regular(l) => l.state(),
-            Walked::Odd(o) => std::borrow::Cow::Borrowed(&o.state),
-        }
-    }
-
-    fn path(&self, repo: &str, regular: fn(&str, &Digest) -> String) -> String {
-        match self {
-            Walked::Regular(l) => regular(repo, &l.path_digest),
-            Walked::Odd(o) => o.path.clone(),
-        }
-    }
-}
-
-/// A `link` file met by a GC walk: its digest, nothing (no file to read), or the abort its
-/// unreadable content causes.
-fn walked_link(state: &LinkState, path: impl Fn() -> String) -> Result<Option<Digest>, Stop> {
-    match state {
-        LinkState::Ok(d) => Ok(Some(d.clone())),
-        LinkState::Absent | LinkState::NotFile => Ok(None),
-        other => Err(abort(
-            format!(
-                "{MARK}filesystem: {}",
-                other.read_error().unwrap_or_default()
-            ),
-            Some(path()),
-        )),
-    }
-}
-
-/// go's `digestFromPath` on a v2-relative `.../data` path.
-fn digest_from_path(path: &str) -> Result<Digest, Stop> {
-    let trimmed = path.strip_suffix("/data").unwrap_or(path);
-    let parts: Vec<&str> = trimmed.split('/').collect();
-    let hex = parts.last().copied().unwrap_or("");
-    let next = if parts.len() >= 2 {
-        parts[parts.len() - 2]
-    } else {
-        ""
+fn run(inv: &Inventory, version: Version, delete_untagged: bool) -> Run<'_> {
+    let mut r = Run {
+        marker: mark::Marker {
+            inv,
+            version,
+            delete_untagged,
+            marked: Marks::new(inv),
+            queued: Vec::new(),
+            layer_links: Vec::new(),
+        },
+        stop: None,
+        eligible: Vec::new(),
+        visits: Vec::new(),
     };
-    let fail = |e: &str| {
-        abort(
-            format!("error enumerating blobs: filesystem: {e}"),
-            Some(path.to_string()),
-        )
-    };
-    if hex.len() < 2 || !hex.is_char_boundary(2) {
-        return Err(Stop::Panic(Abort {
-            reason: format!(
-                "panic: runtime error: slice bounds out of range [:2] with length {}",
-                hex.len()
-            ),
-            path: Some(path.to_string()),
-        }));
+    if let Some(c) = unreadable(inv, delete_untagged).or_else(|| top_symlink(inv)) {
+        r.stop = Some(Stop::Unknown(c));
+        return r;
     }
-    let algo = if next == &hex[..2] {
-        if parts.len() >= 3 {
-            parts[parts.len() - 3]
-        } else {
-            ""
-        }
-    } else {
-        next
-    };
-    let text = format!("{algo}:{hex}");
-    match Digest::parse(&text) {
-        Ok(d) => Ok(d),
-        Err(e) => Err(fail(e.registry_message())),
-    }
-}
-
-fn run(
-    inv: &Inventory,
-    version: Version,
-    delete_untagged: bool,
-) -> (Marker<'_>, Option<Stop>, Vec<(Digest, u64)>) {
-    let mut m = Marker {
-        inv,
-        version,
-        delete_untagged,
-        marked: Marks::new(inv),
-        tags: None,
-        queued: Vec::new(),
-        layer_links: Vec::new(),
-    };
     if !inv.has_repositories_dir {
-        let stop = abort(
+        r.stop = Some(abort(
             format!("{MARK}Path not found: /docker/registry/v2/repositories"),
             Some("repositories".into()),
-        );
-        return (m, Some(stop), Vec::new());
+        ));
+        return r;
     }
-    for name in walk::repositories(inv, version) {
-        if let Err(stop) = m.mark_repo(&name) {
-            m.queued.clear();
-            return (m, Some(stop), Vec::new());
+    let (visits, walk_stop) = walk::repositories(inv, version);
+    for v in &visits {
+        if let Err(stop) = r.marker.mark_repo(v) {
+            r.marker.queued.clear();
+            r.stop = Some(stop);
+            r.visits = visits;
+            return r;
         }
+    }
+    r.visits = visits;
+    if let Some(stop) = walk_stop {
+        r.marker.queued.clear();
+        r.stop = Some(stop);
+        return r;
     }
     if version == Version::V3 {
-        let marked = &m.marked;
-        m.queued.retain(|q| !marked.contains(&q.digest));
+        let marked = &r.marker.marked;
+        r.marker.queued.retain(|q| !marked.contains(&q.digest));
     }
     if !inv.has_blobs_dir {
-        let stop = abort(
+        r.stop = Some(abort(
             "error enumerating blobs: filesystem: Path not found: /docker/registry/v2/blobs".into(),
             Some("blobs".into()),
-        );
-        return (m, Some(stop), Vec::new());
+        ));
+        return r;
     }
-    let mut candidates: Vec<(Digest, u64)> = Vec::new();
-    for e in &inv.entries {
-        if let EntryKind::BlobPath {
-            fault: BlobFault::BadPath,
-            size,
-        } = &e.kind
-        {
-            match digest_from_path(&e.path) {
-                Ok(d) => candidates.push((d, size.unwrap_or(0))),
-                Err(stop) => return (m, Some(stop), Vec::new()),
-            }
+    let fsys = fs::Fs { inv, links: 0 };
+    let candidates = match sweep::candidates(inv, &fsys) {
+        Ok(c) => c,
+        Err(stop) => {
+            r.stop = Some(stop);
+            return r;
         }
-    }
+    };
+    let m = &r.marker.marked;
     // Blobs are looked up by index, not by digest: the sweep touches every blob of the store.
     let mut eligible: Vec<(Digest, u64)> = candidates
         .into_iter()
-        .filter(|(d, _)| !m.marked.contains(d))
+        .filter(|(d, _)| !m.contains(d))
         .collect();
     eligible.extend(
         inv.blobs
             .iter()
             .enumerate()
-            .filter(|(i, _)| !m.marked.blobs.contains(*i))
+            .filter(|(i, _)| !m.blobs.contains(*i))
             .map(|(_, b)| (b.digest.clone(), b.size)),
     );
     // A malformed path can name the digest of a real blob: each digest is deleted (and freed) once.
-    eligible.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    eligible.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     eligible.dedup_by(|a, b| a.0 == b.0);
-    (m, None, eligible)
+    r.eligible = eligible;
+    r
 }
 
 /// Predict one version and mode.
 pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Prediction {
-    let (m, stop, eligible) = run(inv, version, delete_untagged);
-    let freed_bytes = eligible.iter().map(|(_, s)| s).sum();
-    let eligible_blobs: Vec<Digest> = eligible.into_iter().map(|(d, _)| d).collect();
-    let mut eligible_manifests = m.queued.clone();
+    let r = run(inv, version, delete_untagged);
+    let visible: std::collections::HashSet<&str> =
+        r.visits.iter().map(|v| v.real.as_str()).collect();
+    let walked = !matches!(r.stop, Some(Stop::Unknown(_)));
+    let invisible_repos = inv
+        .repos
+        .iter()
+        .filter(|x| walked && !x.revisions.is_empty() && !visible.contains(x.name.as_str()))
+        .map(|x| x.name.clone())
+        .collect();
+    let (mut abort, panic, cannot_predict) = match r.stop {
+        None => (None, false, None),
+        Some(Stop::Abort(a)) => (Some(a), false, None),
+        Some(Stop::Panic(a)) => (Some(a), true, None),
+        Some(Stop::Unknown(c)) => (None, false, Some(c)),
+    };
+    if inv.object_store {
+        // The s3 driver names itself in the errors the base driver wraps: `s3aws: …` where the
+        // filesystem driver says `filesystem: …` (the emulation models the latter).
+        if let Some(a) = &mut abort {
+            a.reason = a.reason.replace("filesystem: ", "s3aws: ");
+        }
+    }
+    let known = cannot_predict.is_none();
+    let freed_bytes = r.eligible.iter().map(|(_, s)| s).sum();
+    let eligible_blobs: Vec<Digest> = r.eligible.into_iter().map(|(d, _)| d).collect();
+    let mut eligible_manifests = if known { r.marker.queued } else { Vec::new() };
     eligible_manifests.sort();
     eligible_manifests.dedup();
-    let mut layer_links_deleted = if stop.is_none() {
-        m.layer_links.clone()
+    let mut layer_links_deleted = if abort.is_none() && known {
+        r.marker.layer_links
     } else {
         Vec::new()
     };
     layer_links_deleted.sort();
-    let visible: std::collections::HashSet<String> =
-        walk::repositories(inv, version).into_iter().collect();
-    let invisible_repos = inv
-        .repos
-        .iter()
-        .filter(|r| !r.revisions.is_empty() && !visible.contains(&r.name))
-        .map(|r| r.name.clone())
-        .collect();
-    let (abort, panic) = match stop {
-        None => (None, false),
-        Some(Stop::Abort(a)) => (Some(a), false),
-        Some(Stop::Panic(a)) => (Some(a), true),
-    };
     Prediction {
         registry_version: version,
         delete_untagged,
         abort,
         panic,
+        cannot_predict,
         eligible_blobs,
         eligible_manifests,
         freed_bytes,
         layer_links_deleted,
         invisible_repos,
     }
+}
+
+/// The repositories (real folder names below `repositories/`) that this version's catalog walk
+/// reaches — what `/v2/_catalog` lists, since the registry's catalog and its GC share the walk
+/// (2.8 marks a repository by `_layers`, 3.x by `_manifests`). `None` when the walk cannot be
+/// replayed (a symbolic link regfsck does not follow, an unreadable folder).
+pub fn catalog(inv: &Inventory, version: Version) -> Option<BTreeSet<String>> {
+    let (visits, stop) = walk::repositories(inv, version);
+    if matches!(stop, Some(Stop::Unknown(_))) {
+        return None;
+    }
+    Some(visits.into_iter().map(|v| v.real).collect())
 }
 
 /// All four predictions: 2.8 and 3.x, with and without `--delete-untagged`.
@@ -612,8 +380,21 @@ fn predict_each<T: Send>(inv: &Inventory, f: impl Fn(Prediction) -> T + Sync) ->
 }
 
 /// Why tagged data would go, as far as the inventory tells.
-fn reasons(inv: &Inventory, p: &Prediction, hit_repos: &BTreeSet<String>) -> Vec<String> {
+fn reasons(
+    inv: &Inventory,
+    reach: &crate::analysis::reach::Reach,
+    p: &Prediction,
+    hit_repos: &BTreeSet<String>,
+) -> Vec<String> {
     let mut why = Vec::new();
+    for (repo, rr) in inv.repos.iter().zip(&reach.repos) {
+        if hit_repos.contains(&repo.name) && !rr.fallback.is_empty() {
+            why.push(format!(
+                "{} has manifests without a revision link (served by registry 2.8 through _layers only), which garbage-collect never marks",
+                repo.name
+            ));
+        }
+    }
     for r in &p.invisible_repos {
         why.push(format!("repository {r} is invisible to its catalog walk"));
     }
@@ -727,6 +508,14 @@ fn hazards_of(
     child_trap: bool,
     out: &mut Vec<Finding>,
 ) {
+    if let Some(c) = &p.cannot_predict {
+        let msg = format!("cannot predict {}: {}", p.label(), c.reason);
+        out.push(match c.paths.first() {
+            Some(path) => Finding::new(Code::GcCannotPredict, path, msg),
+            None => Finding::global(Code::GcCannotPredict, msg),
+        });
+        return;
+    }
     if let Some(a) = &p.abort {
         let what = if p.panic { "panic" } else { "abort" };
         let msg = format!("{} would {what}: {}", p.label(), a.reason);
@@ -774,7 +563,7 @@ fn hazards_of(
     if hit_repos.is_empty() {
         return;
     }
-    let why = reasons(inv, p, &hit_repos);
+    let why = reasons(inv, reach, p, &hit_repos);
     let first = hit_repos.iter().next().cloned().unwrap_or_default();
     out.push(
         Finding::new(
@@ -790,37 +579,4 @@ fn hazards_of(
         )
         .repo(first),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digest_from_path_like_go() {
-        let hex = "ab".repeat(32);
-        assert!(digest_from_path(&format!("blobs/sha256/ab/{hex}/data")).is_ok());
-        // Missing fan-out: still a valid digest.
-        assert!(digest_from_path(&format!("blobs/sha256/{hex}/data")).is_ok());
-        match digest_from_path(&format!("blobs/sha256/zz/{hex}/data")) {
-            Err(Stop::Abort(a)) => assert!(
-                a.reason.ends_with("unsupported digest algorithm"),
-                "{}",
-                a.reason
-            ),
-            _ => panic!("wrong fan-out must abort"),
-        }
-        assert!(matches!(
-            digest_from_path("blobs/sha256/ab/x/data"),
-            Err(Stop::Panic(_))
-        ));
-        match digest_from_path("blobs/sha256/ab/nothex/data") {
-            Err(Stop::Abort(a)) => assert!(
-                a.reason.contains("unsupported digest algorithm"),
-                "{}",
-                a.reason
-            ),
-            _ => panic!(),
-        }
-    }
 }

@@ -6,6 +6,7 @@ use super::{ScanOptions, Sink};
 use crate::model::digest::Algorithm;
 use crate::model::inventory::{Blob, BlobFault, EntryKind, EntryType, Hashed};
 use crate::model::layout;
+use crate::progress::Bar;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -27,7 +28,7 @@ fn foreign_subtree(v2: &Path, rel: String, sink: &mut Sink) {
         }
         for c in children {
             let Some(name) = name_of(&c) else {
-                sink.non_utf8(&dir, &c.name);
+                non_utf8_child(v2, Path::new(&dir), &dir, &c, sink);
                 continue;
             };
             let path = format!("{dir}/{name}");
@@ -49,6 +50,47 @@ fn foreign_subtree(v2: &Path, rel: String, sink: &mut Sink) {
                 _ => stray(path, name, sink),
             }
         }
+    }
+}
+
+/// Below a folder of `blobs/` whose name is not UTF-8 (`raw` is its v2-relative path on disk):
+/// the registry's blob walk descends into it and parses the raw path of every `data` file it
+/// finds, so those are kept, raw, for the GC prediction. Nothing else is reported below it (its
+/// own `path-non-utf8` is): paths there cannot be shown or acted on faithfully.
+fn raw_subtree(v2: &Path, raw: std::path::PathBuf, sink: &mut Sink) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut stack = vec![raw];
+    while let Some(dir) = stack.pop() {
+        let children = match fsio::list(&v2.join(&dir)) {
+            Ok(c) => c,
+            Err(e) => {
+                sink.io_error(&dir.to_string_lossy(), e);
+                continue;
+            }
+        };
+        for c in children {
+            let p = dir.join(&c.name);
+            match c.kind {
+                EntryType::Dir => stack.push(p),
+                EntryType::Symlink => {
+                    sink.entry(p.to_string_lossy().into_owned(), EntryKind::Symlink)
+                }
+                EntryType::File if c.name == "data" => {
+                    let size = std::fs::symlink_metadata(v2.join(&p)).ok().map(|m| m.len());
+                    sink.raw_blob_data
+                        .push((p.as_os_str().as_bytes().to_vec(), size));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A non-UTF-8 name below `blobs/`: reported, and walked raw when it is a folder.
+fn non_utf8_child(v2: &Path, dir_raw: &std::path::Path, dir: &str, c: &Child, sink: &mut Sink) {
+    sink.non_utf8(dir, &c.name);
+    if c.kind == EntryType::Dir {
+        raw_subtree(v2, dir_raw.join(&c.name), sink);
     }
 }
 
@@ -82,8 +124,12 @@ fn shard(
         sink.entry(dir.clone(), EntryKind::EmptyDir);
     }
     for c in children {
+        // A cold fan-out folder of a large store takes seconds: Ctrl-C must not wait for it.
+        if opts.cancelled() {
+            return;
+        }
         let Some(hex) = name_of(&c) else {
-            sink.non_utf8(&dir, &c.name);
+            non_utf8_child(v2, Path::new(&dir), &dir, &c, sink);
             continue;
         };
         // Built only off the fast lane: the common case needs no path string.
@@ -144,7 +190,7 @@ fn shard(
         let mut has_data = false;
         for e in inner {
             let Some(name) = name_of(&e) else {
-                sink.non_utf8(&path, &e.name);
+                non_utf8_child(v2, Path::new(&path), &path, &e, sink);
                 continue;
             };
             let p = format!("{path}/{name}");
@@ -188,7 +234,7 @@ fn shard(
 }
 
 /// Scan `blobs/`; returns false when it does not exist.
-pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
+pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink, found: &dyn Bar) -> bool {
     let top = match fsio::list(&v2.join("blobs")) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
@@ -200,7 +246,7 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
     let mut shards = Vec::new();
     for a in top {
         let Some(alg_name) = name_of(&a).map(str::to_string) else {
-            sink.non_utf8("blobs", &a.name);
+            non_utf8_child(v2, Path::new("blobs"), "blobs", &a, sink);
             continue;
         };
         let rel = format!("blobs/{alg_name}");
@@ -220,7 +266,7 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
         };
         for f in fans {
             let Some(fan) = name_of(&f) else {
-                sink.non_utf8(&rel, &f.name);
+                non_utf8_child(v2, Path::new(&rel), &rel, &f, sink);
                 continue;
             };
             let p = format!("{rel}/{fan}");
@@ -236,6 +282,9 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
     // plus their concatenation.
     let all = std::sync::Mutex::new(std::mem::take(sink));
     shards.par_iter().for_each(|(alg_name, fan)| {
+        if opts.cancelled() {
+            return;
+        }
         let mut s = Sink::default();
         shard(
             v2,
@@ -245,6 +294,7 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink) -> bool {
             opts,
             &mut s,
         );
+        found.inc((s.blobs.len() + s.entries.len()) as u64);
         all.lock().unwrap_or_else(|e| e.into_inner()).merge(s);
     });
     *sink = all.into_inner().unwrap_or_else(|e| e.into_inner());

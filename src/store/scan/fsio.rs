@@ -1,7 +1,7 @@
 //! Low-level, never-following file access for the scanner: directory listings with entry types,
 //! capped reads of small files (links, startedat) opened with O_NOFOLLOW|O_NONBLOCK.
 
-use crate::model::inventory::{EntryType, LinkState, Timestamp};
+use crate::model::inventory::{EntryType, LinkState, SymlinkTarget, Timestamp};
 use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
@@ -37,7 +37,8 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 pub enum Small {
     Bytes(Vec<u8>, Metadata),
     TooLarge(u64),
-    NotFile,
+    /// A folder, a symbolic link or a special file.
+    NotFile(EntryType),
     Vanished,
     Error(String),
 }
@@ -47,8 +48,10 @@ pub fn read_small(path: &Path, cap: u64) -> Small {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Small::Vanished,
         // ELOOP: the final component is a symlink.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Small::NotFile,
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Small::NotFile,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Small::NotFile(EntryType::Symlink)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Small::NotFile(EntryType::Dir),
         Err(e) => return Small::Error(e.to_string()),
     };
     let meta = match f.metadata() {
@@ -56,7 +59,7 @@ pub fn read_small(path: &Path, cap: u64) -> Small {
         Err(e) => return Small::Error(e.to_string()),
     };
     if !meta.is_file() {
-        return Small::NotFile;
+        return Small::NotFile(mode_type(meta.mode()));
     }
     if meta.len() > cap {
         return Small::TooLarge(meta.len());
@@ -84,7 +87,7 @@ pub fn read_link(path: &Path) -> (LinkState, Timestamp, bool) {
     match read_small(path, LINK_CAP) {
         Small::Bytes(b, meta) => (link_state(&b), mtime(&meta), false),
         Small::TooLarge(len) => (LinkState::TooLarge { len }, 0, false),
-        Small::NotFile => (LinkState::NotFile, 0, false),
+        Small::NotFile(kind) => (LinkState::NotFile(kind), 0, false),
         Small::Vanished => (LinkState::Absent, 0, true),
         Small::Error(e) => (LinkState::Unreadable(e), 0, false),
     }
@@ -347,5 +350,117 @@ pub fn link_state(bytes: &[u8]) -> LinkState {
             error,
             len: bytes.len() as u64,
         },
+    }
+}
+
+/// The kernel's limit on symbolic links resolved in one path lookup (MAXSYMLINKS).
+pub const MAX_LINKS: u32 = 40;
+
+/// Where the symbolic link `link` (an absolute path below `v2`, whose parent folders are real
+/// folders) leads, resolved the way the kernel would but *without following anything*: each
+/// component is `lstat`ed and each symbolic link's text read with `readlink`, at most
+/// `MAX_LINKS` links. Resolution stops at the store's edge: regfsck reads nothing outside it.
+/// `v2` must be the real (canonical) path of the store's v2 folder.
+pub fn resolve_symlink(v2: &Path, link: &Path) -> SymlinkTarget {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Component, PathBuf};
+    let unknown = |why: String| SymlinkTarget::Unknown(why);
+    let inside = |p: &Path| p.starts_with(v2);
+    // Components still to resolve, front first; `at` is the real folder reached so far.
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = Default::default();
+    pending.push_back(match link.file_name() {
+        Some(n) => n.to_os_string(),
+        None => return unknown("not a path".into()),
+    });
+    let mut at: PathBuf = match link.parent() {
+        Some(p) => p.to_path_buf(),
+        None => return unknown("not a path".into()),
+    };
+    let mut links = 0u32;
+    while let Some(c) = pending.pop_front() {
+        match c.as_bytes() {
+            b"" | b"." => continue,
+            b".." => {
+                at.pop();
+                if !inside(&at) {
+                    return unknown(format!("leads out of the store, to {}", at.display()));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let next = at.join(&c);
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return SymlinkTarget::Dangling,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return SymlinkTarget::NotDir,
+            Err(e) => return unknown(format!("{}: {e}", next.display())),
+        };
+        let kind = mode_type(meta.mode());
+        if kind == EntryType::Symlink {
+            links += 1;
+            if links > MAX_LINKS {
+                return SymlinkTarget::Loop;
+            }
+            let text = match std::fs::read_link(&next) {
+                Ok(t) => t,
+                Err(e) => return unknown(format!("{}: {e}", next.display())),
+            };
+            if text.as_os_str().is_empty() {
+                // An empty target names nothing (ENOENT).
+                return SymlinkTarget::Dangling;
+            }
+            let rest = if text.is_absolute() {
+                // Only an absolute target that names the store by its real path stays inside.
+                match text.strip_prefix(v2) {
+                    Ok(rest) => {
+                        at = v2.to_path_buf();
+                        rest.to_path_buf()
+                    }
+                    Err(_) => {
+                        return unknown(format!("leads out of the store, to {}", text.display()))
+                    }
+                }
+            } else {
+                text
+            };
+            let parts: Vec<std::ffi::OsString> = rest
+                .components()
+                .filter_map(|p| match p {
+                    Component::CurDir => Some(".".into()),
+                    Component::ParentDir => Some("..".into()),
+                    Component::Normal(n) => Some(n.to_os_string()),
+                    Component::RootDir | Component::Prefix(_) => None,
+                })
+                .collect();
+            for p in parts.into_iter().rev() {
+                pending.push_front(p);
+            }
+            continue;
+        }
+        if kind != EntryType::Dir && !pending.is_empty() {
+            return SymlinkTarget::NotDir;
+        }
+        at = next;
+        if !inside(&at) {
+            return unknown(format!("leads out of the store, to {}", at.display()));
+        }
+    }
+    let kind = match std::fs::symlink_metadata(&at) {
+        Ok(m) => mode_type(m.mode()),
+        Err(e) => return unknown(format!("{}: {e}", at.display())),
+    };
+    let rel = match at.strip_prefix(v2) {
+        Ok(r) => r,
+        Err(_) => return unknown(format!("leads out of the store, to {}", at.display())),
+    };
+    match rel.to_str() {
+        Some(r) if !r.is_empty() => SymlinkTarget::Inside {
+            path: r.to_string(),
+            kind,
+            links,
+        },
+        Some(_) => unknown("leads to the store's v2 folder itself".into()),
+        None => unknown("leads to a name that is not UTF-8".into()),
     }
 }

@@ -8,22 +8,28 @@ use crate::model::layout;
 use crate::model::manifest::{self, GcFailure, Invalid};
 use rayon::prelude::*;
 
+/// A manifest blob as read: parsed (or rejected as the registry rejects it), or not readable at
+/// all — an I/O error, which says nothing about the manifest.
+pub(crate) enum Read {
+    Parsed(manifest::Parsed),
+    Unreadable(String),
+}
+
+/// A manifest whose blob does not exist.
+pub(crate) fn no_blob() -> Read {
+    Read::Parsed(Err(Invalid {
+        reason: "no blob".into(),
+        gc: GcFailure::Abort,
+    }))
+}
+
 /// `blobs` is the open `blobs/` folder, or why it could not be opened.
-fn read_one(inv: &Inventory, blobs: &std::io::Result<fsio::DirFd>, d: &Digest) -> manifest::Parsed {
+fn read_one(inv: &Inventory, blobs: &std::io::Result<fsio::DirFd>, d: &Digest) -> Read {
     let Some(blob) = inv.blob(d) else {
-        return Err(Invalid {
-            reason: "no blob".into(),
-            gc: GcFailure::Abort,
-        });
+        return no_blob();
     };
-    if blob.size > manifest::MAX_MANIFEST_SIZE {
-        return Err(Invalid {
-            reason: format!(
-                "{} bytes, larger than the registry's 4 MiB manifest limit",
-                blob.size
-            ),
-            gc: GcFailure::Abort,
-        });
+    if let Some(r) = too_large(inv, d) {
+        return r;
     }
     // Relative to the open blobs/ folder, one read of the size the scan saw.
     let rel = layout::blob_data(d);
@@ -36,20 +42,69 @@ fn read_one(inv: &Inventory, blobs: &std::io::Result<fsio::DirFd>, d: &Digest) -
         Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
     };
     match read {
-        Ok(buf) => manifest::parse(&buf),
-        Err(e) => Err(Invalid {
-            reason: format!("cannot read manifest blob: {e}"),
-            gc: GcFailure::Abort,
-        }),
+        Ok(buf) => Read::Parsed(manifest::parse(&buf)),
+        Err(e) => Read::Unreadable(e.to_string()),
     }
 }
 
-pub(crate) fn read_all(inv: &mut Inventory) {
+/// The digests a link names when a symbolic link under some `revisions/` leads to it (the
+/// registry's revision walk reads it through the symbolic link).
+fn through_symlinks(inv: &Inventory) -> Vec<Digest> {
+    use crate::model::inventory::SymlinkTarget;
+    inv.symlinks
+        .iter()
+        .filter(|s| s.path.contains("/_manifests/revisions/"))
+        .filter_map(|s| match &s.target {
+            SymlinkTarget::Inside { path, .. } => inv
+                .link_at(path)
+                .or_else(|| inv.link_at(&format!("{path}/link")))
+                .and_then(|st| st.digest().cloned()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions) {
+    let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
+    read_all_with(inv, &|| opts.cancelled(), &|inv, chunk| {
+        chunk
+            .par_iter()
+            .map(|d| (d.clone(), read_one(inv, &blobs, d)))
+            .collect()
+    });
+}
+
+/// A manifest blob that exists but is larger than the registry accepts, or `None` to read it.
+pub(crate) fn too_large(inv: &Inventory, d: &Digest) -> Option<Read> {
+    let blob = inv.blob(d)?;
+    (blob.size > manifest::MAX_MANIFEST_SIZE).then(|| {
+        Read::Parsed(Err(Invalid {
+            reason: format!(
+                "{} bytes, larger than the registry's 4 MiB manifest limit",
+                blob.size
+            ),
+            gc: GcFailure::Abort,
+        }))
+    })
+}
+
+/// Reads one batch of manifest blobs.
+pub(crate) type Batch<'a> = dyn Fn(&Inventory, &[Digest]) -> Vec<(Digest, Read)> + Sync + 'a;
+
+/// The manifests every revision, tag and index names, transitively, read in batches by `batch`
+/// (the storage's own way: parallel file reads, or many GETs in flight).
+pub(crate) fn read_all_with(inv: &mut Inventory, cancelled: &dyn Fn() -> bool, batch: &Batch) {
     let mut wanted: DigestSet = DigestSet::default();
     for r in &inv.repos {
         for l in &r.revisions {
             wanted.insert(l.path_digest.clone());
             if let Some(d) = l.target() {
+                wanted.insert(d.clone());
+            }
+        }
+        // The registry's revision walk reads these too.
+        for o in &r.odd_revision_links {
+            if let Some(d) = o.state.digest() {
                 wanted.insert(d.clone());
             }
         }
@@ -62,21 +117,29 @@ pub(crate) fn read_all(inv: &mut Inventory) {
             }
         }
     }
+    wanted.extend(through_symlinks(inv));
     let mut frontier: Vec<Digest> = wanted
         .into_iter()
         .filter(|d| inv.blob(d).is_some())
         .collect();
-    let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
-    while !frontier.is_empty() {
+    let mut unreadable = Vec::new();
+    while !frontier.is_empty() && !cancelled() {
         let mut next = Vec::new();
         let mut round = Vec::with_capacity(frontier.len());
         // In chunks, so that parsed manifests wait in small batches, not all at once.
         for chunk in frontier.chunks(4096) {
-            let parsed: Vec<(Digest, manifest::Parsed)> = chunk
-                .par_iter()
-                .map(|d| (d.clone(), read_one(inv, &blobs, d)))
-                .collect();
+            if cancelled() {
+                return;
+            }
+            let parsed: Vec<(Digest, Read)> = batch(inv, chunk);
             for (d, p) in parsed {
+                let p = match p {
+                    Read::Parsed(p) => p,
+                    Read::Unreadable(e) => {
+                        unreadable.push((d, e));
+                        continue;
+                    }
+                };
                 if let Ok(m) = &p {
                     for c in m.children() {
                         if inv.blob(&c.digest).is_some() {
@@ -93,4 +156,7 @@ pub(crate) fn read_all(inv: &mut Inventory) {
         next.retain(|d| !inv.manifests.contains(d));
         frontier = next;
     }
+    unreadable.sort();
+    unreadable.dedup();
+    inv.unreadable_manifests = unreadable;
 }

@@ -1,18 +1,20 @@
-//! The scanner: the only module that reads the store. Finds the store, walks `blobs/` and
+//! The filesystem scanner (the filesystem side of `store::Storage`). Finds the store, walks `blobs/` and
 //! `repositories/` in parallel without ever following a symlink, reads link files with a size
 //! cap, parses the manifest blobs, and returns an `Inventory`. Per-entry problems become entries;
 //! the scan goes on.
 
 mod blobs;
 pub mod fsio;
-mod manifests;
+pub(crate) mod manifests;
 mod repos;
 
 use crate::model::inventory::{Blob, Entry, EntryKind, Inventory};
-use crate::progress::{Progress, Unit};
+use crate::progress::Progress;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A located store.
@@ -86,6 +88,8 @@ pub fn locate(path: &Path) -> Result<Store, LocateError> {
 pub(crate) struct Sink {
     pub blobs: Vec<Blob>,
     pub entries: Vec<Entry>,
+    /// `data` files below non-UTF-8 folders of `blobs/`: raw path, size.
+    pub raw_blob_data: Vec<(Vec<u8>, Option<u64>)>,
 }
 
 impl Sink {
@@ -139,11 +143,52 @@ impl Sink {
             self.blobs.extend(other.blobs);
         }
         self.entries.extend(other.entries);
+        self.raw_blob_data.extend(other.raw_blob_data);
     }
 }
 
+/// Record the absolute v2 path the registry's messages show, the symbolic links in it, and where
+/// every symbolic link found in the store leads (resolved without following; see
+/// `fsio::resolve_symlink`).
+fn resolve_symlinks(inv: &mut Inventory) {
+    let abs = std::path::absolute(&inv.v2).unwrap_or_else(|_| inv.v2.clone());
+    inv.v2_text = abs.display().to_string();
+    let real = std::fs::canonicalize(&inv.v2).ok();
+    // A v2 path without symbolic links is its own canonical form; otherwise their number is not
+    // known (resolving the path above the store is not regfsck's business).
+    inv.v2_links = match &real {
+        Some(r) if *r == abs => Some(0),
+        _ => None,
+    };
+    let Some(real) = real else { return };
+    inv.symlinks = inv
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Symlink)
+        .map(|e| {
+            let at = real.join(&e.path);
+            let text = std::fs::read_link(&at)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // A path shown lossily cannot be resolved: it names another file.
+            let target = if e.path.contains('\u{fffd}') {
+                crate::model::inventory::SymlinkTarget::Unknown(
+                    "below a folder whose name is not UTF-8".into(),
+                )
+            } else {
+                fsio::resolve_symlink(&real, &at)
+            };
+            crate::model::inventory::Symlink {
+                path: e.path.clone(),
+                text,
+                target,
+            }
+        })
+        .collect();
+}
+
 /// How thoroughly to look.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
     /// Also list the inside of every link folder, tag `current/` folder and blob folder, to find
     /// foreign files and temp residue there. The default reads each `link` and stats each
@@ -151,7 +196,30 @@ pub struct ScanOptions {
     /// that read is unusual (missing, empty, too large, not a regular file) — about a third of
     /// the system calls (docs/benchmarks.md).
     pub deep: bool,
+    /// Set by Ctrl-C: the walks stop at the next folder and the scan returns `Interrupted`.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+impl ScanOptions {
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The scan was stopped by `ScanOptions::cancel`; a partial listing is no basis for any verdict,
+/// so nothing of it is returned.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted during the scan: nothing was checked")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Scan a located store into an inventory, the default way.
 pub fn scan(store: &Store, progress: &dyn Progress) -> anyhow::Result<Inventory> {
@@ -167,7 +235,8 @@ pub fn scan_with(
     let started = Instant::now();
     let top = fsio::list(&store.v2)
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", store.v2.display()))?;
-    let bar = progress.bar("scan", 3, Unit::Items);
+    // Objects found so far (blobs, links, entries), with a rate: the total is not known.
+    let bar = progress.counter("scan");
     let mut inv = Inventory {
         root: store.root.clone(),
         v2: store.v2.clone(),
@@ -192,12 +261,11 @@ pub fn scan_with(
     let (has_blobs, repos) = rayon::join(
         || {
             let mut s = Sink::default();
-            let found = blobs::scan(&store.v2, opts, &mut s);
+            let found = blobs::scan(&store.v2, opts, &mut s, bar.as_ref());
             (found, s)
         },
-        || repos::scan(&store.v2, opts),
+        || repos::scan(&store.v2, opts, bar.as_ref()),
     );
-    bar.inc(1);
     inv.has_blobs_dir = has_blobs.0;
     sink.merge(has_blobs.1);
     let walked = repos;
@@ -207,11 +275,17 @@ pub fn scan_with(
     sink.merge(walked.sink);
     inv.blobs = sink.blobs;
     inv.entries = sink.entries;
+    if opts.cancelled() {
+        return Err(Interrupted.into());
+    }
+    inv.raw_blob_data = std::mem::take(&mut sink.raw_blob_data);
+    resolve_symlinks(&mut inv);
     inv.normalize();
-    bar.inc(1);
-    manifests::read_all(&mut inv);
-    bar.inc(1);
+    manifests::read_all(&mut inv, opts);
     bar.finish();
+    if opts.cancelled() {
+        return Err(Interrupted.into());
+    }
     inv.stats.blob_bytes = inv.blobs.iter().map(|b| b.size).sum();
     inv.stats.residue_bytes = inv
         .entries

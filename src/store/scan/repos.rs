@@ -6,6 +6,7 @@ use super::{ScanOptions, Sink};
 use crate::model::digest::Digest;
 use crate::model::inventory::*;
 use crate::model::layout;
+use crate::progress::Bar;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -29,7 +30,7 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
+pub(crate) fn scan(v2: &Path, opts: &ScanOptions, found: &dyn Bar) -> Walked {
     let mut w = Walked {
         found: true,
         repos: Vec::new(),
@@ -52,12 +53,19 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
         }
         Ok(_) => {}
     }
-    // The name hierarchy: "" is repositories/ itself.
-    let mut stack = vec![String::new()];
+    // The name hierarchy: "" is repositories/ itself. Each folder with its path as shown (lossy
+    // below a name that is not UTF-8) and as on disk. Folders below a non-UTF-8 name are walked
+    // too, for their names only: the registry's catalog walk descends into them and aborts on the
+    // first repository it finds there, so the GC prediction needs the shape of that subtree.
+    let mut stack: Vec<(String, std::path::PathBuf, bool)> =
+        vec![(String::new(), std::path::PathBuf::new(), true)];
     let mut repo_names = Vec::new();
-    while let Some(dir) = stack.pop() {
+    while let Some((dir, raw, utf8)) = stack.pop() {
+        if opts.cancelled() {
+            break;
+        }
         let rel = join("repositories", &dir);
-        let children = match fsio::list(&base.join(&dir)) {
+        let children = match fsio::list(&base.join(&raw)) {
             Ok(c) => c,
             Err(e) => {
                 w.sink.io_error(&rel, e);
@@ -67,11 +75,27 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
         let mut tree_children = Vec::with_capacity(children.len());
         let mut is_repo = false;
         for c in &children {
-            let Some(name) = c.name.to_str() else {
+            let lossy = c.name.to_string_lossy();
+            let name_utf8 = c.name.to_str().is_some();
+            tree_children.push((lossy.to_string(), c.kind));
+            if !name_utf8 && utf8 {
                 w.sink.non_utf8(&rel, &c.name);
+            }
+            if !(utf8 && name_utf8) {
+                // Only the shape of a subtree below a non-UTF-8 name is kept (see above).
+                match c.kind {
+                    EntryType::Dir if lossy.starts_with('_') => {
+                        is_repo |= MARKERS.contains(&&*lossy)
+                    }
+                    EntryType::Dir => stack.push((join(&dir, &lossy), raw.join(&c.name), false)),
+                    EntryType::Symlink if utf8 => {
+                        w.sink.entry(join(&rel, &lossy), EntryKind::Symlink)
+                    }
+                    _ => {}
+                }
                 continue;
-            };
-            tree_children.push((name.to_string(), c.kind));
+            }
+            let name = &*lossy;
             let path = join(&rel, name);
             match c.kind {
                 EntryType::Symlink => w.sink.entry(path, EntryKind::Symlink),
@@ -87,7 +111,7 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
                         );
                     }
                 }
-                EntryType::Dir => stack.push(join(&dir, name)),
+                EntryType::Dir => stack.push((join(&dir, name), raw.join(name), true)),
                 _ if name.starts_with('_') => w.sink.entry(path, EntryKind::StrayUnderscore),
                 _ if layout::is_temp_residue(name) => w.sink.entry(path, EntryKind::TempResidue),
                 _ => w.sink.entry(
@@ -96,12 +120,12 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
                 ),
             }
         }
-        if is_repo {
+        if is_repo && utf8 {
             if let Some(why) = layout::repo_name_problem(&dir) {
                 w.sink.entry(rel.clone(), EntryKind::RepoNameInvalid(why));
             }
             repo_names.push((dir.clone(), children));
-        } else if children.is_empty() && !dir.is_empty() {
+        } else if children.is_empty() && !dir.is_empty() && utf8 {
             w.sink.entry(rel.clone(), EntryKind::EmptyDir);
         }
         w.tree.push(TreeDir {
@@ -111,7 +135,12 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions) -> Walked {
     }
     let parts: Vec<(Repo, Sink)> = repo_names
         .into_par_iter()
-        .map(|(name, children)| scan_repo(v2, name, &children, opts))
+        .filter(|_| !opts.cancelled())
+        .map(|(name, children)| {
+            let (r, s) = scan_repo(v2, name, &children, opts);
+            found.inc((r.revisions.len() + r.layers.len() + r.tags.len() + s.entries.len()) as u64);
+            (r, s)
+        })
         .collect();
     for (r, s) in parts {
         w.repos.push(r);
@@ -371,6 +400,10 @@ fn link_dir(v2: &Path, hrel: String, digest: Digest, tree: Tree, found: &mut Fou
             if e.kind == EntryType::Symlink {
                 s.entry(p.clone(), EntryKind::Symlink);
             }
+            if e.kind == EntryType::Dir {
+                // The registry's walks descend into a `link` folder and read any `link` inside.
+                odd_links(v2, p.clone(), false, &mut found.odd, s);
+            }
             let (state, mtime, vanished) = fsio::read_link(&v2.join(&p));
             if vanished {
                 s.entry(p, EntryKind::Changed("vanished during the scan".into()));
@@ -450,11 +483,23 @@ fn tags(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
     for c in children {
         let Some(name) = c.name.to_str() else {
             s.non_utf8(&rel, &c.name);
+            repo.odd_tags.push(OddTag {
+                name: c.name.to_string_lossy().into_owned(),
+                utf8: false,
+                kind: c.kind,
+                current: None,
+            });
             continue;
         };
         let trel = format!("{rel}/{name}");
         if c.kind != EntryType::Dir {
             unexpected(trel, &c, "not a tag folder", s);
+            repo.odd_tags.push(OddTag {
+                name: name.to_string(),
+                utf8: true,
+                kind: c.kind,
+                current: None,
+            });
             continue;
         }
         if !layout::is_valid_tag(name) {
@@ -465,7 +510,18 @@ fn tags(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
             .and_then(|d| tag_fast(v2, d, &trel, name, opts, s));
         let tag = match fast {
             Some(t) => t,
-            None => tag_thorough(v2, &trel, name, opts, s),
+            None => {
+                let (t, current) = tag_thorough(v2, &trel, name, opts, s);
+                if current.is_some() {
+                    repo.odd_tags.push(OddTag {
+                        name: name.to_string(),
+                        utf8: true,
+                        kind: EntryType::Dir,
+                        current,
+                    });
+                }
+                t
+            }
         };
         repo.tags.push(tag);
     }
@@ -507,16 +563,23 @@ fn tag_fast(
     })
 }
 
-/// A tag read by listing every folder of it.
-fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut Sink) -> Tag {
+/// A tag read by listing every folder of it; with what its `current` is when not a folder.
+fn tag_thorough(
+    v2: &Path,
+    trel: &str,
+    name: &str,
+    opts: &ScanOptions,
+    s: &mut Sink,
+) -> (Tag, Option<EntryType>) {
     let mut tag = Tag {
         name: name.to_string(),
         current: LinkState::Absent,
         index: Vec::new(),
         index_mtimes: Box::default(),
     };
+    let mut current_kind = None;
     let Some(parts) = s.list(v2, trel) else {
-        return tag;
+        return (tag, None);
     };
     for p in parts {
         let pname = p.name.to_str().unwrap_or("");
@@ -537,6 +600,8 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
                             s.entry(erel, EntryKind::Changed("vanished during the scan".into()));
                         }
                         tag.current = state;
+                    } else if e.name.to_str().is_none() {
+                        s.non_utf8(&prel, &e.name);
                     } else {
                         unexpected(erel, &e, "unexpected entry beside a tag's current link", s);
                     }
@@ -545,6 +610,10 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
             ("index", EntryType::Dir) => {
                 (tag.index, tag.index_mtimes) =
                     link_tree(v2, &prel, Tree::TagIndex, opts, s).into_tag_history(s);
+            }
+            ("current", kind) => {
+                current_kind = Some(kind);
+                unexpected(prel, &p, "a tag's current is not a folder", s);
             }
             _ if p.name.to_str().is_none() => s.non_utf8(trel, &p.name),
             _ => unexpected(
@@ -555,7 +624,7 @@ fn tag_thorough(v2: &Path, trel: &str, name: &str, opts: &ScanOptions, s: &mut S
             ),
         }
     }
-    tag
+    (tag, current_kind)
 }
 
 fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
@@ -587,6 +656,9 @@ fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
             };
             for it in items {
                 let p = format!("{dir}/{}", it.name.to_string_lossy());
+                if it.name.to_str().is_none() {
+                    s.non_utf8(&dir, &it.name);
+                }
                 match it.kind {
                     EntryType::Dir => stack.push(p),
                     EntryType::Symlink => s.entry(p, EntryKind::Symlink),
@@ -610,7 +682,7 @@ fn uploads(v2: &Path, repo: &mut Repo, s: &mut Sink) {
             },
             fsio::Small::Vanished => StartedAt::Missing,
             fsio::Small::TooLarge(n) => StartedAt::Invalid(format!("{n} bytes")),
-            fsio::Small::NotFile => StartedAt::Invalid("not a regular file".into()),
+            fsio::Small::NotFile(_) => StartedAt::Invalid("not a regular file".into()),
             fsio::Small::Error(e) => StartedAt::Invalid(e),
         };
         repo.uploads.push(up);
