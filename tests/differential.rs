@@ -4,8 +4,10 @@
 //!
 //! - `fixed_seed_run` (part of `cargo test`): a short fixed-seed run; fails on any disagreement
 //!   not on the known list (tests/common/fuzz/known.rs).
-//! - `long_run` (ignored): `FUZZ_SEED=… FUZZ_ITERS=300 cargo test --release --test differential
+//! - `long_run` (ignored): `FUZZ_SEED=… FUZZ_ITERS=250 cargo test --test differential
 //!   -- --ignored --nocapture long_run`.
+//! - `regressions_from_the_long_runs` (part of `cargo test`): each disagreement a long run found,
+//!   as a hand-made case on the sample store.
 //! - `replay` (ignored): `FUZZ_CASE=seed:iter [FUZZ_KEEP=i,j] cargo test --test differential --
 //!   --ignored --nocapture replay`.
 
@@ -366,4 +368,172 @@ fn the_real_gc_output_is_parsed_as_printed() {
     );
     let (a, b) = fuzz::gc::comparable_reasons(&rust, &other, tmp.path());
     assert_ne!(a, b);
+}
+
+/// The revision digests of a repository of the sample store whose tag `tag` names an index:
+/// (the index, its children), from the store itself.
+fn index_children(repo: &str, tag: &str) -> (String, Vec<String>) {
+    let fixture = common::store::fixture("sample");
+    let ix = common::store::tag_digest("sample", repo, tag);
+    let m = common::store::manifest_json(fixture.path(), &ix);
+    let children = m["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["digest"].as_str().unwrap()[7..].to_string())
+        .collect();
+    (ix.hex().to_string(), children)
+}
+
+/// Run a hand-made case of the long run's findings (docs/fuzzing.md, "Long runs") and assert
+/// that regfsck and the real registry agree on it.
+fn agrees(what: &str, ops: Vec<fuzz::ops::Op>) -> fuzz::oracle::Stats {
+    let (case, opts) = hand_made(ops);
+    let (obs, found) = fuzz::run_case(&case, &opts, None);
+    for f in &found {
+        f.print();
+    }
+    assert!(
+        found.is_empty(),
+        "{what}: regfsck and the registry disagree"
+    );
+    assert_eq!(
+        obs.applied,
+        case.ops.len(),
+        "{what}: every operation applies"
+    );
+    obs.stats
+}
+
+/// Disagreements the long runs found, each fixed, replayed on the sample store against the real
+/// GC, real pulls, repair and undo.
+#[test]
+fn regressions_from_the_long_runs() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let revisions = |repo: &str, hex: &str| {
+        format!("repositories/{repo}/_manifests/revisions/sha256/{hex}").into_bytes()
+    };
+
+    // 1. A revision folder renamed with a byte that is not UTF-8: the walk reads its `link` and
+    //    the driver refuses the path, so both runs abort with `invalid path`. regfsck predicted
+    //    a clean run (it skipped the name).
+    let (_, children) = index_children("multi/docker", "latest");
+    let from = revisions("multi/docker", &children[0]);
+    let mut to = from.clone();
+    to.push(0xc3);
+    let s = agrees(
+        "non-UTF-8 revision folder",
+        vec![Op::new(
+            "nonutf8:rename-revision",
+            vec![Act::Move { from, to }],
+        )],
+    );
+    assert_eq!((s.gc_compared, s.gc_real_aborts), (2, 2), "{s:?}");
+
+    // 2. An index child's revision link moved out of the store and linked back: the registry
+    //    follows it and the image pulls. Lossy repair quarantined the symbolic link (path-symlink)
+    //    and dropped the rewrite of the link (link-not-file), so the pull broke; now the rewrite
+    //    displaces the symbolic link and the image still pulls after the repair.
+    let (_, children) = index_children("multi/oci", "latest");
+    let mut link = revisions("multi/oci", &children[0]);
+    link.extend_from_slice(b"/link");
+    let s = agrees(
+        "revision link symlinked out of the store",
+        vec![Op::new(
+            "symlink:moved-outside-and-linked",
+            vec![
+                Act::CopyOutside {
+                    from: link.clone(),
+                    to: b"outside0".to_vec(),
+                },
+                Act::Remove { path: link.clone() },
+                Act::Symlink {
+                    path: link.clone(),
+                    target: fuzz::gen::to_outside(&link, "outside0"),
+                },
+            ],
+        )],
+    );
+    assert!(s.repairs_applied == 1 && s.unsure >= 1, "{s:?}");
+    assert!(
+        s.gc_unpredicted >= 1,
+        "a link out of the store: no prediction"
+    );
+
+    // 3. A tag's current link replaced by a symbolic link to another repository's tag link:
+    //    the first repair quarantined the symbolic link and only a second one restored the tag
+    //    from its history. Now one run does both (the write displaces the symbolic link).
+    let current = b"repositories/library/alpine/_manifests/tags/latest/current/link".to_vec();
+    let mut target = b"../".repeat(7);
+    target.extend_from_slice(b"repositories/multi/oci/_manifests/tags/latest/current/link");
+    let s = agrees(
+        "tag link symlinked to another tag's",
+        vec![Op::new(
+            "symlink:link-to-other-link",
+            vec![
+                Act::Remove {
+                    path: current.clone(),
+                },
+                Act::Symlink {
+                    path: current,
+                    target,
+                },
+            ],
+        )],
+    );
+    assert_eq!(s.repairs_applied, 1, "{s:?}");
+
+    // 4. A blob folder (the config of both multi-arch images' children) moved out of the store
+    //    and linked back: the registry follows it and both images pull. Lossy repair quarantined
+    //    the symbolic link (path-symlink) and broke both; now it leaves a symbolic link the
+    //    registry reads an object through.
+    let (_, children) = index_children("multi/oci", "latest");
+    let fixture = common::store::fixture("sample");
+    let child: regfsck::model::digest::Digest = format!("sha256:{}", children[0]).parse().unwrap();
+    let config = common::store::manifest_json(fixture.path(), &child)["config"]["digest"]
+        .as_str()
+        .unwrap()[7..]
+        .to_string();
+    let blob = format!("blobs/sha256/{}/{config}", &config[..2]).into_bytes();
+    let s = agrees(
+        "blob folder symlinked out of the store",
+        vec![Op::new(
+            "symlink:moved-outside-and-linked",
+            vec![
+                Act::CopyOutside {
+                    from: blob.clone(),
+                    to: b"outside0".to_vec(),
+                },
+                Act::Remove { path: blob.clone() },
+                Act::Symlink {
+                    path: blob.clone(),
+                    target: fuzz::gen::to_outside(&blob, "outside0"),
+                },
+            ],
+        )],
+    );
+    assert!(s.unsure_pulled >= 1 && s.pulls_failed == 0, "{s:?}");
+
+    // 5. A tag's history link naming another digest: `link-mismatch`, and regfsck listed the tag
+    //    as affected (broken), but a pull reads only `current/link` and works.
+    let v1 = common::store::tag_digest("sample", "beta/app", "v1");
+    let other = common::store::tag_digest("sample", "team/proj", "v1");
+    let s = agrees(
+        "tag history link naming another digest",
+        vec![Op::new(
+            "link:wrong-digest",
+            vec![Act::Write {
+                path: format!(
+                    "repositories/beta/app/_manifests/tags/v1/index/sha256/{}/link",
+                    v1.hex()
+                )
+                .into_bytes(),
+                data: other.to_string().into_bytes(),
+            }],
+        )],
+    );
+    assert_eq!((s.pulls_failed, s.repairs_applied), (0, 1), "{s:?}");
 }

@@ -11,6 +11,9 @@ use std::path::Path;
 pub struct Pred {
     pub abort: Option<String>,
     pub panic: bool,
+    /// `cannot_predict.reason`: regfsck declines to predict this run (it would follow a
+    /// symlink or read what it could not read); nothing else of the prediction is then said.
+    pub unknown: Option<String>,
     pub blobs: BTreeSet<String>,
     pub manifests: BTreeSet<(String, String)>,
 }
@@ -34,6 +37,7 @@ pub(super) fn parse_predictions(doc: &serde_json::Value) -> BTreeMap<bool, Pred>
             Pred {
                 abort: p["abort"]["reason"].as_str().map(String::from),
                 panic: p["panic"].as_bool().unwrap_or(false),
+                unknown: p["cannot_predict"]["reason"].as_str().map(String::from),
                 blobs: strs(&p["eligible_blobs"]),
                 manifests: p["eligible_manifests"]
                     .as_array()
@@ -96,9 +100,27 @@ fn show_set<T: std::fmt::Debug>(only: Vec<&T>) -> String {
     ))
 }
 
+/// What the real run did, in a line.
+fn real_summary(root: &Path, real: &crate::common::registry::GcOutcome) -> String {
+    match &real.aborted {
+        Some(a) => format!(
+            "aborts: {}",
+            first_line(&a.replace(&root.display().to_string(), "<root>"))
+        ),
+        None => format!(
+            "runs: {} blobs, {} manifests eligible",
+            real.eligible_blobs.len(),
+            real.eligible_manifests.len()
+        ),
+    }
+}
+
+/// Compare one mode. `symlinked`: the store holds a symlink (the only thing that may make
+/// regfsck decline a prediction here: the fuzzer runs as root, so nothing is unreadable).
 pub(super) fn compare_gc(
     root: &Path,
     mode: bool,
+    symlinked: bool,
     pred: Option<&Pred>,
     out: &mut Vec<Disagreement>,
     stats: &mut Stats,
@@ -131,17 +153,20 @@ pub(super) fn compare_gc(
     let Some(p) = pred else {
         return;
     };
-    let real_says = |r: &Option<String>| match r {
-        Some(a) => format!(
-            "aborts: {}",
-            first_line(&a.replace(&root.display().to_string(), "<root>"))
-        ),
-        None => format!(
-            "runs: {} blobs, {} manifests eligible",
-            real.eligible_blobs.len(),
-            real.eligible_manifests.len()
-        ),
-    };
+    if let Some(why) = &p.unknown {
+        // Declining is honest, not a disagreement; declining without a cause is one.
+        stats.gc_unpredicted += 1;
+        if !symlinked {
+            out.push(dis(
+                "gc-cannot-predict",
+                subject,
+                format!("cannot predict: {}", first_line(why)),
+                real_summary(root, &real),
+            ));
+        }
+        return;
+    }
+    let real_says = |_: &Option<String>| real_summary(root, &real);
     match (&p.abort, &real.aborted) {
         (Some(a), None) => out.push(dis(
             "gc-abort",

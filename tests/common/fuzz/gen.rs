@@ -85,7 +85,7 @@ fn relative(link: &[u8], target: &[u8]) -> Vec<u8> {
 }
 
 /// The relative target from the folder holding `link` to `<root>/<outside>`.
-fn to_outside(link: &[u8], outside: &str) -> Vec<u8> {
+pub fn to_outside(link: &[u8], outside: &str) -> Vec<u8> {
     let depth = parent(link).split(|&c| c == b'/').count() + 3;
     let mut out = b"../".repeat(depth);
     out.extend_from_slice(outside.as_bytes());

@@ -104,7 +104,7 @@ pub fn signature(d: &Disagreement) -> String {
                 .collect();
             codes.into_iter().collect::<Vec<_>>().join(",")
         }
-        "pull-fine-but-fails" | "pull-client-rejects" | "repair-broke-pull" => {
+        "pull-fine-but-fails" | "repair-broke-pull" => {
             d.real.split(';').next().unwrap_or("").to_string()
         }
         _ => return String::new(),

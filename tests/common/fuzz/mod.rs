@@ -113,6 +113,10 @@ impl Summary {
             "compared: {} GC runs ({} real aborts), {} pulls ({} failed), {} checks, {} repairs applied and undone",
             s.gc_compared, s.gc_real_aborts, s.pulls, s.pulls_failed, s.checks, s.undos
         );
+        println!(
+            "not compared: {} GC runs regfsck declined to predict (symlinks it would follow), {} pulls skopeo refused although the registry served the manifest, {} tags regfsck makes no claim about (through symlinks; {} of them pulled)",
+            s.gc_unpredicted, s.client_rejects, s.unsure, s.unsure_pulled
+        );
         let mut by: BTreeMap<(String, String), usize> = BTreeMap::new();
         for f in &self.found {
             let owner = f.known.map_or("NEW".to_string(), |k| k.owner.to_string());

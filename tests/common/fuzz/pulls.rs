@@ -96,6 +96,7 @@ pub(super) fn footprint(root: &Path, (repo, tag): &TagRef) -> Footprint {
         .iter()
         .map(|s| format!("{r}{s}"))
         .collect(),
+        // First: the tag's `current/` (`blame` reads it).
         prefixes: vec![format!("{r}/_manifests/tags/{tag}/current")],
         digests: BTreeSet::new(),
     };
@@ -135,35 +136,62 @@ pub(super) fn under(path: &str, prefix: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-/// The unpullable-kind error findings that concern this tag.
-pub(super) fn blame(findings: &[serde_json::Value], t: &TagRef, fp: &Footprint) -> Vec<String> {
+/// The unpullable-kind error findings that regfsck says break this tag: those whose `affected`
+/// list names it (regfsck's own claim, from the manifests as the registry decodes them), and
+/// those on the paths every pull of it reads (the repository's folders, the tag's folder and its
+/// `current/`). The footprint's objects are not used here: it names any digest the manifest
+/// bytes mention, also under keys the registry ignores, which would blame a tag for a blob its
+/// pull never fetches.
+pub(super) fn blame<'f>(
+    findings: &'f [serde_json::Value],
+    t: &TagRef,
+    fp: &Footprint,
+) -> Vec<&'f serde_json::Value> {
+    let current = fp.prefixes.first().map(String::as_str).unwrap_or("");
     findings
         .iter()
         .filter(|f| f["severity"] == "error")
         .filter(|f| UNPULLABLE.contains(&f["code"].as_str().unwrap_or("")))
         .filter(|f| {
             let path = f["path"].as_str().unwrap_or("");
-            let repo = f["repo"].as_str();
-            let on_path =
-                fp.exact.iter().any(|e| e == path) || fp.prefixes.iter().any(|p| under(path, p));
-            // Other tags and this tag's history are not read by a pull of it, whatever digest
-            // their findings name.
-            let on_digest = !path.contains("/_manifests/tags/")
-                && f["digest"]
-                    .as_str()
-                    .and_then(|d| d.strip_prefix("sha256:"))
-                    .is_some_and(|d| fp.digests.contains(d))
-                && repo.is_none_or(|r| r == t.0);
-            on_path || on_digest
-        })
-        .map(|f| {
-            format!(
-                "{} at {}",
-                f["code"].as_str().unwrap_or(""),
-                super::ops::shorten(f["path"].as_str().unwrap_or("(store)"))
-            )
+            let own = fp.exact.iter().any(|e| e == path) || under(path, current);
+            let affected = f["affected"].as_array().into_iter().flatten().any(|a| {
+                a["repo"] == t.0.as_str()
+                    && a["tags"]
+                        .as_array()
+                        .is_some_and(|ts| ts.iter().any(|x| x == t.1.as_str()))
+            });
+            own || affected
         })
         .collect()
+}
+
+/// A finding as a disagreement shows it.
+pub(super) fn finding_line(f: &serde_json::Value) -> String {
+    format!(
+        "{} at {}",
+        f["code"].as_str().unwrap_or(""),
+        super::ops::shorten(f["path"].as_str().unwrap_or("(store)"))
+    )
+}
+
+/// Whether every one of `blamed` is about a symbolic link (at or below a `path-symlink`
+/// finding's path): regfsck never follows one (docs/checks.md, link-not-file and path-symlink),
+/// so what it says there is about the link, not about what the registry reads through it.
+pub(super) fn all_about_symlinks(
+    findings: &[serde_json::Value],
+    blamed: &[&serde_json::Value],
+) -> bool {
+    let links: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["code"] == "path-symlink")
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    !blamed.is_empty()
+        && blamed.iter().all(|f| {
+            let p = f["path"].as_str().unwrap_or("");
+            links.iter().any(|l| under(p, l))
+        })
 }
 
 /// Whether a finding with `code` sits on the tag's footprint.
