@@ -52,6 +52,8 @@ fn fixed_seed_run() {
     let s = sum.stats;
     assert_eq!((s.checks, s.gc_compared), (20, 40));
     assert!(s.pulls > 100 && s.undos > 10, "{s:?}");
+    // What is counted but not compared stays the exception (seed 20261201: 1 GC run, 2 tags).
+    assert!(s.gc_unpredicted <= 4 && s.unsure <= 8, "{s:?}");
     assert!(sum.unknown().is_empty(), "new disagreements (see above)");
 }
 
@@ -444,17 +446,7 @@ fn regressions_from_the_long_runs() {
         "revision link symlinked out of the store",
         vec![Op::new(
             "symlink:moved-outside-and-linked",
-            vec![
-                Act::CopyOutside {
-                    from: link.clone(),
-                    to: b"outside0".to_vec(),
-                },
-                Act::Remove { path: link.clone() },
-                Act::Symlink {
-                    path: link.clone(),
-                    target: fuzz::gen::to_outside(&link, "outside0"),
-                },
-            ],
+            fuzz::gen::moved_outside(&link, "outside0"),
         )],
     );
     assert!(s.repairs_applied == 1 && s.unsure >= 1, "{s:?}");
@@ -502,17 +494,7 @@ fn regressions_from_the_long_runs() {
         "blob folder symlinked out of the store",
         vec![Op::new(
             "symlink:moved-outside-and-linked",
-            vec![
-                Act::CopyOutside {
-                    from: blob.clone(),
-                    to: b"outside0".to_vec(),
-                },
-                Act::Remove { path: blob.clone() },
-                Act::Symlink {
-                    path: blob.clone(),
-                    target: fuzz::gen::to_outside(&blob, "outside0"),
-                },
-            ],
+            fuzz::gen::moved_outside(&blob, "outside0"),
         )],
     );
     assert!(s.unsure_pulled >= 1 && s.pulls_failed == 0, "{s:?}");

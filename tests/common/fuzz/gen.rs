@@ -85,7 +85,7 @@ fn relative(link: &[u8], target: &[u8]) -> Vec<u8> {
 }
 
 /// The relative target from the folder holding `link` to `<root>/<outside>`.
-pub fn to_outside(link: &[u8], outside: &str) -> Vec<u8> {
+fn to_outside(link: &[u8], outside: &str) -> Vec<u8> {
     let depth = parent(link).split(|&c| c == b'/').count() + 3;
     let mut out = b"../".repeat(depth);
     out.extend_from_slice(outside.as_bytes());
@@ -457,6 +457,24 @@ fn replace_by_symlink(a: &Entry, o: &Entry) -> Vec<Act> {
     ]
 }
 
+/// `path` (a file or folder of the store) copied to `<root>/<outside>`, removed, and replaced by
+/// a symbolic link to the copy: moved to another disk and linked back.
+pub fn moved_outside(path: &[u8], outside: &str) -> Vec<Act> {
+    vec![
+        Act::CopyOutside {
+            from: path.to_vec(),
+            to: outside.as_bytes().to_vec(),
+        },
+        Act::Remove {
+            path: path.to_vec(),
+        },
+        Act::Symlink {
+            path: path.to_vec(),
+            target: to_outside(path, outside),
+        },
+    ]
+}
+
 fn symlink(rng: &mut Rng, t: &Tree, k: usize) -> Option<Op> {
     let outside = format!("outside{k}");
     let (what, acts): (&str, Vec<Act>) = match rng.below(10) {
@@ -471,22 +489,7 @@ fn symlink(rng: &mut Rng, t: &Tree, k: usize) -> Option<Op> {
             // Moved to another disk and linked back: the registry still finds everything.
             let choices = [t.blob_dirs(), t.repos(), t.blob_data(), t.links()].concat();
             let e = pick(rng, &choices)?;
-            (
-                "moved-outside-and-linked",
-                vec![
-                    Act::CopyOutside {
-                        from: e.path.clone(),
-                        to: outside.clone().into_bytes(),
-                    },
-                    Act::Remove {
-                        path: e.path.clone(),
-                    },
-                    Act::Symlink {
-                        path: e.path.clone(),
-                        target: to_outside(&e.path, &outside),
-                    },
-                ],
-            )
+            ("moved-outside-and-linked", moved_outside(&e.path, &outside))
         }
         2 => {
             // A second name for a repository.
