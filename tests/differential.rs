@@ -6,7 +6,7 @@
 //!   not on the known list (tests/common/fuzz/known.rs).
 //! - `long_run` (ignored): `FUZZ_SEED=… FUZZ_ITERS=250 cargo test --test differential
 //!   -- --ignored --nocapture long_run`.
-//! - `regressions_from_the_long_runs` (part of `cargo test`): each disagreement a long run found,
+//! - `regression_*` (part of `cargo test`): each disagreement a long run found,
 //!   as a hand-made case on the sample store.
 //! - `replay` (ignored): `FUZZ_CASE=seed:iter [FUZZ_KEEP=i,j] cargo test --test differential --
 //!   --ignored --nocapture replay`.
@@ -407,21 +407,23 @@ fn agrees(what: &str, ops: Vec<fuzz::ops::Op>) -> fuzz::oracle::Stats {
     obs.stats
 }
 
-/// Disagreements the long runs found, each fixed, replayed on the sample store against the real
-/// GC, real pulls, repair and undo.
+/// `repositories/<repo>/_manifests/revisions/sha256/<hex>`.
+fn revisions(repo: &str, hex: &str) -> Vec<u8> {
+    format!("repositories/{repo}/_manifests/revisions/sha256/{hex}").into_bytes()
+}
+
+// The disagreements the long runs found (docs/fuzzing.md, "Long runs"), each fixed, as cases on
+// the sample store against the real GC, real pulls, repair and undo. Each failed before its fix.
+
+/// A revision folder renamed with a byte that is not UTF-8: the walk reads its `link` and
+/// the driver refuses the path, so both runs abort with `invalid path`. regfsck predicted
+/// a clean run (it skipped the name).
 #[test]
-fn regressions_from_the_long_runs() {
+fn regression_non_utf8_revision_folder() {
     if !registry_available() {
         return;
     }
     use fuzz::ops::{Act, Op};
-    let revisions = |repo: &str, hex: &str| {
-        format!("repositories/{repo}/_manifests/revisions/sha256/{hex}").into_bytes()
-    };
-
-    // 1. A revision folder renamed with a byte that is not UTF-8: the walk reads its `link` and
-    //    the driver refuses the path, so both runs abort with `invalid path`. regfsck predicted
-    //    a clean run (it skipped the name).
     let (_, children) = index_children("multi/docker", "latest");
     let from = revisions("multi/docker", &children[0]);
     let mut to = from.clone();
@@ -434,11 +436,18 @@ fn regressions_from_the_long_runs() {
         )],
     );
     assert_eq!((s.gc_compared, s.gc_real_aborts), (2, 2), "{s:?}");
+}
 
-    // 2. An index child's revision link moved out of the store and linked back: the registry
-    //    follows it and the image pulls. Lossy repair quarantined the symbolic link (path-symlink)
-    //    and dropped the rewrite of the link (link-not-file), so the pull broke; now the rewrite
-    //    displaces the symbolic link and the image still pulls after the repair.
+/// An index child's revision link moved out of the store and linked back: the registry
+/// follows it and the image pulls. Lossy repair quarantined the symbolic link (path-symlink)
+/// and dropped the rewrite of the link (link-not-file), so the pull broke; now the rewrite
+/// displaces the symbolic link and the image still pulls after the repair.
+#[test]
+fn regression_revision_link_symlinked_out_of_the_store() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::Op;
     let (_, children) = index_children("multi/oci", "latest");
     let mut link = revisions("multi/oci", &children[0]);
     link.extend_from_slice(b"/link");
@@ -454,10 +463,17 @@ fn regressions_from_the_long_runs() {
         s.gc_unpredicted >= 1,
         "a link out of the store: no prediction"
     );
+}
 
-    // 3. A tag's current link replaced by a symbolic link to another repository's tag link:
-    //    the first repair quarantined the symbolic link and only a second one restored the tag
-    //    from its history. Now one run does both (the write displaces the symbolic link).
+/// A tag's current link replaced by a symbolic link to another repository's tag link:
+/// the first repair quarantined the symbolic link and only a second one restored the tag
+/// from its history. Now one run does both (the write displaces the symbolic link).
+#[test]
+fn regression_tag_link_symlinked_to_another_tags() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
     let current = b"repositories/library/alpine/_manifests/tags/latest/current/link".to_vec();
     let mut target = b"../".repeat(7);
     target.extend_from_slice(b"repositories/multi/oci/_manifests/tags/latest/current/link");
@@ -477,11 +493,18 @@ fn regressions_from_the_long_runs() {
         )],
     );
     assert_eq!(s.repairs_applied, 1, "{s:?}");
+}
 
-    // 4. A blob folder (the config of both multi-arch images' children) moved out of the store
-    //    and linked back: the registry follows it and both images pull. Lossy repair quarantined
-    //    the symbolic link (path-symlink) and broke both; now it leaves a symbolic link the
-    //    registry reads an object through.
+/// A blob folder (the config of both multi-arch images' children) moved out of the store
+/// and linked back: the registry follows it and both images pull. Lossy repair quarantined
+/// the symbolic link (path-symlink) and broke both; now it leaves a symbolic link the
+/// registry reads an object through.
+#[test]
+fn regression_blob_folder_symlinked_out_of_the_store() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::Op;
     let (_, children) = index_children("multi/oci", "latest");
     let fixture = common::store::fixture("sample");
     let child: regfsck::model::digest::Digest = format!("sha256:{}", children[0]).parse().unwrap();
@@ -498,9 +521,16 @@ fn regressions_from_the_long_runs() {
         )],
     );
     assert!(s.unsure_pulled >= 1 && s.pulls_failed == 0, "{s:?}");
+}
 
-    // 5. A tag's history link naming another digest: `link-mismatch`, and regfsck listed the tag
-    //    as affected (broken), but a pull reads only `current/link` and works.
+/// A tag's history link naming another digest: `link-mismatch`, and regfsck listed the tag
+/// as affected (broken), but a pull reads only `current/link` and works.
+#[test]
+fn regression_tag_history_link_naming_another_digest() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
     let v1 = common::store::tag_digest("sample", "beta/app", "v1");
     let other = common::store::tag_digest("sample", "team/proj", "v1");
     let s = agrees(
@@ -518,4 +548,26 @@ fn regressions_from_the_long_runs() {
         )],
     );
     assert_eq!((s.pulls_failed, s.repairs_applied), (0, 1), "{s:?}");
+}
+
+/// A manifest blob's `data` moved out of the store and linked back: the registry follows it and
+/// the tag pulls. regfsck called the revision's blob missing (`revision-blob-missing`, so the tag
+/// broken), and lossy repair quarantined the revision and the tag, which then failed to pull.
+/// Now a blob behind a symbolic link is unknown, as behind an unreadable folder: no verdict.
+#[test]
+fn regression_manifest_data_symlinked_out_of_the_store() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::Op;
+    let m = common::store::tag_digest("sample", "beta/app", "v1");
+    let data = format!("blobs/sha256/{}/{}/data", &m.hex()[..2], m.hex()).into_bytes();
+    let s = agrees(
+        "manifest data symlinked out of the store",
+        vec![Op::new(
+            "symlink:moved-outside-and-linked",
+            fuzz::gen::moved_outside(&data, "outside0"),
+        )],
+    );
+    assert!(s.unsure_pulled >= 1 && s.pulls_failed == 0, "{s:?}");
 }
