@@ -20,7 +20,7 @@ use fuzz::{campaign, Options};
 
 /// The fixed seed of the suite run, and how many cases it runs.
 const SUITE_SEED: u64 = 20261201;
-const SUITE_ITERS: u64 = 20;
+const SUITE_ITERS: u64 = 14;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -50,8 +50,9 @@ fn fixed_seed_run() {
     sum.print();
     // Every case reached every oracle.
     let s = sum.stats;
-    assert_eq!((s.checks, s.gc_compared), (20, 40));
-    assert!(s.pulls > 100 && s.undos > 10, "{s:?}");
+    let n = SUITE_ITERS as usize;
+    assert_eq!((s.checks, s.gc_compared), (n, 2 * n));
+    assert!(s.pulls > 5 * n && s.undos > n / 2, "{s:?}");
     // What is counted but not compared stays the exception (seed 20261201: 1 GC run, 2 tags).
     assert!(s.gc_unpredicted <= 4 && s.unsure <= 8, "{s:?}");
     assert!(sum.unknown().is_empty(), "new disagreements (see above)");
