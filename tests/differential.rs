@@ -572,3 +572,45 @@ fn regression_manifest_data_symlinked_out_of_the_store() {
     );
     assert!(s.unsure_pulled >= 1 && s.pulls_failed == 0, "{s:?}");
 }
+
+/// A pushed manifest the registry cannot decode (a layer that is an array) whose revision link
+/// is then truncated: the first repair rewrote the link, and only a second one saw the manifest
+/// it revives and quarantined the revision and its tag (`--lossy`). Now rewriting a revision
+/// link re-judges that revision in the same plan.
+#[test]
+fn regression_rewritten_revision_link_of_an_invalid_manifest() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let fixture = common::store::fixture("sample");
+    let v1 = common::store::tag_digest("sample", "beta/app", "v1");
+    let mut m = common::store::manifest_json(fixture.path(), &v1);
+    m["layers"] = serde_json::json!([[m["layers"][0].clone()]]);
+    let body = serde_json::to_vec(&m).unwrap();
+    let hex = fuzz::ops::manifest_digest(&body);
+    let s = agrees(
+        "rewritten revision link of an invalid manifest",
+        vec![
+            Op::new(
+                "manifest:array-for-object",
+                vec![Act::Manifest {
+                    repo: "beta/app".into(),
+                    tag: "fz0".into(),
+                    body: fuzz::json::J::parse(&body).unwrap(),
+                }],
+            ),
+            Op::new(
+                "link:truncated",
+                vec![Act::Write {
+                    path: revisions("beta/app", &hex)
+                        .into_iter()
+                        .chain(b"/link".iter().copied())
+                        .collect(),
+                    data: b"sha256:".to_vec(),
+                }],
+            ),
+        ],
+    );
+    assert_eq!((s.gc_real_aborts, s.repairs_applied), (2, 1), "{s:?}");
+}

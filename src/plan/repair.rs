@@ -499,18 +499,34 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
         .cloned()
         .collect();
     let mut actions = plan_round(inv, findings, opts, &restored);
-    let triggers = |actions: &[Action], done: &std::collections::HashSet<String>| -> Vec<String> {
+    // The actions whose effect can call for more: removals (what they leave dangling), and
+    // rewritten revision links (the revision is served again, and its manifest judged).
+    let triggers = |actions: &[Action],
+                    done: &std::collections::HashSet<String>|
+     -> Vec<(String, Option<Digest>)> {
         actions
             .iter()
             .filter_map(|a| match &a.kind {
-                ActionKind::Quarantine { path } if !done.contains(path) => Some(path.clone()),
+                ActionKind::Quarantine { path } if !done.contains(path) => {
+                    Some((path.clone(), None))
+                }
+                ActionKind::WriteLink { path, digest }
+                    if !done.contains(path)
+                        && matches!(layout::parse_path(path), Parsed::RevisionLink { .. }) =>
+                {
+                    Some((path.clone(), Some(digest.clone())))
+                }
                 _ => None,
             })
             .collect()
     };
     let mut simulated = std::collections::HashSet::new();
     let first = triggers(&actions, &simulated);
-    if opts.follow_ups && first.iter().any(|p| removal_has_dependents(p)) {
+    if opts.follow_ups
+        && first
+            .iter()
+            .any(|(p, written)| written.is_some() || removal_has_dependents(p))
+    {
         let check_opts = CheckOptions {
             now: opts.now,
             purge_age: opts.purge_age,
@@ -523,8 +539,13 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
                 break;
             }
             let mut blobs_changed = false;
-            for q in removals {
-                blobs_changed |= simulate::quarantine(&mut sim, &q);
+            for (q, written) in removals {
+                match &written {
+                    Some(d) => {
+                        simulate::write_revision_link(&mut sim, &q, d);
+                    }
+                    None => blobs_changed |= simulate::quarantine(&mut sim, &q),
+                }
                 simulated.insert(q);
             }
             if blobs_changed {
