@@ -272,7 +272,10 @@ fn pull(reg: &Registry, (repo, tag): &TagRef) -> Pulled {
             Err(e)
         }
     });
-    let answer = reg.get_manifest(repo, tag);
+    // No answer at all (a registry starved by a loaded machine) is asked once more, as above.
+    let answer = reg
+        .get_manifest(repo, tag)
+        .or_else(|| reg.get_manifest(repo, tag));
     let served = match &answer {
         Some(a) if a.status == 200 => {
             let hash = format!("sha256:{:x}", Sha256::digest(jws_payload(&a.body)));
