@@ -46,6 +46,14 @@ fn never_affects(code: Code) -> bool {
     )
 }
 
+/// Whether `path` lies in a tag's history (`_manifests/tags/<tag>/index/…`), which a pull of
+/// the tag never reads (it reads `current/link`): a finding there breaks no image, whatever
+/// digest it names.
+fn in_tag_history(path: &str) -> bool {
+    let mut parts = path.split('/').skip_while(|c| *c != "_manifests");
+    parts.nth(1) == Some("tags") && parts.nth(1) == Some("index")
+}
+
 /// Every digest a pull of `start` in `repo`'s context fetches (manifests, configs, layers,
 /// children), as far as the manifests can be read.
 fn pull_closure(inv: &Inventory, start: &Digest, out: &mut DigestSet) {
@@ -94,7 +102,7 @@ pub fn compute<'a>(inv: &'a Inventory, findings: &[Finding]) -> Vec<Vec<Affected
     findings
         .iter()
         .map(|f| {
-            if never_affects(f.code) {
+            if never_affects(f.code) || f.path.as_deref().is_some_and(in_tag_history) {
                 return Vec::new();
             }
             let repo = f.repo.as_deref().and_then(|r| inv.repo(r));
@@ -114,6 +122,8 @@ pub fn compute<'a>(inv: &'a Inventory, findings: &[Finding]) -> Vec<Vec<Affected
                     }
                 }
             }
+            // A tag's history (`index/`) is not read by a pull of the tag: a finding there
+            // concerns the tag's past, not its image.
             if let (Some(r), Some(t)) = (repo, f.tag.as_deref()) {
                 add(r, t);
             }
@@ -184,6 +194,33 @@ mod tests {
         assert_eq!(got[3], vec![one("a", &["gone"])]);
         assert!(got[4].is_empty(), "unreferenced blobs affect no image");
         assert_eq!(got[5], vec![one("a", &["v1"])]);
+    }
+
+    #[test]
+    fn a_tags_history_affects_no_pull() {
+        // Found by the differential fuzzer: a wrong digest in a tag's index link was said to
+        // break the tag, which pulls (a pull reads only `current/link`).
+        let mut b = Builder::new();
+        let a = b.image("a", Some("v1"));
+        let inv = b.build();
+        let index = format!(
+            "{}/index/sha256/{}/link",
+            crate::model::layout::tag_dir("a", "v1"),
+            a.hex()
+        );
+        let current = crate::model::layout::tag_current_link("a", "v1");
+        let findings = vec![
+            Finding::new(Code::LinkMismatch, &index, "m")
+                .repo("a")
+                .tag("v1")
+                .digest(&a),
+            Finding::new(Code::LinkMalformed, &current, "m")
+                .repo("a")
+                .tag("v1"),
+        ];
+        let got = compute(&inv, &findings);
+        assert!(got[0].is_empty(), "{:?}", got[0]);
+        assert_eq!(got[1].len(), 1);
     }
 
     #[test]

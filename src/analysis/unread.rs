@@ -35,6 +35,9 @@ pub struct Blind {
     repos: BTreeMap<String, RepoBlind>,
     /// Folders of `blobs/` that could not be listed.
     blob_dirs: BTreeSet<String>,
+    /// Symbolic links in `blobs/` (a fan-out or blob folder, a `data` file): regfsck never
+    /// follows one, the registry does, so what lies behind is as unknown as an unread folder.
+    blob_symlinks: BTreeSet<String>,
 }
 
 /// The repository a path lies in: the longest repository name that prefixes it at a `/`
@@ -53,6 +56,12 @@ impl Blind {
     pub fn of(inv: &Inventory) -> Blind {
         let mut b = Blind {
             paths: inv.unreadable_paths(),
+            blob_symlinks: inv
+                .symlinks
+                .iter()
+                .filter(|s| s.path.starts_with("blobs/"))
+                .map(|s| s.path.clone())
+                .collect(),
             ..Blind::default()
         };
         let unreadable_manifest = |p: &str| matches!(layout::parse_path(p), layout::Parsed::BlobData(d) if inv.manifest_unreadable(&d).is_some());
@@ -128,17 +137,21 @@ impl Blind {
         self.repos.get(name).cloned().unwrap_or_default()
     }
 
-    /// Whether the place where blob `d` would be could not be listed (so "it does not exist"
-    /// is no verdict).
+    /// Whether the place where blob `d` would be could not be listed, or lies behind a symbolic
+    /// link (so "it does not exist" is no verdict).
     pub fn blob_location(&self, d: &Digest) -> bool {
-        if self.blob_dirs.is_empty() {
+        if self.blob_dirs.is_empty() && self.blob_symlinks.is_empty() {
             return false;
         }
         let dir = layout::blob_dir(d);
-        dir.match_indices('/')
+        let data = layout::blob_data(d);
+        let blind = |p: &str| self.blob_dirs.contains(p) || self.blob_symlinks.contains(p);
+        let found = dir
+            .match_indices('/')
             .map(|(i, _)| &dir[..i])
-            .chain(std::iter::once(dir.as_str()))
-            .any(|p| self.blob_dirs.contains(p))
+            .chain([dir.as_str(), data.as_str()])
+            .any(blind);
+        found
     }
 
     /// The unreadable paths a garbage-collect run reads.

@@ -227,6 +227,10 @@ pub struct Repo {
     pub uploads: Vec<Upload>,
     pub odd_layer_links: Vec<OddLink>,
     pub odd_revision_links: Vec<OddLink>,
+    /// `link` entries in digest folders of `_layers` and `_manifests/revisions` whose names are
+    /// not UTF-8 (v2-relative, lossy): the registry's walk reads them and its driver refuses the
+    /// path (`invalid path`).
+    pub non_utf8_links: Vec<String>,
     /// Entries of `tags/` that are not plain tag folders (usually none).
     pub odd_tags: Vec<OddTag>,
 }

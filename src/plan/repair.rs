@@ -93,6 +93,30 @@ fn referenced_by(inv: &Inventory, repo: &Repo, d: &Digest) -> bool {
     )
 }
 
+/// Whether the symbolic link at `path` stands where the registry reads an object (a blob, a
+/// link, a tag) and leads to something it can read there (a file or folder of the store, or out
+/// of it): the registry follows it, so pulls may depend on it. Loops, dangling links and links
+/// elsewhere (an alias of a repository, an ancestor) serve nothing a pull needs.
+fn serves_through(inv: &Inventory, path: &str) -> bool {
+    use crate::model::inventory::{EntryType, SymlinkTarget};
+    let leads = inv.symlink(path).is_some_and(|s| match &s.target {
+        SymlinkTarget::Inside { kind, .. } => matches!(kind, EntryType::File | EntryType::Dir),
+        SymlinkTarget::Unknown(_) => true,
+        SymlinkTarget::Loop | SymlinkTarget::Dangling | SymlinkTarget::NotDir => false,
+    });
+    leads
+        && matches!(
+            layout::parse_path(path),
+            Parsed::BlobDir(_)
+                | Parsed::BlobData(_)
+                | Parsed::LayerLink { .. }
+                | Parsed::RevisionLink { .. }
+                | Parsed::TagDir { .. }
+                | Parsed::TagCurrent { .. }
+                | Parsed::TagIndexLink { .. }
+        )
+}
+
 impl Planner<'_> {
     fn push(
         &mut self,
@@ -299,6 +323,10 @@ impl Planner<'_> {
             Code::UploadStale if !self.upload_is_live(repo, &path) => {
                 self.quarantine(&path, f.code, f.code.meaning().to_string(), vec![]);
             }
+            Code::PathSymlink if serves_through(inv, &path) => {
+                // The registry follows it to what a pull reads: quarantining it breaks the
+                // pull (a link file is rewritten instead, under link-not-file).
+            }
             Code::BlobStrayFile
             | Code::PathTempResidue
             | Code::RepoStrayUnderscore
@@ -471,18 +499,34 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
         .cloned()
         .collect();
     let mut actions = plan_round(inv, findings, opts, &restored);
-    let triggers = |actions: &[Action], done: &std::collections::HashSet<String>| -> Vec<String> {
+    // The actions whose effect can call for more: removals (what they leave dangling), and
+    // rewritten revision links (the revision is served again, and its manifest judged).
+    let triggers = |actions: &[Action],
+                    done: &std::collections::HashSet<String>|
+     -> Vec<(String, Option<Digest>)> {
         actions
             .iter()
             .filter_map(|a| match &a.kind {
-                ActionKind::Quarantine { path } if !done.contains(path) => Some(path.clone()),
+                ActionKind::Quarantine { path } if !done.contains(path) => {
+                    Some((path.clone(), None))
+                }
+                ActionKind::WriteLink { path, digest }
+                    if !done.contains(path)
+                        && matches!(layout::parse_path(path), Parsed::RevisionLink { .. }) =>
+                {
+                    Some((path.clone(), Some(digest.clone())))
+                }
                 _ => None,
             })
             .collect()
     };
     let mut simulated = std::collections::HashSet::new();
     let first = triggers(&actions, &simulated);
-    if opts.follow_ups && first.iter().any(|p| removal_has_dependents(p)) {
+    if opts.follow_ups
+        && first
+            .iter()
+            .any(|(p, written)| written.is_some() || removal_has_dependents(p))
+    {
         let check_opts = CheckOptions {
             now: opts.now,
             purge_age: opts.purge_age,
@@ -495,8 +539,13 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
                 break;
             }
             let mut blobs_changed = false;
-            for q in removals {
-                blobs_changed |= simulate::quarantine(&mut sim, &q);
+            for (q, written) in removals {
+                match &written {
+                    Some(d) => {
+                        simulate::write_revision_link(&mut sim, &q, d);
+                    }
+                    None => blobs_changed |= simulate::quarantine(&mut sim, &q),
+                }
                 simulated.insert(q);
             }
             if blobs_changed {
@@ -530,13 +579,22 @@ fn finish(mut actions: Vec<Action>) -> Plan {
             _ => None,
         })
         .collect();
+    // A link write displaces whatever is at its path into the quarantine (the applier moves it
+    // there first): it answers a quarantine of that very path too, and keeps the link the
+    // registry reads (a symbolic link it follows, replaced by the link it should be).
+    let written: std::collections::HashSet<String> = actions
+        .iter()
+        .filter(|a| matches!(a.kind, ActionKind::WriteLink { .. }))
+        .map(|a| a.kind.path().to_string())
+        .collect();
     let mut seen = std::collections::HashSet::new();
     actions.retain(|a| {
         let path = a.kind.path().to_string();
         let inside = quarantined
             .iter()
             .any(|q| path.starts_with(&format!("{q}/")));
-        !inside && seen.insert(path)
+        let displaced = matches!(a.kind, ActionKind::Quarantine { .. }) && written.contains(&path);
+        !inside && !displaced && seen.insert(path)
     });
     Plan {
         schema: super::PLAN_SCHEMA.to_string(),

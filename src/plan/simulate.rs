@@ -65,6 +65,29 @@ pub(crate) fn quarantine(inv: &mut Inventory, path: &str) -> bool {
     blobs_changed
 }
 
+/// Set in `inv` what writing `digest` to the revision link at the v2-relative `path` makes of it,
+/// as the next scan would see it: the revision is then served, and its manifest judged. (Only
+/// revision links: what a revision names decides what is checked next.) Returns whether `path`
+/// was a revision link of a known repository.
+pub(crate) fn write_revision_link(inv: &mut Inventory, path: &str, digest: &Digest) -> bool {
+    let layout::Parsed::RevisionLink { repo, digest: d } = layout::parse_path(path) else {
+        return false;
+    };
+    let Some(r) = inv.repos.iter_mut().find(|r| r.name == repo) else {
+        return false;
+    };
+    // Whatever stood there (a malformed file, a symbolic link, a folder) goes into the quarantine.
+    inv.entries.retain(|e| !under(&e.path, path));
+    inv.symlinks.retain(|s| !under(&s.path, path));
+    r.odd_revision_links.retain(|l| !under(&l.path, path));
+    let link = Link::new(d.clone(), LinkState::Ok(digest.clone()));
+    match r.revisions.iter_mut().find(|l| l.path_digest == d) {
+        Some(l) => *l = link,
+        None => r.revisions.push(link),
+    }
+    true
+}
+
 /// `<alg>/<hex>` (the link's folder: the link goes) or `<alg>/<hex>/link` (the file goes, the
 /// folder stays: the scan then sees an absent link).
 fn remove_link(links: &mut Vec<Link>, rest: &[&str]) {

@@ -318,9 +318,21 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
+    try_http(port, method, path, headers, body).expect("an HTTP answer")
+}
+
+/// `http`, with `None` when no answer came (refused, reset, closed without one, timed out): a
+/// registry under heavy load is no answer about the store.
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String, Vec<u8>)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n",
         body.len()
@@ -329,21 +341,18 @@ pub fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(req.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
+    s.read_to_end(&mut resp).ok()?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (status, head, resp[split + 4..].to_vec())
+    Some((status, head, resp[split + 4..].to_vec()))
 }
 
 impl Registry {
@@ -465,4 +474,58 @@ pub fn gc_run(root: &Path, delete_untagged: bool) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The dry-run's count line, `N blobs marked, N blobs and N manifests eligible for deletion`:
+/// (marked, eligible blobs, eligible manifests); `None` when the run stopped before it.
+pub fn gc_summary(stdout: &str) -> Option<(usize, usize, usize)> {
+    let line = stdout
+        .lines()
+        .find(|l| l.ends_with(" manifests eligible for deletion"))?;
+    let nums: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match nums[..] {
+        [a, b, c] => Some((a, b, c)),
+        _ => None,
+    }
+}
+
+/// What the registry answered to a manifest GET.
+pub struct ManifestAnswer {
+    pub status: u16,
+    /// The `Docker-Content-Digest` header.
+    pub digest: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Registry {
+    /// `GET /v2/<repo>/manifests/<reference>` accepting every manifest type, as a client does
+    /// before it verifies anything: tells a failure of the registry from one of the client.
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> Option<ManifestAnswer> {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, \
+                      application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.oci.image.index.v1+json, \
+                      application/vnd.docker.distribution.manifest.v1+prettyjws";
+        let (status, head, body) = try_http(
+            self.port,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", accept)],
+            b"",
+        )?;
+        let digest = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_string())
+        });
+        Some(ManifestAnswer {
+            status,
+            digest,
+            body,
+        })
+    }
 }

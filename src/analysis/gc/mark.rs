@@ -181,6 +181,21 @@ impl<'a> Marker<'a> {
                 }
             }
         }
+        for path in repo
+            .non_utf8_links
+            .iter()
+            .filter(|p| p.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+        {
+            // The walk's own stat passes (the inner driver's), the read through the base driver
+            // refuses the name: `filesystem: invalid path: /docker/registry/v2/…`.
+            let walked = rename(path, &v.real, &v.walked);
+            extra.push(Item {
+                at: At::Path(path.clone()),
+                got: Got::Err(GoError::invalid_path(&format!(
+                    "/docker/registry/v2/{walked}"
+                ))),
+            });
+        }
         if !extra.is_empty() {
             // Interleave the rare odd entries in walk order; only then are paths built.
             out.extend(extra);

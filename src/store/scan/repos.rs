@@ -168,6 +168,7 @@ fn scan_repo(v2: &Path, name: String, children: &[Child], opts: &ScanOptions) ->
         let found = link_tree(v2, &rel, Tree::Layers, opts, &mut s);
         repo.layers = found.links;
         repo.odd_layer_links = found.odd;
+        repo.non_utf8_links.extend(found.non_utf8_links);
     }
     if repo.has_manifests {
         manifests_dir(v2, &mut repo, opts, &mut s);
@@ -280,6 +281,8 @@ struct Found {
     odd: Vec<OddLink>,
     /// Tag index links only, and only when the link was statted (deep scans).
     mtimes: Vec<(Digest, Timestamp)>,
+    /// `<alg>/<name>/link` below a digest folder name that is not UTF-8 (lossy).
+    non_utf8_links: Vec<String>,
 }
 
 impl Found {
@@ -327,6 +330,7 @@ fn alg_links(
     for (f, ps) in parts {
         found.links.extend(f.links);
         found.odd.extend(f.odd);
+        found.non_utf8_links.extend(f.non_utf8_links);
         found.mtimes.extend(f.mtimes);
         s.merge(ps);
     }
@@ -348,6 +352,14 @@ fn digest_folders(
     for h in hexes {
         let Some(hex) = h.name.to_str() else {
             s.non_utf8(arel, &h.name);
+            // The registry's walk still reads a `link` in there (and its driver refuses the
+            // path): record that one exists, by lstat of the raw name, without reading it.
+            let raw = v2.join(arel).join(&h.name).join("link");
+            if h.kind == EntryType::Dir && std::fs::symlink_metadata(raw).is_ok() {
+                found
+                    .non_utf8_links
+                    .push(format!("{arel}/{}/link", h.name.to_string_lossy()));
+            }
             continue;
         };
         if h.kind != EntryType::Dir {
@@ -452,6 +464,7 @@ fn manifests_dir(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
                 );
                 repo.revisions = found.links;
                 repo.odd_revision_links = found.odd;
+                repo.non_utf8_links.extend(found.non_utf8_links);
             }
             ("tags", EntryType::Dir) => {
                 repo.has_tags = true;
