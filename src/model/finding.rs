@@ -221,7 +221,7 @@ codes! {
         "fix the cause named in the message, or do not run that garbage-collect";
     GcCannotPredict = "gc-cannot-predict", Error,
         "regfsck cannot tell what the registry's garbage-collect would do: it would read paths regfsck could not read, or follow a symbolic link where regfsck does not",
-        "make the named paths readable to regfsck (or remove the symbolic links), then re-run regfsck gc; do not run garbage-collect until then";
+        "make the named paths readable to regfsck (or replace the symbolic links by copies of their targets), then re-run regfsck gc; do not run garbage-collect until then";
 }
 
 impl fmt::Display for Code {

@@ -196,8 +196,13 @@ pub fn manual(code: Code, inv_has_repositories: bool) -> String {
         Code::BlobSizeMismatch => {
             "re-push the image (when the blob's content is also wrong, blob-digest-mismatch is reported for it and repair quarantines it)"
         }
-        Code::BlobPathInvalid | Code::BlobStrayFile | Code::PathSymlink | Code::PathTempResidue => {
+        Code::BlobPathInvalid | Code::BlobStrayFile | Code::PathTempResidue => {
             "move it out of the store by hand"
+        }
+        // The registry follows symbolic links: a pull may read through this one, so moving it
+        // out could break a tag that works today.
+        Code::PathSymlink => {
+            "leave it until it is replaced by what it points to: the registry reads through it, so deleting it breaks the pulls that do (in docker/registry/v2, for each PATH listed: `t=$(readlink -f PATH) && rm PATH && cp -a \"$t\" PATH`)"
         }
         Code::LinkMalformed | Code::LinkMismatch | Code::LinkNotFile => {
             "re-push the image or tag the link belongs to (regfsck cannot tell which digest it should name)"
