@@ -40,6 +40,8 @@ pub struct GcArgs {
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     #[command(flatten)]
+    pub io: super::IoArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
 }
 
@@ -304,7 +306,15 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
     super::configure_threads(args.jobs);
     let progress = super::progress_bar::for_run(args.quiet);
-    let inv = scan::scan(&located.store, progress.as_ref()).map_err(super::scan_failure)?;
+    let inv = scan::scan_with(
+        &located.store,
+        &scan::ScanOptions {
+            io_depth: args.io.depth(),
+            ..Default::default()
+        },
+        progress.as_ref(),
+    )
+    .map_err(super::scan_failure)?;
     let mut preds = Vec::new();
     for v in &versions {
         for m in &modes {

@@ -154,6 +154,23 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
     flag
 }
 
+/// Reads in flight, apart from the hashing threads (`--jobs`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct IoArgs {
+    /// Reads kept in flight by the scan and the hashing of small blobs (default: 64), whatever
+    /// the number of cores: a cold cache waits on the device, which answers many requests at
+    /// once. Lower it (e.g. 4) on a spinning disk shared with a live registry, to leave it room.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub io_depth: Option<u32>,
+}
+
+impl IoArgs {
+    /// The depth for `ScanOptions::io_depth` and `VerifyOptions::io_depth` (0: the default).
+    pub fn depth(&self) -> usize {
+        self.io_depth.unwrap_or(0) as usize
+    }
+}
+
 pub fn configure_threads(jobs: Option<usize>) {
     if let Some(n) = jobs.filter(|&n| n > 0) {
         // Fails only if a pool already exists (library use); the existing pool is then used.

@@ -21,6 +21,13 @@ use std::time::Instant;
 pub const MMAP_THRESHOLD: u64 = 4 << 20;
 const BUF_SIZE: usize = 1 << 20;
 
+/// Blobs below this size are latency-bound on a cold cache (an inode and a few blocks, hashed in
+/// microseconds): they are hashed on the I/O workers, `--io-depth` at a time, through a small
+/// buffer each, so memory stays small at any depth. Larger blobs are bandwidth- and CPU-bound:
+/// one per hashing thread (`--jobs`), the kernel's readahead keeping the device busy.
+pub const SMALL_BLOB: u64 = 1 << 20;
+const SMALL_BUF: usize = 64 << 10;
+
 pub type Selector = Box<dyn Fn(&Blob) -> bool + Send + Sync>;
 
 #[derive(Default)]
@@ -31,6 +38,9 @@ pub struct VerifyOptions {
     pub deadline: Option<Instant>,
     /// Which blobs to hash (subset, incremental state); all when `None`.
     pub select: Option<Selector>,
+    /// Reads in flight for the small blobs (`--io-depth`; 0: the default, see
+    /// `scan::ScanOptions::io_depth`).
+    pub io_depth: usize,
 }
 
 /// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob: 8 MiB is a few
@@ -145,51 +155,39 @@ pub fn hash_file(
 /// Hash the selected blobs and record each outcome in `Blob::verify` and `inv.stats`.
 pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
     let started = Instant::now();
-    let selected: Vec<usize> = inv
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = inv
         .blobs
         .iter()
         .enumerate()
         .filter(|(_, b)| opts.select.as_ref().is_none_or(|s| s(b)))
         .map(|(i, _)| i)
-        .collect();
-    let total: u64 = selected.iter().map(|&i| inv.blobs[i].size).sum();
+        .partition(|&i| inv.blobs[i].size < SMALL_BLOB);
+    let total: u64 = small.iter().chain(&large).map(|&i| inv.blobs[i].size).sum();
+    // Inode order, as the scan reads (`scan::io::by_inode`): the device reads inode tables and,
+    // mostly, blocks in order.
+    small.sort_unstable_by_key(|&i| inv.blobs[i].inode);
+    large.sort_unstable_by_key(|&i| inv.blobs[i].inode);
     let bar = progress.bar("verify", total, Unit::Bytes);
-    let stopped = AtomicBool::new(false);
-    let hashed_bytes = AtomicU64::new(0);
-    let v2 = inv.v2.clone();
-    let blobs = &inv.blobs;
-    let results: Vec<(usize, Verify)> = selected
-        .par_iter()
-        .map_init(
-            || vec![0u8; BUF_SIZE],
-            |buf, &i| {
-                let cancelled = opts
-                    .cancel
-                    .as_ref()
-                    .is_some_and(|c| c.load(Ordering::Relaxed))
-                    || opts.deadline.is_some_and(|d| Instant::now() >= d);
-                if cancelled {
-                    stopped.store(true, Ordering::Relaxed);
-                    return (i, Verify::NotChecked);
-                }
-                let b = &blobs[i];
-                let path = v2.join(layout::blob_data(&b.digest));
-                let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
-                    Ok(d) if d == b.digest => Verify::Ok,
-                    Ok(d) => Verify::Mismatch(Box::new(d)),
-                    Err(v) => v,
-                };
-                if v == Verify::NotChecked {
-                    stopped.store(true, Ordering::Relaxed);
-                    return (i, v);
-                }
-                hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
-                bar.inc(b.size);
-                (i, v)
-            },
-        )
-        .collect();
+    let lane = Lane {
+        inv,
+        opts,
+        bar: bar.as_ref(),
+        stopped: AtomicBool::new(false),
+        hashed_bytes: AtomicU64::new(0),
+    };
+    // Both lanes at once: the small blobs keep the device's queue full while the large ones keep
+    // the cores busy. Without an I/O pool (threads refused) the small blobs share the cores.
+    let pool = crate::store::scan::io::pool(opts.io_depth).ok();
+    let (mut results, large_results) = rayon::join(
+        || match &pool {
+            Some(p) => p.install(|| lane.hash(&small, SMALL_BUF)),
+            None => lane.hash(&small, SMALL_BUF),
+        },
+        || lane.hash(&large, BUF_SIZE),
+    );
+    results.extend(large_results);
     bar.finish();
+    let (stopped, hashed_bytes) = (lane.stopped, lane.hashed_bytes);
     let mut hashed = 0;
     for (i, v) in results {
         if v != Verify::NotChecked {
@@ -201,6 +199,54 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
     inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);
     inv.stats.hash_seconds += started.elapsed().as_secs_f64();
     inv.stats.hash_incomplete |= stopped.load(Ordering::Relaxed);
+}
+
+/// What both hashing lanes share.
+struct Lane<'a> {
+    inv: &'a Inventory,
+    opts: &'a VerifyOptions,
+    bar: &'a dyn crate::progress::Bar,
+    stopped: AtomicBool,
+    hashed_bytes: AtomicU64,
+}
+
+impl Lane<'_> {
+    /// Hash these blobs (indices into `inv.blobs`) on the current pool, through a buffer of
+    /// `buf_size` bytes per task.
+    fn hash(&self, which: &[usize], buf_size: usize) -> Vec<(usize, Verify)> {
+        let opts = self.opts;
+        which
+            .par_iter()
+            .map_init(
+                || vec![0u8; buf_size],
+                |buf, &i| {
+                    let cancelled = opts
+                        .cancel
+                        .as_ref()
+                        .is_some_and(|c| c.load(Ordering::Relaxed))
+                        || opts.deadline.is_some_and(|d| Instant::now() >= d);
+                    if cancelled {
+                        self.stopped.store(true, Ordering::Relaxed);
+                        return (i, Verify::NotChecked);
+                    }
+                    let b = &self.inv.blobs[i];
+                    let path = self.inv.v2.join(layout::blob_data(&b.digest));
+                    let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
+                        Ok(d) if d == b.digest => Verify::Ok,
+                        Ok(d) => Verify::Mismatch(Box::new(d)),
+                        Err(v) => v,
+                    };
+                    if v == Verify::NotChecked {
+                        self.stopped.store(true, Ordering::Relaxed);
+                        return (i, v);
+                    }
+                    self.hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
+                    self.bar.inc(b.size);
+                    (i, v)
+                },
+            )
+            .collect()
+    }
 }
 
 /// sha256 of every data file at a malformed path under blobs/, by v2-relative path: what the

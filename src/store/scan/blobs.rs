@@ -116,9 +116,10 @@ fn shard(
     let Some(fd) = sink.open(v2, &dir) else {
         return;
     };
-    let Some(children) = sink.list_open(&fd, &dir) else {
+    let Some(mut children) = sink.list_open(&fd, &dir) else {
         return;
     };
+    super::io::by_inode(&mut children);
     let mut rel = Vec::with_capacity(160);
     if children.is_empty() {
         sink.entry(dir.clone(), EntryKind::EmptyDir);

@@ -14,6 +14,8 @@ pub const LINK_CAP: u64 = 256;
 pub struct Child {
     pub name: OsString,
     pub kind: EntryType,
+    /// The inode number the listing gave (`d_ino`): the scan reads in this order (`io::by_inode`).
+    pub ino: u64,
 }
 
 /// List a directory without following anything; sorted by name bytes (as the registry's walk).
@@ -228,6 +230,7 @@ impl DirFd {
                 if reclen == 0 || off + reclen > n {
                     return Err(io::Error::from_raw_os_error(libc::EIO));
                 }
+                let ino = u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap_or([0; 8]));
                 let dtype = buf[off + 18];
                 let name_area = &buf[off + 19..off + reclen];
                 let len = name_area
@@ -249,6 +252,7 @@ impl DirFd {
                 out.push(Child {
                     name: OsString::from_vec(name.to_vec()),
                     kind,
+                    ino,
                 });
             }
         }

@@ -97,6 +97,8 @@ pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions) {
     let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
     let mut unreadable = Vec::new();
     while !frontier.is_empty() && !opts.cancelled() {
+        // In the order of the blobs' inodes (`io::by_inode`); every digest here has a blob.
+        frontier.sort_by_cached_key(|d| inv.blob(d).map_or(0, |b| b.inode));
         let mut next = Vec::new();
         let mut round = Vec::with_capacity(frontier.len());
         // In chunks, so that parsed manifests wait in small batches, not all at once.
