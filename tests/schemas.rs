@@ -411,15 +411,20 @@ fn drifted_documents_fail_their_schema() {
                 .unwrap();
             f["repair"]["actions"][0]["status"] = "applied".into()
         }),
-        ("check", &check, "evidence that is not a list of paths", |d| {
-            let f = d["findings"]
-                .as_array_mut()
-                .unwrap()
-                .iter_mut()
-                .find(|f| f["repair"].get("actions").is_some())
-                .unwrap();
-            f["repair"]["actions"][0]["evidence"] = "blobs/".into()
-        }),
+        (
+            "check",
+            &check,
+            "evidence that is not a list of paths",
+            |d| {
+                let f = d["findings"]
+                    .as_array_mut()
+                    .unwrap()
+                    .iter_mut()
+                    .find(|f| f["repair"].get("actions").is_some())
+                    .unwrap();
+                f["repair"]["actions"][0]["evidence"] = "blobs/".into()
+            },
+        ),
         ("gc", &gc, "an unknown registry version", |d| {
             d["predictions"][0]["registry_version"] = "2.7".into()
         }),

@@ -391,7 +391,13 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             });
         }
     }
-    let before = check_store(&located.store, &opts, args.no_verify, args.quiet, args.io.depth())?;
+    let before = check_store(
+        &located.store,
+        &opts,
+        args.no_verify,
+        args.quiet,
+        args.io.depth(),
+    )?;
     apply_opts.unreadable = unreadable(&before.findings);
     let plan = plan::repair::plan(
         &before.inv,

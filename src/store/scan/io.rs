@@ -42,4 +42,4 @@ pub fn by_inode(children: &mut [Child]) {
 /// Folders per parallel task in the link and blob walks: small enough that a repository or a
 /// shard of a few hundred objects still keeps many reads in flight, large enough that task
 /// overhead (microseconds) stays far below the reads themselves on a warm cache.
-pub const CHUNK: usize = 64;
+pub const CHUNK: usize = 16;

@@ -354,8 +354,10 @@ impl Found {
     }
 }
 
-/// The digest folders of one `<alg>` folder, already open as `dir`: in inode order, in
-/// parallel chunks (`io::CHUNK`), so that the reads of one repository are many in flight.
+/// The digest folders of one `<alg>` folder, already open as `dir`: listed a batch at a time
+/// (`list_batches`: memory stays at one batch however large the repository), each batch in
+/// inode order and in parallel chunks (`io::CHUNK`), so that the reads of one repository are
+/// many in flight.
 fn alg_links(
     cx: Ctx,
     arel: &str,
@@ -365,30 +367,35 @@ fn alg_links(
     found: &mut Found,
     s: &mut Sink,
 ) {
-    let Some(mut hexes) = s.list_open(dir, arel) else {
-        return;
-    };
-    io::by_inode(&mut hexes);
-    if hexes.len() <= io::CHUNK {
-        let before = found.links.len();
-        digest_folders(cx, arel, alg, dir, &hexes, tree, found, s);
-        cx.found.inc((found.links.len() - before) as u64);
-        return;
-    }
-    let parts: Vec<(Found, Sink)> = hexes
-        .par_chunks(io::CHUNK)
-        .map(|chunk| {
-            let (mut f, mut ps) = (Found::default(), Sink::default());
-            digest_folders(cx, arel, alg, dir, chunk, tree, &mut f, &mut ps);
-            cx.found.inc(f.links.len() as u64);
-            (f, ps)
-        })
-        .collect();
-    for (f, ps) in parts {
-        found.links.extend(f.links);
-        found.odd.extend(f.odd);
-        found.mtimes.extend(f.mtimes);
-        s.merge(ps);
+    let listed = dir.list_batches(|hexes| {
+        if cx.opts.cancelled() {
+            return;
+        }
+        io::by_inode(hexes);
+        if hexes.len() <= io::CHUNK {
+            let before = found.links.len();
+            digest_folders(cx, arel, alg, dir, hexes, tree, found, s);
+            cx.found.inc((found.links.len() - before) as u64);
+            return;
+        }
+        let parts: Vec<(Found, Sink)> = hexes
+            .par_chunks(io::CHUNK)
+            .map(|chunk| {
+                let (mut f, mut ps) = (Found::default(), Sink::default());
+                digest_folders(cx, arel, alg, dir, chunk, tree, &mut f, &mut ps);
+                cx.found.inc(f.links.len() as u64);
+                (f, ps)
+            })
+            .collect();
+        for (f, ps) in parts {
+            found.links.extend(f.links);
+            found.odd.extend(f.odd);
+            found.mtimes.extend(f.mtimes);
+            s.merge(ps);
+        }
+    });
+    if let Err(e) = listed {
+        s.io_error(arel, e);
     }
 }
 
@@ -531,9 +538,9 @@ fn manifests_dir(cx: Ctx, repo: &str, m: &mut ManifestsDir, s: &mut Sink) {
     let ((revisions, rs), (tags, ts)) = rayon::join(
         || {
             let mut s = Sink::default();
-            let found = m.has_revisions.then(|| {
-                link_tree(cx, &layout::revisions_dir(repo), Tree::Revisions, &mut s)
-            });
+            let found = m
+                .has_revisions
+                .then(|| link_tree(cx, &layout::revisions_dir(repo), Tree::Revisions, &mut s));
             (found, s)
         },
         || {
@@ -655,15 +662,7 @@ fn tag_fast(cx: Ctx, tags: &fsio::DirFd, trel: &str, name: &str, s: &mut Sink) -
         .ok()?;
     let arel = format!("{trel}/index/sha256");
     let mut found = Found::default();
-    alg_links(
-        cx,
-        &arel,
-        "sha256",
-        &index,
-        Tree::TagIndex,
-        &mut found,
-        s,
-    );
+    alg_links(cx, &arel, "sha256", &index, Tree::TagIndex, &mut found, s);
     let (index, index_mtimes) = found.into_tag_history(s);
     Some(Tag {
         name: name.to_string(),
