@@ -351,16 +351,29 @@ fn completions_complete() {
             .collect()
     };
     let subs = complete("regfsck ''");
-    for s in ["check", "du", "gc", "repair", "undo", "completions"] {
+    for s in [
+        "check",
+        "du",
+        "gc",
+        "repair",
+        "undo",
+        "ls",
+        "rm",
+        "prune",
+        "purge",
+        "completions",
+    ] {
         assert!(subs.iter().any(|x| x == s), "{s}: {subs:?}");
     }
-    let opts = complete("regfsck check --re");
+    let opts = complete("regfsck check --rev");
     assert_eq!(opts, ["--reverify-after"]);
     let formats = complete("regfsck du --format ''");
     assert_eq!(formats, ["table", "json", "csv"]);
     for shell in ["zsh", "fish"] {
         let s = gen(shell);
-        for sub in ["check", "du", "gc", "repair", "undo"] {
+        for sub in [
+            "check", "du", "gc", "repair", "undo", "ls", "prune", "purge",
+        ] {
             assert!(s.contains(sub), "{shell}: {sub}");
         }
         assert!(
@@ -463,7 +476,7 @@ fn man_pages_cover_every_subcommand_and_option() {
             sub.get_name()
         );
     }
-    assert_eq!(pages, 7);
+    assert_eq!(pages, 11);
     let files = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(files, pages, "a page for a hidden command, or one too many");
 }

@@ -34,38 +34,7 @@ fn agree(root: &Path, what: &str) -> (gc::Prediction, gc::Prediction) {
     for m in [false, true] {
         let real = gc_dry_run(root, m);
         let p = gc::predict(&inv, Version::V2_8, m);
-        assert!(
-            p.cannot_predict.is_none(),
-            "{what} -m={m}: regfsck cannot predict ({:?}); the real GC said {:?}",
-            p.cannot_predict,
-            real.aborted
-        );
-        let (blobs, manifests, aborted) = p.dry_run_view();
-        assert_eq!(
-            aborted,
-            real.aborted.is_some(),
-            "{what} -m={m}: abort predicted {:?}, real {:?}",
-            p.abort,
-            real.aborted
-        );
-        if let (Some(a), Some(r)) = (&p.abort, &real.aborted) {
-            // A JSON parser's own error text differs between Go and Rust: compare up to it.
-            // Everything else (paths, Go's wrapping, errno texts) must be verbatim.
-            let strip = |t: &str| match t.find("failed to retrieve manifest for digest ") {
-                Some(i) => {
-                    t[..i + "failed to retrieve manifest for digest ".len() + 71].to_string()
-                }
-                None => t.to_string(),
-            };
-            assert_eq!(strip(&a.reason), strip(r), "{what} -m={m}: abort reason");
-            assert_eq!(p.panic, real.exit_code == 2, "{what}: panic");
-        } else {
-            assert_eq!(blobs, real.eligible_blobs, "{what} -m={m}: eligible blobs");
-            assert_eq!(
-                manifests, real.eligible_manifests,
-                "{what} -m={m}: eligible manifests"
-            );
-        }
+        common::registry::assert_agrees(&p, &real, &format!("{what} -m={m}"));
         out.push(p);
     }
     let m = out.pop().unwrap();

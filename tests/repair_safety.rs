@@ -509,7 +509,7 @@ fn records_match_what_happened() {
     let o = undo(root, &["--list"]);
     assert_eq!(
         o.stdout,
-        format!("{id}  2 actions: 1 applied, 1 skipped, 0 refused, 0 failed  complete\n")
+        format!("{id}  2 actions: 1 applied, 1 skipped, 0 refused, 0 failed  complete  (repair; 1 B in the quarantine)\n")
     );
     let o = undo(root, &["--run", &id]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);

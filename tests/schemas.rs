@@ -320,6 +320,69 @@ fn every_json_output_matches_its_schema() {
     assert_eq!(runs["runs"][0]["state"], "partly-undone", "{runs:#}");
     case("runs", &runs, "undo --list after a partial undo");
 
+    // Cleanup: ls, plans of rm / prune / gc --sweep, applied runs (with and without --purge),
+    // purge, and the runs list with a purged run.
+    let cleaned = fixture("sample");
+    let croot = cleaned.path().to_str().unwrap();
+    let cnow = fixture_now(cleaned.path()).to_string();
+    let (_, ls) = run_json(&["ls", croot]);
+    case("ls", &ls, "ls sample");
+    let (_, ls) = run_json(&["ls", minimal.path().to_str().unwrap()]);
+    case("ls", &ls, "ls minimal");
+    let (_, rm) = run_json(&[
+        "rm",
+        croot,
+        "library/alpine:3.19",
+        "scratch/doomed",
+        "--now",
+        &cnow,
+    ]);
+    assert_eq!(rm["applied"], false, "{rm:#}");
+    case("cleanup", &rm, "rm preview");
+    let (_, prune) = run_json(&[
+        "prune",
+        croot,
+        "--untagged",
+        "--tags",
+        "3\\..*",
+        "--empty",
+        "--now",
+        &cnow,
+    ]);
+    assert!(
+        prune["repositories"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{prune:#}"
+    );
+    case("cleanup", &prune, "prune preview");
+    let (_, sweep) = run_json(&["gc", croot, "--sweep", "-m", "--now", &cnow]);
+    case("cleanup", &sweep, "gc --sweep");
+    let (_, applied) = run_json(&["prune", croot, "--untagged", "--apply", "--now", &cnow]);
+    assert!(applied["run"].is_string(), "{applied:#}");
+    case("cleanup", &applied, "prune --apply");
+    let (_, applied) = run_json(&["gc", croot, "--apply", "--purge", "--yes", "--now", &cnow]);
+    assert!(
+        applied["freed_bytes"].is_u64() && applied["removed_bytes"].is_u64(),
+        "{applied:#}"
+    );
+    case("cleanup", &applied, "gc --apply --purge");
+    let (_, purged) = run_json(&["purge", croot, "--all", "--yes"]);
+    assert_eq!(purged["purged"].as_array().unwrap().len(), 1, "{purged:#}");
+    case("purge", &purged, "purge --all");
+    let (_, none) = run_json(&["purge", croot, "--all", "--yes"]);
+    case("purge", &none, "purge with nothing left");
+    let (_, runs) = run_json(&["undo", croot, "--list"]);
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] == "purged"),
+        "{runs:#}"
+    );
+    case("runs", &runs, "undo --list with purged runs");
+
     // The error object: operational and usage errors, from clap and from the run.
     let nowhere = sample.path().join("nowhere");
     for (args, kind) in [

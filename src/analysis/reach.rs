@@ -127,7 +127,7 @@ pub fn layers_fallback(inv: &Inventory, repo: &Repo, d: &Digest) -> bool {
 /// Walk from `start` manifests: every manifest and existing blob reachable, following index
 /// children through revision links of the same repository, or 2.8's `_layers` fallback (as a
 /// pull does). Returns the manifests visited and the sorted, distinct blob indices reached.
-fn closure(
+pub fn closure(
     inv: &Inventory,
     repo: &Repo,
     start: impl IntoIterator<Item = Digest>,

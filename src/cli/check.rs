@@ -7,7 +7,7 @@ use crate::analysis::checks::CheckOptions;
 use crate::analysis::policy::Policy;
 use crate::report::{self, human};
 use crate::store::verify::VerifyOptions;
-use crate::store::{config, scan, verify};
+use crate::store::{config, scan};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -171,14 +171,15 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         located.registry.as_ref(),
     )?;
     let use_state = window.is_some() || args.state.is_some();
-    let state_path = state_file(&args, &located.store.root)?;
+    let state_root = located.store.state_root();
+    let state_path = state_file(&args, &state_root)?;
     super::configure_threads(args.jobs);
     let interrupt = super::install_interrupt();
     let progress = super::progress_bar::for_run(args.quiet);
 
     let mut run_warnings = Vec::new();
     let (mut state, warning) = if use_state {
-        crate::store::state::State::load(&state_path, &located.store.root)
+        crate::store::state::State::load(&state_path, &state_root)
     } else {
         (crate::store::state::State::default(), None)
     };
@@ -187,16 +188,17 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
         run_warnings.push(w);
     }
 
-    let mut inv = scan::scan_with(
-        &located.store,
-        &scan::ScanOptions {
-            deep: args.deep,
-            cancel: Some(interrupt.clone()),
-            io_depth: args.io.depth(),
-        },
-        progress.as_ref(),
-    )
-    .map_err(super::scan_failure)?;
+    let mut inv = located
+        .store
+        .scan(
+            &scan::ScanOptions {
+                deep: args.deep,
+                cancel: Some(interrupt.clone()),
+                io_depth: args.io.depth(),
+            },
+            progress.as_ref(),
+        )
+        .map_err(super::scan_failure)?;
     let mut verification = report::Verification {
         no_verify: args.no_verify,
         subset: args.verify_subset.clone(),
@@ -227,7 +229,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             select: Some(Box::new(move |b| select(b))),
             io_depth: args.io.depth(),
         };
-        verify::verify(&mut inv, &vopts, progress.as_ref());
+        located.store.verify(&mut inv, &vopts, progress.as_ref());
         for (i, b) in inv.blobs.iter().enumerate() {
             if selected[i] && inv.verify_of(i) == &crate::model::inventory::Verify::NotChecked {
                 verification.left_blobs += 1;
@@ -290,7 +292,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
     }
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
     let findings = checks::audit(&inv, &opts);
-    let misplaced = verify::misplaced_content(&inv);
+    let misplaced = located.store.misplaced_content(&inv);
     let plan_opts = crate::plan::PlanOptions {
         lossy: false,
         now: opts.now,

@@ -236,16 +236,17 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
     )?;
     super::configure_threads(args.jobs);
     let progress = super::progress_bar::for_run(args.quiet);
-    let inv = scan::scan_with(
-        &located.store,
-        &scan::ScanOptions {
-            deep: args.deep,
-            io_depth: args.io.depth(),
-            ..Default::default()
-        },
-        progress.as_ref(),
-    )
-    .map_err(super::scan_failure)?;
+    let inv = located
+        .store
+        .scan(
+            &scan::ScanOptions {
+                deep: args.deep,
+                io_depth: args.io.depth(),
+                ..Default::default()
+            },
+            progress.as_ref(),
+        )
+        .map_err(super::scan_failure)?;
     let reach = reach::compute(&inv);
     let mut u = usage::compute(&inv, &reach, &opts);
     let mut run_warnings = Vec::new();

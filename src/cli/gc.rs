@@ -43,6 +43,29 @@ pub struct GcArgs {
     pub io: super::IoArgs,
     #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
+    /// Sweep: remove unreferenced blobs (and with -m untagged revisions, index-aware) and the
+    /// `_layers` links naming them, into the quarantine (regfsck's own GC, not the registry's).
+    #[arg(long, conflicts_with_all = ["registry_version", "metrics"])]
+    pub apply: bool,
+    /// Show the plan of regfsck's own sweep (what --apply would do) instead of predicting the
+    /// registry's garbage-collect.
+    #[arg(long, conflicts_with_all = ["registry_version", "metrics"])]
+    pub sweep: bool,
+    /// With --apply: delete instead of quarantining (journalled, but it CANNOT be undone).
+    #[arg(long, requires = "apply")]
+    pub purge: bool,
+    /// Confirm --purge without a prompt.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Apply even though the registry looks live. The grace window still holds.
+    #[arg(long)]
+    pub force: bool,
+    /// With --apply or --sweep: never remove anything modified more recently than this.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub grace: String,
+    /// Evaluate ages as of this time (unix seconds), for reproducible runs.
+    #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
+    pub now: Option<i64>,
 }
 
 /// One garbage collection judged: safe to run now or not, and the command that runs it.
@@ -286,6 +309,21 @@ fn next_steps(
 }
 
 pub fn run(args: GcArgs) -> Result<i32, Failure> {
+    if args.apply || args.sweep {
+        let guard = super::cleanup::GuardArgs {
+            apply: args.apply,
+            purge: args.purge,
+            yes: args.yes,
+            force: args.force,
+            grace: args.grace.clone(),
+            format: args.format,
+            all: args.all,
+            quiet: args.quiet,
+            now: args.now,
+            io: args.io.clone(),
+        };
+        return super::cleanup::run_gc(&args.store, args.delete_untagged, &guard);
+    }
     let started = std::time::Instant::now();
     args.metrics.validate()?;
     let exact = args.registry_version.is_some();
@@ -306,15 +344,16 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
     super::configure_threads(args.jobs);
     let progress = super::progress_bar::for_run(args.quiet);
-    let inv = scan::scan_with(
-        &located.store,
-        &scan::ScanOptions {
-            io_depth: args.io.depth(),
-            ..Default::default()
-        },
-        progress.as_ref(),
-    )
-    .map_err(super::scan_failure)?;
+    let inv = located
+        .store
+        .scan(
+            &scan::ScanOptions {
+                io_depth: args.io.depth(),
+                ..Default::default()
+            },
+            progress.as_ref(),
+        )
+        .map_err(super::scan_failure)?;
     let mut preds = Vec::new();
     for v in &versions {
         for m in &modes {
@@ -370,7 +409,7 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
             purge_age: opts.purge_age,
             grace: opts.grace,
             follow_ups: false,
-            misplaced_content: crate::store::verify::misplaced_content(&inv),
+            misplaced_content: located.store.misplaced_content(&inv),
         };
         let all: Vec<Finding> = hazards
             .iter()

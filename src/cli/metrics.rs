@@ -122,14 +122,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// default; empty when a named config cannot be read.
 fn named_root(s: &StoreArgs) -> String {
     if let Ok(l) = s.locate() {
-        return l.store.root.display().to_string();
+        return l.store.location();
     }
     if let Some(r) = &s.root {
         return r.display().to_string();
     }
     if let Some(c) = &s.config {
         return crate::store::config::load(c)
-            .map(|c| c.rootdirectory.display().to_string())
+            .map(|c| match &c.storage {
+                crate::store::config::Driver::Filesystem(root) => root.display().to_string(),
+                crate::store::config::Driver::S3(s3) => s3.display(),
+            })
             .unwrap_or_default();
     }
     std::env::var_os(crate::store::config::ROOT_ENV)

@@ -2,9 +2,11 @@
 //! subcommand runs the library pipeline and maps the outcome to an fsck(8) exit status.
 
 mod check;
+mod cleanup;
 mod du;
 mod gc;
 mod generate;
+mod ls;
 pub mod metrics;
 pub mod progress_bar;
 mod repair;
@@ -41,8 +43,16 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Plan repairs; --apply executes them reversibly (journal + quarantine).
     Repair(repair::RepairArgs),
-    /// Undo a repair run byte for byte.
+    /// Undo a repair or cleanup run byte for byte.
     Undo(repair::UndoArgs),
+    /// The offline catalog: repositories, tags (kind, platforms, size, push time), untagged revisions.
+    Ls(ls::LsArgs),
+    /// Remove repositories, tags or revisions (plan; --apply moves them into the quarantine).
+    Rm(cleanup::RmArgs),
+    /// Retention: remove untagged revisions and old tags by rules or a policy file (plan; --apply).
+    Prune(cleanup::PruneArgs),
+    /// Delete quarantined runs for good, freeing their space (they can no longer be undone).
+    Purge(cleanup::PurgeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Print the man page (or write all pages with --out-dir).
@@ -53,12 +63,22 @@ pub enum Command {
 /// Where the store is.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// The registry's rootdirectory (holding docker/registry/v2), or the v2 folder itself.
-    /// Default: from --config, else $REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, else /var/lib/registry.
+    /// The registry's rootdirectory (holding docker/registry/v2), the v2 folder itself, or
+    /// s3://BUCKET[/ROOTDIRECTORY] (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or
+    /// the shared credentials file). Default: from --config, else
+    /// $REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, else /var/lib/registry.
     pub root: Option<PathBuf>,
-    /// The registry's config.yml: use its storage.filesystem.rootdirectory and maintenance settings.
+    /// The registry's config.yml: its storage (filesystem or s3, with the registry's
+    /// REGISTRY_STORAGE_* environment overrides) and maintenance settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// For s3://: the S3 endpoint (path-style requests, as the driver's regionendpoint),
+    /// e.g. http://127.0.0.1:9000. Default: AWS.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// For s3://: the bucket's region (default us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -71,7 +91,7 @@ pub enum Format {
 
 /// A store location and the registry settings that matter to regfsck.
 pub struct Located {
-    pub store: crate::store::scan::Store,
+    pub store: Box<dyn crate::store::Storage>,
     pub registry: Option<config::RegistryConfig>,
     pub config_path: Option<PathBuf>,
 }
@@ -85,25 +105,60 @@ impl Located {
 impl StoreArgs {
     /// Resolve the store: ROOT > --config (with the environment override) > environment > default.
     pub fn locate(&self) -> Result<Located, String> {
+        use crate::store::s3::{config::S3Config, S3Store};
         let registry = match &self.config {
             Some(path) => Some(config::load(path)?),
             None => None,
         };
+        let s3_url = self
+            .root
+            .as_ref()
+            .and_then(|r| r.to_str())
+            .filter(|r| r.starts_with("s3://"));
+        if self.endpoint.is_some() && s3_url.is_none() {
+            return Err("--endpoint is for an s3://BUCKET/PREFIX store".into());
+        }
         let root = match (&self.root, &registry) {
             (Some(r), _) => r.clone(),
-            (None, Some(c)) => c.rootdirectory.clone(),
+            (None, Some(c)) => match &c.storage {
+                config::Driver::Filesystem(p) => p.clone(),
+                config::Driver::S3(s3) => {
+                    return Ok(Located {
+                        store: Box::new(with_cache(S3Store::open((**s3).clone())?)),
+                        registry,
+                        config_path: self.config.clone(),
+                    })
+                }
+            },
             (None, None) => std::env::var_os(config::ROOT_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ROOT)),
         };
+        if let Some(url) = s3_url {
+            let cfg = S3Config::from_url(url, self.endpoint.as_deref(), self.region.as_deref())?;
+            return Ok(Located {
+                store: Box::new(with_cache(S3Store::open(cfg)?)),
+                registry,
+                config_path: self.config.clone(),
+            });
+        }
         let store = crate::store::scan::locate(&root).map_err(|e| e.to_string())?;
+        let store: Box<dyn crate::store::Storage> = Box::new(crate::store::FsStorage(store));
         Ok(Located {
             store,
             registry,
             config_path: self.config.clone(),
         })
     }
+}
+
+/// An S3 store keeps what it reads beside the incremental state (`store::s3::cache`), so that
+/// every repeat run, of any command, reads again only what changed.
+fn with_cache(s: crate::store::s3::S3Store) -> crate::store::s3::S3Store {
+    use crate::store::Storage;
+    let path = crate::store::state::default_path(&s.state_root()).with_extension("s3cache");
+    s.with_cache(Some(path))
 }
 
 /// Resolve the store, with an error that says where regfsck looked when nothing was named.
@@ -263,6 +318,10 @@ pub fn main() -> i32 {
         Command::Gc(args) => gc::run(args),
         Command::Repair(args) => repair::run(args),
         Command::Undo(args) => repair::run_undo(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Rm(args) => cleanup::run_rm(args),
+        Command::Prune(args) => cleanup::run_prune(args),
+        Command::Purge(args) => cleanup::run_purge(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     };

@@ -73,10 +73,11 @@ pub struct RepairArgs {
 pub struct UndoArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// The run to undo (printed by `repair --apply`; `--list` shows all).
+    /// The run to undo (printed by `repair`, `rm`, `prune` and `gc` with --apply; `--list` shows
+    /// all).
     #[arg(long, value_name = "RUN_ID")]
     pub run: Option<String>,
-    /// List the repair runs of this store.
+    /// List the repair and cleanup runs of this store (with what each holds in the quarantine).
     #[arg(long)]
     pub list: bool,
     /// Undo even though the registry looks live.
@@ -138,7 +139,7 @@ fn unreadable(findings: &[Finding]) -> Vec<String> {
         .collect()
 }
 
-fn describe(kind: &plan::ActionKind) -> String {
+pub(super) fn describe(kind: &plan::ActionKind) -> String {
     match kind {
         plan::ActionKind::Quarantine { path } => format!("quarantine {path}"),
         plan::ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
@@ -148,7 +149,7 @@ fn describe(kind: &plan::ActionKind) -> String {
 }
 
 /// Why an action did not (or would not) run, in words.
-fn status_text(s: &Status) -> Option<String> {
+pub(super) fn status_text(s: &Status) -> Option<String> {
     match s {
         Status::Applied => None,
         Status::Skipped {
@@ -164,7 +165,7 @@ fn status_text(s: &Status) -> Option<String> {
     }
 }
 
-fn mark(s: Option<&Status>) -> &'static str {
+pub(super) fn mark(s: Option<&Status>) -> &'static str {
     match s {
         Some(Status::Skipped {
             eligible_at: Some(_),
@@ -201,11 +202,11 @@ fn render_plan(plan: &Plan, preview: &[Option<Status>], why: bool) -> String {
     o
 }
 
-fn actions_n(n: usize) -> String {
+pub(super) fn actions_n(n: usize) -> String {
     plural(n as u64, "action", "actions")
 }
 
-fn counts_text(c: &Counts) -> String {
+pub(super) fn counts_text(c: &Counts) -> String {
     format!(
         "{} applied, {} skipped, {} refused, {} failed",
         c.applied, c.skipped, c.refused, c.failed
@@ -270,7 +271,7 @@ fn gc_advice(inv: &Inventory, config: Option<&PathBuf>) -> String {
 }
 
 /// Refuse to act while something uses the store, unless forced (then say so, loudly).
-fn live_guard(reasons: &[String], force: bool, what: &str) -> Result<(), Failure> {
+pub(super) fn live_guard(reasons: &[String], force: bool, what: &str) -> Result<(), Failure> {
     if reasons.is_empty() {
         return Ok(());
     }
@@ -289,7 +290,7 @@ fn live_guard(reasons: &[String], force: bool, what: &str) -> Result<(), Failure
 
 /// One action in the JSON output: the action and how it ended (or would end now).
 #[derive(Serialize)]
-struct JsonAction<'a> {
+pub(super) struct JsonAction<'a> {
     #[serde(flatten)]
     action: &'a plan::Action,
     status: &'static str,
@@ -315,12 +316,12 @@ struct JsonRepair<'a> {
 }
 
 #[derive(Serialize)]
-struct JsonResumed {
-    run: String,
-    applied_now: usize,
+pub(super) struct JsonResumed {
+    pub(super) run: String,
+    pub(super) applied_now: usize,
 }
 
-fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> Vec<JsonAction<'a>> {
+pub(super) fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> Vec<JsonAction<'a>> {
     plan.actions
         .iter()
         .zip(statuses)
@@ -345,8 +346,68 @@ fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> Vec<JsonActi
         .collect()
 }
 
+/// The filesystem store: the applier (repair, undo, cleanup) and `ls` work on a local
+/// filesystem only, for now.
+pub(super) fn local(located: &super::Located) -> Result<scan::Store, Failure> {
+    located.store.local().cloned().ok_or_else(|| {
+        Failure::Usage(format!(
+            "{}: repair, undo, ls and the cleanup commands work on filesystem stores only for now (check, du and gc read object storage)",
+            located.store.location()
+        ))
+    })
+}
+
+/// The applier's options from the run's ages (no unreadable paths known yet).
+pub(super) fn apply_options(opts: &CheckOptions) -> ApplyOptions {
+    ApplyOptions {
+        grace: opts.grace,
+        now: opts.now,
+        unreadable: Vec::new(),
+    }
+}
+
+/// Refuse while a registry process serves the store (unless forced).
+pub(super) fn guard_processes(root: &Path, force: bool, what: &str) -> Result<(), Failure> {
+    let procs: Vec<String> = live::processes_using(root)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    live_guard(&procs, force, what)
+}
+
+/// Finish every run an earlier apply left interrupted (a crash, SIGKILL), before planning anew.
+pub(super) fn resume_incomplete(
+    root: &Path,
+    apply_opts: &ApplyOptions,
+    out: &mut String,
+) -> Result<Vec<JsonResumed>, Failure> {
+    let mut resumed = Vec::new();
+    for run_id in apply::incomplete_runs(root) {
+        let r = apply::resume(root, &run_id, apply_opts)?;
+        if r.run_id.is_none() {
+            let _ = writeln!(
+                out,
+                "Interrupted run {run_id} had changed nothing and has nothing left to do: removed it."
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "Resumed interrupted run {run_id}: applied {} more ({}).",
+                r.applied_now,
+                counts_text(&r.counts())
+            );
+        }
+        resumed.push(JsonResumed {
+            run: run_id,
+            applied_now: r.applied_now,
+        });
+    }
+    Ok(resumed)
+}
+
 pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
+    let store = local(&located)?;
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,
@@ -354,50 +415,17 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         located.registry.as_ref(),
     )?;
     super::configure_threads(args.jobs);
-    let root = located.store.root.clone();
+    let root = store.root.clone();
     let json = args.format == Format::Json;
-    let mut apply_opts = ApplyOptions {
-        grace: opts.grace,
-        now: opts.now,
-        unreadable: Vec::new(),
-    };
+    let mut apply_opts = apply_options(&opts);
     let mut out = String::new();
     let mut resumed = Vec::new();
     if args.apply {
         // Before anything changes (a resumed run included): no registry may be using the store.
-        let procs: Vec<String> = live::processes_using(&root)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        live_guard(&procs, args.force, "apply")?;
-        for run_id in apply::incomplete_runs(&root) {
-            let r = apply::resume(&root, &run_id, &apply_opts)?;
-            if r.run_id.is_none() {
-                let _ = writeln!(
-                    out,
-                    "Interrupted run {run_id} had changed nothing and has nothing left to do: removed it."
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "Resumed interrupted run {run_id}: applied {} more ({}).",
-                    r.applied_now,
-                    counts_text(&r.counts())
-                );
-            }
-            resumed.push(JsonResumed {
-                run: run_id,
-                applied_now: r.applied_now,
-            });
-        }
+        guard_processes(&root, args.force, "apply")?;
+        resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
     }
-    let before = check_store(
-        &located.store,
-        &opts,
-        args.no_verify,
-        args.quiet,
-        args.io.depth(),
-    )?;
+    let before = check_store(&store, &opts, args.no_verify, args.quiet, args.io.depth())?;
     apply_opts.unreadable = unreadable(&before.findings);
     let plan = plan::repair::plan(
         &before.inv,
@@ -507,7 +535,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     }
     // Unchanged store: the findings from before still hold.
     let after = if changed {
-        check_store(&located.store, &opts, args.no_verify, true, args.io.depth())?
+        check_store(&store, &opts, args.no_verify, true, args.io.depth())?
     } else {
         before
     };
@@ -592,13 +620,21 @@ fn list_runs(root: &Path, json: bool) -> i32 {
         } else {
             String::new()
         };
+        let held = match r.state {
+            "purged" => "purged: can no longer be undone".to_string(),
+            _ if r.bytes > 0 => {
+                format!("{} in the quarantine", crate::report::human::size(r.bytes))
+            }
+            _ => "nothing in the quarantine".to_string(),
+        };
         let _ = writeln!(
             out,
-            "{}  {}: {}  {}{kept}",
+            "{}  {}: {}  {}{kept}  ({}; {held})",
             r.id,
             actions_n(r.actions),
             counts_text(&r.counts),
-            r.state
+            r.state,
+            r.command
         );
     }
     super::print_stdout(&out);
@@ -607,7 +643,7 @@ fn list_runs(root: &Path, json: bool) -> i32 {
 
 pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
-    let root = located.store.root.clone();
+    let root = local(&located)?.root;
     let json = args.format == Format::Json;
     if args.list {
         return Ok(list_runs(&root, json));
@@ -624,11 +660,7 @@ pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
             root.display()
         )));
     }
-    let procs: Vec<String> = live::processes_using(&root)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    live_guard(&procs, args.force, "undo")?;
+    guard_processes(&root, args.force, "undo")?;
     let o = apply::undo(&root, &run_id)?;
     let code = if o.kept.is_empty() {
         exit::OK

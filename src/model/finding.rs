@@ -183,6 +183,9 @@ codes! {
     UploadNoStartedat = "upload-no-startedat", Warn,
         "an upload without a parseable startedat file: the registry never purges it",
         "regfsck repair --apply quarantines it once its files are older than the purge age";
+    UploadMultipartIncomplete = "upload-multipart-incomplete", Warn,
+        "an incomplete multipart upload on object storage, older than the purge age: parts a listing never shows and the bucket still bills",
+        "abort it (S3 AbortMultipartUpload, e.g. `aws s3api abort-multipart-upload` with the bucket, key and upload id shown), or let a bucket lifecycle rule (AbortIncompleteMultipartUpload) do it";
     UploadRecent = "upload-recent", Info,
         "an upload younger than the grace window: the registry looks live",
         "stop the registry or make it read-only before repairing or collecting garbage";
@@ -204,6 +207,9 @@ codes! {
     PathChanged = "path-changed", Warn,
         "an entry changed or vanished while it was being scanned: the registry may be running",
         "stop the registry or make it read-only, then re-run regfsck";
+    KeyNotAPath = "key-not-a-path", Warn,
+        "an object-storage key that no filesystem path can hold (an empty, `.` or `..` segment, or a trailing `/`): the registry never writes one",
+        "delete the key with an S3 tool once you know where it came from";
     DirEmpty = "dir-empty", Info,
         "an empty folder the registry left behind (a deleted link or blob)",
         "none needed";

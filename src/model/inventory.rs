@@ -350,6 +350,9 @@ pub enum EntryKind {
     RepoNameInvalid(&'static str),
     /// A tag folder whose name is outside the tag grammar.
     TagNameInvalid,
+    /// An object-storage key that no filesystem path can hold (`//`, a `.` or `..` segment, a
+    /// trailing `/`): the registry never writes one.
+    KeyNotAPath,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -374,6 +377,21 @@ pub struct ScanStats {
     pub hash_seconds: f64,
     /// True when hashing stopped early (Ctrl-C or --max-duration).
     pub hash_incomplete: bool,
+    /// Requests made to object storage (`None` on a filesystem).
+    pub requests: Option<u64>,
+}
+
+/// An incomplete multipart upload on object storage: parts a plain listing never shows and the
+/// bucket still bills (an interrupted blob upload of the registry's s3 driver leaves one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultipartUpload {
+    /// The key it would create, relative to v2.
+    pub path: String,
+    pub upload_id: String,
+    /// When it was started (unix seconds).
+    pub initiated: Timestamp,
+    /// Bytes of its uploaded parts; `None` when they could not be listed.
+    pub bytes: Option<u64>,
 }
 
 /// Everything known about one store.
@@ -414,6 +432,11 @@ pub struct Inventory {
     /// Symbolic links in the path of v2 itself (they count towards the kernel's limit of 40 on
     /// every path the registry resolves); `None` when not known.
     pub v2_links: Option<u32>,
+    /// The store is on object storage (the registry's s3 driver): no folders of their own, so
+    /// no empty ones; listing order and existence tests are the driver's (see `analysis::gc`).
+    pub object_store: bool,
+    /// Incomplete multipart uploads (object storage only), sorted by path.
+    pub multipart_uploads: Vec<MultipartUpload>,
 }
 
 /// Parsed manifests by digest: a sorted vector, not a hash map, because a map's power-of-two table
@@ -722,6 +745,8 @@ impl Inventory {
                 .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         }
         self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.multipart_uploads
+            .sort_by(|a, b| (&a.path, &a.upload_id).cmp(&(&b.path, &b.upload_id)));
     }
 }
 

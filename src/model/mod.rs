@@ -8,4 +8,5 @@ pub mod gojson;
 pub mod inventory;
 pub mod layout;
 pub mod manifest;
+pub mod pushed;
 pub mod timefmt;

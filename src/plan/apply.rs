@@ -696,6 +696,9 @@ struct RunState {
     undone_steps: BTreeSet<usize>,
     undo_open: bool,
     undo_ended: Option<UndoEnd>,
+    /// A purge began (`Some(false)`) or finished (`Some(true)`): the quarantined files are
+    /// (being) deleted and nothing can be undone.
+    purged: Option<bool>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -769,6 +772,8 @@ fn state(records: &[Record]) -> RunState {
                 s.undo_open = false;
                 s.undo_ended = Some(UndoEnd::Partly(*kept));
             }
+            Record::Purge { .. } => s.purged = Some(false),
+            Record::Purged => s.purged = Some(true),
             Record::Begin { .. } => {}
         }
     }
@@ -840,6 +845,12 @@ pub struct RunInfo {
     pub state: &'static str,
     /// Steps the last undo attempt left as they were (newer content in the store).
     pub kept: usize,
+    /// The command that made the run (`repair` for runs from before cleanup existed).
+    pub command: String,
+    /// Bytes the run's quarantine holds now (0 once purged).
+    pub bytes: u64,
+    /// When the run began (unix seconds, from its id).
+    pub started: i64,
 }
 
 pub fn runs(root: &Path) -> Vec<RunInfo> {
@@ -858,13 +869,17 @@ pub fn runs(root: &Path) -> Vec<RunInfo> {
             continue;
         };
         let s = state(&records);
-        let (st, kept) = match (s.undo_open, s.undo_ended) {
-            (true, _) => ("undo-incomplete", 0),
-            (false, Some(UndoEnd::All)) => ("undone", 0),
-            (false, Some(UndoEnd::Partly(k))) => ("partly-undone", k),
-            (false, None) if s.ended => ("complete", 0),
-            (false, None) => ("incomplete", 0),
+        let (st, kept) = match (s.purged, s.undo_open, s.undo_ended) {
+            (Some(true), ..) => ("purged", 0),
+            (Some(false), ..) => ("purge-incomplete", 0),
+            (None, true, _) => ("undo-incomplete", 0),
+            (None, false, Some(UndoEnd::All)) => ("undone", 0),
+            (None, false, Some(UndoEnd::Partly(k))) => ("partly-undone", k),
+            (None, false, None) if s.ended => ("complete", 0),
+            (None, false, None) => ("incomplete", 0),
         };
+        let bytes = tree_bytes(&root.join(QUARANTINE_DIR).join(&id).join("files"));
+        let started = started_at(&id);
         let statuses: Vec<Status> = s.settled.values().cloned().collect();
         out.push(RunInfo {
             id,
@@ -872,6 +887,9 @@ pub fn runs(root: &Path) -> Vec<RunInfo> {
             counts: count(&statuses),
             state: st,
             kept,
+            command: plan.command.clone().unwrap_or_else(|| "repair".into()),
+            bytes,
+            started,
         });
     }
     out
@@ -883,7 +901,7 @@ pub fn resume(root: &Path, run_id: &str, opts: &ApplyOptions) -> Result<ApplyOut
     let _lock = Lock::acquire(root)?;
     let (plan, records) = load(root, run_id)?;
     let s = state(&records);
-    if s.ended || s.undo_open || s.undo_ended.is_some() {
+    if s.ended || s.undo_open || s.undo_ended.is_some() || s.purged.is_some() {
         return Ok(ApplyOutcome {
             run_id: Some(run_id.to_string()),
             statuses: s.settled.values().cloned().collect(),
@@ -1098,6 +1116,11 @@ pub fn undo(root: &Path, run_id: &str) -> Result<UndoOutcome> {
     let (plan, records) = load(root, run_id)?;
     let s = state(&records);
     let mut out = UndoOutcome::default();
+    if s.purged.is_some() {
+        bail!(
+            "run {run_id} was purged: its quarantined files were deleted, so nothing of it can be undone"
+        );
+    }
     if s.undo_ended == Some(UndoEnd::All) && !s.undo_open {
         out.already_undone = true;
         return Ok(out);
@@ -1137,6 +1160,96 @@ pub fn undo(root: &Path, run_id: &str) -> Result<UndoOutcome> {
     Ok(out)
 }
 
+/// Total size of the regular files below `p` (never following symbolic links); 0 when absent.
+fn tree_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// When a run began, from its id (`YYYYMMDDTHHMMSSZ-…`); 0 when the id does not parse.
+pub fn started_at(run_id: &str) -> i64 {
+    if !valid_run_id(run_id) {
+        return 0;
+    }
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &run_id[0..4],
+        &run_id[4..6],
+        &run_id[6..8],
+        &run_id[9..11],
+        &run_id[11..13],
+        &run_id[13..15]
+    );
+    crate::model::timefmt::parse_rfc3339(&text).unwrap_or(0)
+}
+
+/// What a purge did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PurgeOutcome {
+    /// Bytes of quarantined files deleted now.
+    pub bytes: u64,
+    /// The run had been purged before (an interrupted purge is finished instead).
+    pub already_purged: bool,
+}
+
+/// Delete a run's quarantined files for good, keeping its plan and journal (so `undo --list`
+/// stays truthful: the run is "purged"). Only a run that is settled may be purged: complete,
+/// undone or partly undone (never one whose apply or undo was interrupted). The journal records
+/// the purge before anything is deleted, so an interrupted purge is finished by the next one and
+/// undo refuses from the first byte on.
+pub fn purge(root: &Path, run_id: &str) -> Result<PurgeOutcome> {
+    let _lock = Lock::acquire(root)?;
+    let (plan, records) = load(root, run_id)?;
+    let s = state(&records);
+    if s.purged == Some(true) {
+        return Ok(PurgeOutcome {
+            bytes: 0,
+            already_purged: true,
+        });
+    }
+    if s.purged.is_none() && (!s.ended || s.undo_open) {
+        bail!(
+            "run {run_id} is interrupted (apply or undo did not finish): finish it first (re-run the command with --apply, or regfsck undo --run {run_id})"
+        );
+    }
+    let files = run_dir(root, run_id)?.join("files");
+    let bytes = tree_bytes(&files);
+    let mut r = runner(root, &plan, run_id, true)?;
+    if s.purged.is_none() {
+        r.record(&Record::Purge { bytes })?;
+    }
+    match fs::remove_dir_all(&files) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot delete {}: {e}", files.display()),
+    }
+    r.point();
+    if let Some(parent) = files.parent() {
+        fsync_dir(parent);
+    }
+    r.record(&Record::Purged)?;
+    Ok(PurgeOutcome {
+        bytes,
+        already_purged: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,6 +1283,7 @@ mod tests {
         }
         let plan = Plan {
             schema: super::super::PLAN_SCHEMA.into(),
+            command: None,
             actions: vec![
                 quarantine("repositories/a/_x", &["blobs/sha256/ab/abcd/data"]),
                 quarantine("repositories/b/_y", &[]),

@@ -119,6 +119,13 @@ pub enum Record {
     UndoPartial {
         kept: usize,
     },
+    /// About to delete the run's quarantined files (`bytes` of them): from here on nothing of
+    /// the run can be undone.
+    Purge {
+        bytes: u64,
+    },
+    /// The quarantined files are gone.
+    Purged,
 }
 
 pub struct Journal {

@@ -108,14 +108,18 @@ fn serves(pid: &str, argv: &[String], root_id: (u64, u64)) -> Result<Option<Stri
         .map_err(|e| format!("cannot read its config {}: {e}", abs.display()))?;
     let env_root = env(config::ROOT_ENV);
     let named = named_registry(argv);
-    let parsed = match config::parse_any_driver(&text, env_root.as_deref()) {
+    let vars: Vec<(String, String)> = environ
+        .as_ref()
+        .map(|e| e.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let (root, parsed) = match config::parse_any_driver(&text, &vars) {
         Ok(Some(c)) => c,
         Ok(None) => return Ok(None),
         // `anything serve FILE` where FILE is no registry config is not a registry.
         Err(_) if !named => return Ok(None),
         Err(e) => return Err(format!("cannot tell which store it serves: {e}")),
     };
-    let root = &parsed.rootdirectory;
+    let root = &root;
     let id = dir_id(&in_root(root)).or_else(|_| dir_id(root));
     let from = if env_root.is_some() {
         format!("{} from its environment", config::ROOT_ENV)

@@ -4,6 +4,7 @@
 //! moves to `<root>/regfsck-quarantine/<run>/files/`.
 
 pub mod apply;
+pub mod cleanup;
 pub mod journal;
 pub mod live;
 pub mod repair;
@@ -101,6 +102,10 @@ impl Action {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub schema: String,
+    /// The command that made the plan (`repair`, `rm`, `prune`, `gc`); absent in plans written
+    /// before cleanup existed, which were all repairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     pub actions: Vec<Action>,
 }
 

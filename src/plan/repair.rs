@@ -540,6 +540,7 @@ fn finish(mut actions: Vec<Action>) -> Plan {
     });
     Plan {
         schema: super::PLAN_SCHEMA.to_string(),
+        command: None,
         actions,
     }
 }

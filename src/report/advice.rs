@@ -93,6 +93,11 @@ pub fn repair_hints(
     findings: &[Finding],
     opts: &PlanOptions,
 ) -> Vec<Option<RepairHint>> {
+    // Repair's applier works on filesystem stores only (for now): on object storage no advice
+    // names it, and each finding gets the catalogue's manual fix.
+    if inv.object_store {
+        return vec![None; findings.len()];
+    }
     let lossy_opts = PlanOptions {
         lossy: true,
         ..opts.clone()
@@ -418,7 +423,12 @@ pub fn gc_command(config: Option<&Path>, root: &Path, delete_untagged: bool) -> 
     let mut s = format!(
         "`registry garbage-collect{flag} {cfg}` (Debian's package: `docker-registry garbage-collect{flag} {cfg}`)"
     );
-    if config.is_none() {
+    let shown = root.to_string_lossy();
+    if config.is_none() && shown.starts_with("s3://") {
+        s.push_str(&format!(
+            ", where CONFIG.yml is the registry's configuration (storage.s3 for {shown})"
+        ));
+    } else if config.is_none() {
         s.push_str(&format!(
             ", where CONFIG.yml is the registry's configuration (storage.filesystem.rootdirectory: {})",
             std::path::absolute(root)

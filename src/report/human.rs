@@ -159,8 +159,13 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
     );
     let _ = writeln!(
         o,
-        "  took {:.2}s (scan {:.2}s, hashing {:.2}s)",
-        s.wall_seconds, s.scan_seconds, s.hash_seconds
+        "  took {:.2}s (scan {:.2}s, hashing {:.2}s){}",
+        s.wall_seconds,
+        s.scan_seconds,
+        s.hash_seconds,
+        s.requests
+            .map(|n| format!(", {}", plural(n, "request", "requests")))
+            .unwrap_or_default()
     );
     let mut i = 0;
     while i < r.findings.len() {

@@ -82,6 +82,9 @@ pub struct Summary {
     pub hashed_bytes: u64,
     pub hash_seconds: f64,
     pub scan_seconds: f64,
+    /// Requests made to object storage (absent for a filesystem store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
     /// The whole run, from start to report.
     pub wall_seconds: f64,
     /// Every blob's content was checked: hashed in this run, or (with the state file) recorded
@@ -191,6 +194,7 @@ pub fn build(inv: &Inventory, findings: Vec<Finding>, cx: Context) -> Report {
         hashed_bytes: inv.stats.hashed_bytes,
         hash_seconds: inv.stats.hash_seconds,
         scan_seconds: inv.stats.scan_seconds,
+        requests: inv.stats.requests,
         fully_verified: cx.verification.verified_blobs == inv.blobs.len() as u64,
         interrupted: cx.interrupted,
         verification: cx.verification,

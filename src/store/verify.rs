@@ -152,42 +152,77 @@ pub fn hash_file(
     }
 }
 
-/// Hash the selected blobs and record each outcome in `Blob::verify` and `inv.stats`.
-pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
+/// One hashing pass: the selected blobs, the progress bar and the counters, shared by the
+/// filesystem and object-storage hashers (which differ in how they read and how many at once).
+pub(crate) struct Pass<'a> {
+    opts: &'a VerifyOptions,
+    pub blobs: &'a [Blob],
+    bar: Box<dyn crate::progress::Bar>,
+    stopped: AtomicBool,
+    hashed_bytes: AtomicU64,
+}
+
+impl Pass<'_> {
+    /// Hash blob `i` with `hash` unless the run is cancelled or out of time.
+    pub fn one(
+        &self,
+        i: usize,
+        hash: impl FnOnce(&Blob) -> Result<Digest, Verify>,
+    ) -> (usize, Verify) {
+        let cancelled = self
+            .opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+            || self.opts.deadline.is_some_and(|d| Instant::now() >= d);
+        if cancelled {
+            self.stopped.store(true, Ordering::Relaxed);
+            return (i, Verify::NotChecked);
+        }
+        let b = &self.blobs[i];
+        let v = match hash(b) {
+            Ok(d) if d == b.digest => Verify::Ok,
+            Ok(d) => Verify::Mismatch(Box::new(d)),
+            Err(v) => v,
+        };
+        if v == Verify::NotChecked {
+            self.stopped.store(true, Ordering::Relaxed);
+            return (i, v);
+        }
+        self.hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
+        self.bar.inc(b.size);
+        (i, v)
+    }
+}
+
+/// Hash the selected blobs with `each` (which calls `Pass::one` for every index it is given, in
+/// any order and parallelism) and record each outcome in the inventory and its stats.
+pub(crate) fn verify_with(
+    inv: &mut Inventory,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+    each: impl FnOnce(&Pass, Vec<usize>) -> Vec<(usize, Verify)>,
+) {
     let started = Instant::now();
-    let (mut small, mut large): (Vec<usize>, Vec<usize>) = inv
+    let selected: Vec<usize> = inv
         .blobs
         .iter()
         .enumerate()
         .filter(|(_, b)| opts.select.as_ref().is_none_or(|s| s(b)))
         .map(|(i, _)| i)
-        .partition(|&i| inv.blobs[i].size < SMALL_BLOB);
-    let total: u64 = small.iter().chain(&large).map(|&i| inv.blobs[i].size).sum();
-    // Inode order, as the scan reads (`scan::io::by_inode`): the device reads inode tables and,
-    // mostly, blocks in order.
-    small.sort_unstable_by_key(|&i| inv.blobs[i].inode);
-    large.sort_unstable_by_key(|&i| inv.blobs[i].inode);
-    let bar = progress.bar("verify", total, Unit::Bytes);
-    let lane = Lane {
-        inv,
+        .collect();
+    let total: u64 = selected.iter().map(|&i| inv.blobs[i].size).sum();
+    let pass = Pass {
         opts,
-        bar: bar.as_ref(),
+        blobs: &inv.blobs,
+        bar: progress.bar("verify", total, Unit::Bytes),
         stopped: AtomicBool::new(false),
         hashed_bytes: AtomicU64::new(0),
     };
-    // Both lanes at once: the small blobs keep the device's queue full while the large ones keep
-    // the cores busy. Without an I/O pool (threads refused) the small blobs share the cores.
-    let pool = crate::store::scan::io::pool(opts.io_depth).ok();
-    let (mut results, large_results) = rayon::join(
-        || match &pool {
-            Some(p) => p.install(|| lane.hash(&small, SMALL_BUF)),
-            None => lane.hash(&small, SMALL_BUF),
-        },
-        || lane.hash(&large, BUF_SIZE),
-    );
-    results.extend(large_results);
-    bar.finish();
-    let (stopped, hashed_bytes) = (lane.stopped, lane.hashed_bytes);
+    let results = each(&pass, selected);
+    pass.bar.finish();
+    let stopped = pass.stopped.load(Ordering::Relaxed);
+    let bytes = pass.hashed_bytes.load(Ordering::Relaxed);
     let mut hashed = 0;
     for (i, v) in results {
         if v != Verify::NotChecked {
@@ -196,57 +231,50 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         inv.set_verify(i, v);
     }
     inv.stats.hashed_blobs += hashed;
-    inv.stats.hashed_bytes += hashed_bytes.load(Ordering::Relaxed);
+    inv.stats.hashed_bytes += bytes;
     inv.stats.hash_seconds += started.elapsed().as_secs_f64();
-    inv.stats.hash_incomplete |= stopped.load(Ordering::Relaxed);
+    inv.stats.hash_incomplete |= stopped;
 }
 
-/// What both hashing lanes share.
-struct Lane<'a> {
-    inv: &'a Inventory,
-    opts: &'a VerifyOptions,
-    bar: &'a dyn crate::progress::Bar,
-    stopped: AtomicBool,
-    hashed_bytes: AtomicU64,
-}
-
-impl Lane<'_> {
-    /// Hash these blobs (indices into `inv.blobs`) on the current pool, through a buffer of
-    /// `buf_size` bytes per task.
-    fn hash(&self, which: &[usize], buf_size: usize) -> Vec<(usize, Verify)> {
-        let opts = self.opts;
-        which
-            .par_iter()
-            .map_init(
-                || vec![0u8; buf_size],
-                |buf, &i| {
-                    let cancelled = opts
-                        .cancel
-                        .as_ref()
-                        .is_some_and(|c| c.load(Ordering::Relaxed))
-                        || opts.deadline.is_some_and(|d| Instant::now() >= d);
-                    if cancelled {
-                        self.stopped.store(true, Ordering::Relaxed);
-                        return (i, Verify::NotChecked);
-                    }
-                    let b = &self.inv.blobs[i];
-                    let path = self.inv.v2.join(layout::blob_data(&b.digest));
-                    let v = match hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref()) {
-                        Ok(d) if d == b.digest => Verify::Ok,
-                        Ok(d) => Verify::Mismatch(Box::new(d)),
-                        Err(v) => v,
-                    };
-                    if v == Verify::NotChecked {
-                        self.stopped.store(true, Ordering::Relaxed);
-                        return (i, v);
-                    }
-                    self.hashed_bytes.fetch_add(b.size, Ordering::Relaxed);
-                    self.bar.inc(b.size);
-                    (i, v)
-                },
-            )
-            .collect()
-    }
+/// Hash the selected blobs and record each outcome in `Blob::verify` and `inv.stats`.
+pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
+    let v2 = inv.v2.clone();
+    verify_with(inv, opts, progress, |pass, selected| {
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = selected
+            .into_iter()
+            .partition(|&i| pass.blobs[i].size < SMALL_BLOB);
+        // Inode order, as the scan reads (`scan::io::by_inode`): the device reads inode tables
+        // and, mostly, blocks in order.
+        small.sort_unstable_by_key(|&i| pass.blobs[i].inode);
+        large.sort_unstable_by_key(|&i| pass.blobs[i].inode);
+        let lane = |which: &[usize], buf_size: usize| -> Vec<(usize, Verify)> {
+            which
+                .par_iter()
+                .map_init(
+                    || vec![0u8; buf_size],
+                    |buf, &i| {
+                        pass.one(i, |b| {
+                            let path = v2.join(layout::blob_data(&b.digest));
+                            hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref())
+                        })
+                    },
+                )
+                .collect()
+        };
+        // Both lanes at once: the small blobs keep the device's queue full (on the I/O workers)
+        // while the large ones keep the cores busy (on the hashing threads, `--jobs`). Without
+        // an I/O pool (threads refused) the small blobs share the cores.
+        let pool = crate::store::scan::io::pool(opts.io_depth).ok();
+        let (mut results, large_results) = rayon::join(
+            || match &pool {
+                Some(p) => p.install(|| lane(&small, SMALL_BUF)),
+                None => lane(&small, SMALL_BUF),
+            },
+            || lane(&large, BUF_SIZE),
+        );
+        results.extend(large_results);
+        results
+    });
 }
 
 /// sha256 of every data file at a malformed path under blobs/, by v2-relative path: what the

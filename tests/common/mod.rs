@@ -3,5 +3,6 @@
 
 pub mod damage;
 pub mod registry;
+pub mod s3;
 pub mod store;
 pub mod unprivileged;

@@ -179,6 +179,32 @@ pub struct GcOutcome {
     pub aborted: Option<String>,
 }
 
+/// `docker-registry garbage-collect [--dry-run] [--delete-untagged] <config in dir>`.
+fn gc_command(
+    dir: &Path,
+    root: &Path,
+    delete_untagged: bool,
+    dry_run: bool,
+    unprivileged: bool,
+) -> Command {
+    let cfg = config(dir, root, None);
+    let mut cmd = if unprivileged {
+        super::store::open_to_all(dir);
+        super::store::unprivileged("docker-registry")
+    } else {
+        Command::new("docker-registry")
+    };
+    cmd.arg("garbage-collect");
+    if dry_run {
+        cmd.arg("--dry-run");
+    }
+    if delete_untagged {
+        cmd.arg("--delete-untagged");
+    }
+    cmd.arg(cfg);
+    cmd
+}
+
 pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
     gc_dry_run_as(root, delete_untagged, false)
 }
@@ -187,21 +213,28 @@ pub fn gc_dry_run(root: &Path, delete_untagged: bool) -> GcOutcome {
 /// `store::unprivileged`): what the real GC does where that user cannot read something.
 pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> GcOutcome {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), root, None);
-    let mut cmd = if unprivileged {
-        super::store::open_to_all(dir.path());
-        super::store::unprivileged("docker-registry")
-    } else {
-        Command::new("docker-registry")
-    };
+    gc_outcome(gc_command(
+        dir.path(),
+        root,
+        delete_untagged,
+        true,
+        unprivileged,
+    ))
+}
+
+/// The real `garbage-collect --dry-run [-m]` with this configuration file (any driver).
+pub fn gc_dry_run_config(cfg: &Path, delete_untagged: bool) -> GcOutcome {
+    let mut cmd = Command::new("docker-registry");
     cmd.args(["garbage-collect", "--dry-run"]);
     if delete_untagged {
         cmd.arg("--delete-untagged");
     }
-    let out = cmd
-        .arg(&cfg)
-        .output()
-        .expect("run docker-registry garbage-collect");
+    cmd.arg(cfg);
+    gc_outcome(cmd)
+}
+
+fn gc_outcome(mut cmd: Command) -> GcOutcome {
+    let out = cmd.output().expect("run docker-registry garbage-collect");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let mut eligible_blobs = BTreeSet::new();
@@ -238,4 +271,198 @@ pub fn gc_dry_run_as(root: &Path, delete_untagged: bool, unprivileged: bool) -> 
         eligible_manifests,
         aborted,
     }
+}
+
+/// Assert that regfsck's prediction of a run is what the real dry-run of that run did: the same
+/// abort (its text verbatim up to a JSON parser's own detail) or the same eligible blobs and
+/// manifests.
+pub fn assert_agrees(p: &regfsck::analysis::gc::Prediction, real: &GcOutcome, what: &str) {
+    assert!(
+        p.cannot_predict.is_none(),
+        "{what}: regfsck cannot predict ({:?}); the real GC said {:?}",
+        p.cannot_predict,
+        real.aborted
+    );
+    let (blobs, manifests, aborted) = p.dry_run_view();
+    assert_eq!(
+        aborted,
+        real.aborted.is_some(),
+        "{what}: abort predicted {:?}, real {:?}",
+        p.abort,
+        real.aborted
+    );
+    if let (Some(a), Some(r)) = (&p.abort, &real.aborted) {
+        // A JSON parser's own error text differs between Go and Rust: compare up to it.
+        // Everything else (paths, Go's wrapping, errno texts) must be verbatim.
+        let strip = |t: &str| match t.find("failed to retrieve manifest for digest ") {
+            Some(i) => t[..i + "failed to retrieve manifest for digest ".len() + 71].to_string(),
+            None => t.to_string(),
+        };
+        assert_eq!(strip(&a.reason), strip(r), "{what}: abort reason");
+        assert_eq!(p.panic, real.exit_code == 2, "{what}: panic");
+    } else {
+        assert_eq!(blobs, real.eligible_blobs, "{what}: eligible blobs");
+        assert_eq!(
+            manifests, real.eligible_manifests,
+            "{what}: eligible manifests"
+        );
+    }
+}
+
+/// One HTTP/1.0 exchange with the registry on 127.0.0.1 (no client library: a request line,
+/// headers, a body; the registry answers and closes). Returns (status, headers, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, resp[split + 4..].to_vec())
+}
+
+impl Registry {
+    /// GET a JSON document of the API (`/v2/_catalog`, `/v2/<name>/tags/list`): (status, body).
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = http(self.port, "GET", path, &[], b"");
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// The repositories `/v2/_catalog` lists.
+    pub fn catalog(&self) -> BTreeSet<String> {
+        let (status, doc) = self.get_json("/v2/_catalog?n=1000");
+        assert_eq!(status, 200, "{doc}");
+        doc["repositories"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The tags `/v2/<name>/tags/list` lists; `None` when the registry answers 404.
+    pub fn tags(&self, repo: &str) -> Option<BTreeSet<String>> {
+        let (status, doc) = self.get_json(&format!("/v2/{repo}/tags/list"));
+        if status == 404 {
+            return None;
+        }
+        assert_eq!(status, 200, "{repo}: {doc}");
+        Some(
+            doc["tags"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Upload a blob (`POST .../blobs/uploads/`, then one `PUT ...?digest=` with the data): a real
+    /// registry write.
+    pub fn put_blob(&self, repo: &str, data: &[u8]) -> String {
+        let d = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(data));
+        let (status, head, _) = http(
+            self.port,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 202, "blob upload to {repo}: {head}");
+        let location = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: "))
+            .expect("an upload location")
+            .trim()
+            .to_string();
+        let path = location
+            .split_once(&format!("127.0.0.1:{}", self.port))
+            .map(|(_, p)| p.to_string())
+            .unwrap_or(location);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, head, _) = http(
+            self.port,
+            "PUT",
+            &format!("{path}{sep}digest={d}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(status, 201, "blob upload to {repo}: {head}");
+        d
+    }
+
+    /// PUT a manifest by tag or digest; returns its digest.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        let (status, head, resp) = http(
+            self.port,
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type)],
+            body,
+        );
+        assert_eq!(
+            status,
+            201,
+            "manifest {repo}:{reference}: {head} {}",
+            String::from_utf8_lossy(&resp)
+        );
+        format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(body))
+    }
+
+    /// Whether `GET /v2/<repo>/manifests/<reference>` answers 200.
+    pub fn has_manifest(&self, repo: &str, reference: &str) -> bool {
+        let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+        http(
+            self.port,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", accept)],
+            b"",
+        )
+        .0 == 200
+    }
+}
+
+/// The real `garbage-collect` (not a dry run): it deletes. Returns its output.
+pub fn gc_run(root: &Path, delete_untagged: bool) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gc_command(dir.path(), root, delete_untagged, false, false)
+        .output()
+        .expect("run docker-registry garbage-collect");
+    assert!(
+        out.status.success(),
+        "garbage-collect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -41,6 +41,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 format!("repository name rejected by the registry ({why}); garbage-collect aborts"),
             ),
             EntryKind::TagNameInvalid => (Code::TagNameInvalid, "tag name outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}".to_string()),
+            EntryKind::KeyNotAPath => (
+                Code::KeyNotAPath,
+                "object key with an empty, `.` or `..` segment or a trailing `/`: no filesystem path holds it and the registry never writes one".to_string(),
+            ),
         };
         let mut f = Finding::new(code, &e.path, message);
         if let EntryKind::BlobDataMissing(d) = &e.kind {

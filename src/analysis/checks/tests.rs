@@ -1171,6 +1171,49 @@ fn unlisted_folders_are_no_verdicts() {
     assert!(all.iter().any(|x| x.code == Code::PathUnreadable));
 }
 
+/// Object storage: incomplete multipart uploads by age, keys no path can hold.
+#[test]
+fn object_storage_uploads_and_keys() {
+    use crate::model::inventory::MultipartUpload;
+    let (mut inv, _) = valid();
+    inv.object_store = true;
+    let o = opts();
+    let up = |path: &str, initiated: i64, bytes: Option<u64>| MultipartUpload {
+        path: path.into(),
+        upload_id: format!("id-{initiated}"),
+        initiated,
+        bytes,
+    };
+    let dir = "repositories/team/app/_uploads/0b5c5a56-4a5e-4f6e-9a1e-2b3c4d5e6f70/data";
+    inv.multipart_uploads = vec![
+        up(dir, o.now - o.purge_age - 10, Some(1234)),
+        up(dir, o.now - 5, None),
+        up(dir, o.now - o.purge_age + 3600, Some(1)),
+    ];
+    inv.entries.push(Entry {
+        path: "repositories/team//app".into(),
+        kind: EntryKind::KeyNotAPath,
+    });
+    inv.normalize();
+    let all = run(&inv, &o);
+    let old: Vec<&Finding> = all
+        .iter()
+        .filter(|f| f.code == Code::UploadMultipartIncomplete)
+        .collect();
+    assert_eq!(old.len(), 1, "{all:#?}");
+    assert!(old[0].message.contains("1234 bytes") && old[0].message.contains("id-"));
+    assert_eq!(old[0].repo.as_deref(), Some("team/app"));
+    let recent: Vec<&Finding> = all
+        .iter()
+        .filter(|f| f.code == Code::UploadRecent)
+        .collect();
+    assert_eq!(recent.len(), 1, "{all:#?}");
+    assert!(recent[0].message.contains("size unknown"));
+    assert!(all.iter().any(
+        |f| f.code == Code::KeyNotAPath && f.path.as_deref() == Some("repositories/team//app")
+    ));
+}
+
 /// Every code but GC's own two is produced by some test above: this list must grow with `Code`.
 #[test]
 fn every_check_code_is_covered() {
@@ -1217,6 +1260,8 @@ fn every_check_code_is_covered() {
         Code::UploadStale,
         Code::UploadNoStartedat,
         Code::UploadRecent,
+        Code::UploadMultipartIncomplete,
+        Code::KeyNotAPath,
         Code::PathUnrecognized,
         Code::PathUnreadable,
         Code::PathSymlink,

@@ -7,6 +7,42 @@ use crate::model::layout;
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let o = ctx.opts;
+    // Object storage: multipart uploads nobody completed. Younger ones are uploads in progress
+    // (the registry looks live); older than the purge age, abandoned.
+    for m in &ctx.inv.multipart_uploads {
+        let bytes = m
+            .bytes
+            .map(|b| format!("{b} bytes"))
+            .unwrap_or_else(|| "size unknown".into());
+        let mut f = if m.initiated > o.now - o.grace {
+            Finding::new(
+                Code::UploadRecent,
+                &m.path,
+                format!(
+                    "multipart upload {} started {}s ago ({bytes})",
+                    m.upload_id,
+                    (o.now - m.initiated).max(0)
+                ),
+            )
+        } else if m.initiated < o.now - o.purge_age {
+            Finding::new(
+                Code::UploadMultipartIncomplete,
+                &m.path,
+                format!(
+                    "incomplete multipart upload {} started {}h ago ({bytes}), older than the purge age of {}h",
+                    m.upload_id,
+                    (o.now - m.initiated) / 3600,
+                    o.purge_age / 3600
+                ),
+            )
+        } else {
+            continue;
+        };
+        if let Some((r, _)) = crate::analysis::unread::repo_of(ctx.inv, &m.path) {
+            f = f.repo(r);
+        }
+        out.push(f);
+    }
     for repo in &ctx.inv.repos {
         let name = repo.name.as_str();
         for u in &repo.uploads {

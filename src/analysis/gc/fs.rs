@@ -137,6 +137,9 @@ impl<'a> Fs<'a> {
             LinkState::TooLarge { .. } => {
                 Got::Err(GoError::plain("invalid checksum digest format"))
             }
+            // On object storage a `link` "folder" is only keys below it: the GET of the link
+            // itself finds no such key.
+            LinkState::NotFile(EntryType::Dir) if self.inv.object_store => Got::NotFound,
             LinkState::NotFile(EntryType::Dir) => {
                 Got::Err(GoError::driver("read", &self.abs(walked), "is a directory"))
             }

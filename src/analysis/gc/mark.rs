@@ -267,7 +267,13 @@ impl<'a> Marker<'a> {
         let mut tags = DigestSet::default();
         let mut unknown_tag = None;
         for (name, utf8) in names {
-            let odd = repo.odd_tags.iter().find(|o| o.name == name);
+            // On object storage a tag's name is a key prefix: a stray key beside the tags has no
+            // `current/link` below it, and the lookup reads "not found", never ENOTDIR.
+            let odd = if fs.inv.object_store {
+                None
+            } else {
+                repo.odd_tags.iter().find(|o| o.name == name)
+            };
             if utf8 && valid_component(name) && odd.is_none() {
                 // The common case, without path strings.
                 match repo.tag(name).map(|t| &t.current) {

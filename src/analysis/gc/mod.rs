@@ -310,12 +310,19 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
         .filter(|x| walked && !x.revisions.is_empty() && !visible.contains(x.name.as_str()))
         .map(|x| x.name.clone())
         .collect();
-    let (abort, panic, cannot_predict) = match r.stop {
+    let (mut abort, panic, cannot_predict) = match r.stop {
         None => (None, false, None),
         Some(Stop::Abort(a)) => (Some(a), false, None),
         Some(Stop::Panic(a)) => (Some(a), true, None),
         Some(Stop::Unknown(c)) => (None, false, Some(c)),
     };
+    if inv.object_store {
+        // The s3 driver names itself in the errors the base driver wraps: `s3aws: …` where the
+        // filesystem driver says `filesystem: …` (the emulation models the latter).
+        if let Some(a) = &mut abort {
+            a.reason = a.reason.replace("filesystem: ", "s3aws: ");
+        }
+    }
     let known = cannot_predict.is_none();
     let freed_bytes = r.eligible.iter().map(|(_, s)| s).sum();
     let eligible_blobs: Vec<Digest> = r.eligible.into_iter().map(|(d, _)| d).collect();
@@ -340,6 +347,18 @@ pub fn predict(inv: &Inventory, version: Version, delete_untagged: bool) -> Pred
         layer_links_deleted,
         invisible_repos,
     }
+}
+
+/// The repositories (real folder names below `repositories/`) that this version's catalog walk
+/// reaches — what `/v2/_catalog` lists, since the registry's catalog and its GC share the walk
+/// (2.8 marks a repository by `_layers`, 3.x by `_manifests`). `None` when the walk cannot be
+/// replayed (a symbolic link regfsck does not follow, an unreadable folder).
+pub fn catalog(inv: &Inventory, version: Version) -> Option<BTreeSet<String>> {
+    let (visits, stop) = walk::repositories(inv, version);
+    if matches!(stop, Some(Stop::Unknown(_))) {
+        return None;
+    }
+    Some(visits.into_iter().map(|v| v.real).collect())
 }
 
 /// All four predictions: 2.8 and 3.x, with and without `--delete-untagged`.

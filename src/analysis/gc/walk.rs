@@ -57,6 +57,41 @@ pub(super) fn repositories(inv: &Inventory, version: Version) -> (Vec<Visit>, Op
     (w.out, stop)
 }
 
+/// A folder's children in the pages the registry's walk meets them. The filesystem driver lists a
+/// folder whole and sorts it. The s3 driver's `Walk` lists 1000 keys and common prefixes at a
+/// time in the bucket's order (a folder `a/` sorts after a file `a-b`), sorts each page alone,
+/// and an `ErrSkipDir` on a file ends only that page (`doWalk` in distribution 2.8).
+fn pages<'a>(
+    inv: &Inventory,
+    children: &'a [(String, EntryType)],
+) -> Vec<Vec<&'a (String, EntryType)>> {
+    if !inv.object_store {
+        return vec![children.iter().collect()];
+    }
+    let mut keyed: Vec<(Vec<u8>, &(String, EntryType))> = children
+        .iter()
+        .map(|c| {
+            let mut k = c.0.as_bytes().to_vec();
+            if c.1 == EntryType::Dir {
+                k.push(b'/');
+            }
+            (k, c)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed
+        .chunks(S3_PAGE)
+        .map(|chunk| {
+            let mut page: Vec<_> = chunk.iter().map(|(_, c)| *c).collect();
+            page.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            page
+        })
+        .collect()
+}
+
+/// Keys and common prefixes in one page of the s3 driver's listings (`listMax`).
+pub(super) const S3_PAGE: usize = 1000;
+
 fn find<'a>(inv: &'a Inventory, path: &str) -> Option<&'a TreeDir> {
     inv.tree
         .binary_search_by(|t| t.path.as_str().cmp(path))
@@ -100,7 +135,24 @@ impl Walk<'_> {
         let Some(node) = find(inv, real) else {
             return Ok(());
         };
-        for (name, kind) in &node.children {
+        for page in pages(inv, &node.children) {
+            self.walk_page(&page, walked, real, links, via)?;
+        }
+        Ok(())
+    }
+
+    /// One listing page of a folder; 2.8's `_`-file rule ends the page (on a filesystem the
+    /// folder is one page).
+    fn walk_page(
+        &mut self,
+        page: &[&(String, EntryType)],
+        walked: &str,
+        real: &str,
+        links: u32,
+        via: Option<&str>,
+    ) -> Result<(), Stop> {
+        let inv = self.inv;
+        for &(name, kind) in page {
             self.steps += 1;
             if self.steps > MAX_STEPS {
                 return Err(Stop::Unknown(CannotPredict {

@@ -10,27 +10,26 @@ use rayon::prelude::*;
 
 /// A manifest blob as read: parsed (or rejected as the registry rejects it), or not readable at
 /// all — an I/O error, which says nothing about the manifest.
-enum Read {
+pub(crate) enum Read {
     Parsed(manifest::Parsed),
     Unreadable(String),
+}
+
+/// A manifest whose blob does not exist.
+pub(crate) fn no_blob() -> Read {
+    Read::Parsed(Err(Invalid {
+        reason: "no blob".into(),
+        gc: GcFailure::Abort,
+    }))
 }
 
 /// `blobs` is the open `blobs/` folder, or why it could not be opened.
 fn read_one(inv: &Inventory, blobs: &std::io::Result<fsio::DirFd>, d: &Digest) -> Read {
     let Some(blob) = inv.blob(d) else {
-        return Read::Parsed(Err(Invalid {
-            reason: "no blob".into(),
-            gc: GcFailure::Abort,
-        }));
+        return no_blob();
     };
-    if blob.size > manifest::MAX_MANIFEST_SIZE {
-        return Read::Parsed(Err(Invalid {
-            reason: format!(
-                "{} bytes, larger than the registry's 4 MiB manifest limit",
-                blob.size
-            ),
-            gc: GcFailure::Abort,
-        }));
+    if let Some(r) = too_large(inv, d) {
+        return r;
     }
     // Relative to the open blobs/ folder, one read of the size the scan saw.
     let rel = layout::blob_data(d);
@@ -66,6 +65,35 @@ fn through_symlinks(inv: &Inventory) -> Vec<Digest> {
 }
 
 pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions) {
+    let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
+    read_all_with(inv, &|| opts.cancelled(), &|inv, chunk| {
+        chunk
+            .par_iter()
+            .map(|d| (d.clone(), read_one(inv, &blobs, d)))
+            .collect()
+    });
+}
+
+/// A manifest blob that exists but is larger than the registry accepts, or `None` to read it.
+pub(crate) fn too_large(inv: &Inventory, d: &Digest) -> Option<Read> {
+    let blob = inv.blob(d)?;
+    (blob.size > manifest::MAX_MANIFEST_SIZE).then(|| {
+        Read::Parsed(Err(Invalid {
+            reason: format!(
+                "{} bytes, larger than the registry's 4 MiB manifest limit",
+                blob.size
+            ),
+            gc: GcFailure::Abort,
+        }))
+    })
+}
+
+/// Reads one batch of manifest blobs.
+pub(crate) type Batch<'a> = dyn Fn(&Inventory, &[Digest]) -> Vec<(Digest, Read)> + Sync + 'a;
+
+/// The manifests every revision, tag and index names, transitively, read in batches by `batch`
+/// (the storage's own way: parallel file reads, or many GETs in flight).
+pub(crate) fn read_all_with(inv: &mut Inventory, cancelled: &dyn Fn() -> bool, batch: &Batch) {
     let mut wanted: DigestSet = DigestSet::default();
     for r in &inv.repos {
         for l in &r.revisions {
@@ -94,22 +122,19 @@ pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions) {
         .into_iter()
         .filter(|d| inv.blob(d).is_some())
         .collect();
-    let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
     let mut unreadable = Vec::new();
-    while !frontier.is_empty() && !opts.cancelled() {
-        // In the order of the blobs' inodes (`io::by_inode`); every digest here has a blob.
+    while !frontier.is_empty() && !cancelled() {
+        // In the order of the blobs' inodes on a filesystem (`io::by_inode`); every digest here
+        // has a blob.
         frontier.sort_by_cached_key(|d| inv.blob(d).map_or(0, |b| b.inode));
         let mut next = Vec::new();
         let mut round = Vec::with_capacity(frontier.len());
         // In chunks, so that parsed manifests wait in small batches, not all at once.
         for chunk in frontier.chunks(4096) {
-            if opts.cancelled() {
+            if cancelled() {
                 return;
             }
-            let parsed: Vec<(Digest, Read)> = chunk
-                .par_iter()
-                .map(|d| (d.clone(), read_one(inv, &blobs, d)))
-                .collect();
+            let parsed: Vec<(Digest, Read)> = batch(inv, chunk);
             for (d, p) in parsed {
                 let p = match p {
                     Read::Parsed(p) => p,

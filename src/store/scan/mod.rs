@@ -1,4 +1,4 @@
-//! The scanner: the only module that reads the store. Finds the store, walks `blobs/` and
+//! The filesystem scanner (the filesystem side of `store::Storage`). Finds the store, walks `blobs/` and
 //! `repositories/` in parallel without ever following a symlink, reads link files with a size
 //! cap, parses the manifest blobs, and returns an `Inventory`. Per-entry problems become entries;
 //! the scan goes on.
@@ -6,7 +6,7 @@
 mod blobs;
 pub mod fsio;
 pub(crate) mod io;
-mod manifests;
+pub(crate) mod manifests;
 mod repos;
 
 use crate::model::inventory::{Blob, Entry, EntryKind, Inventory};

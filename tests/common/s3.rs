@@ -1,0 +1,239 @@
+//! A local S3 server (moto in server mode, which the real registry's s3 driver works with) for
+//! the object-storage tests: started on a free 127.0.0.1 port, stopped by PID on drop, its
+//! access log kept so tests can count requests. `.ci/test-all` installs it into
+//! `target/moto-venv`; under CI=true its absence is a failure, never a skip.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `moto_server`, from $REGFSCK_MOTO_SERVER or the venv `.ci/test-all` makes.
+pub fn moto_bin() -> PathBuf {
+    std::env::var_os("REGFSCK_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/moto-venv/bin/moto_server"))
+}
+
+/// Whether moto, the real registry and skopeo are here (a failure under CI=true).
+pub fn available() -> bool {
+    let ok = moto_bin().is_file();
+    if !ok && std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "moto_server is required under CI=true ({}): bash .ci/test-all installs it",
+            moto_bin().display()
+        );
+    }
+    if !ok {
+        eprintln!("SKIPPED: moto_server not installed (bash .ci/test-all installs it)");
+        return false;
+    }
+    super::registry::registry_available()
+}
+
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+    pub log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// A plain HTTP request to 127.0.0.1:port (moto accepts unsigned requests).
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let log = dir.path().join("moto.log");
+            // The real clock for the server, as for the registry (Go reads it without libc):
+            // object times and `startedat` must agree under `faketime` too.
+            let child = Command::new(moto_bin())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env_remove("LD_PRELOAD")
+                .env_remove("FAKETIME")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start moto_server");
+            let mut m = Moto {
+                port,
+                child,
+                log,
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if m.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return m;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = m.child.kill();
+        }
+        panic!("moto_server did not start on 127.0.0.1");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn bucket(&self, name: &str) {
+        let (status, body) = http(self.port, "PUT", &format!("/{name}"), b"");
+        assert_eq!(status, 200, "create bucket {name}: {body}");
+    }
+
+    /// A signed PutObject (moto refuses anonymous writes over objects the registry wrote).
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.client(bucket).put(key, body).unwrap();
+    }
+
+    pub fn client(&self, bucket: &str) -> regfsck::store::s3::client::Client {
+        use regfsck::store::s3::config::{Credentials, S3Config, Secret};
+        let cfg =
+            S3Config::from_url(&format!("s3://{bucket}"), Some(&self.endpoint()), None).unwrap();
+        let creds = Credentials {
+            access_key: Secret::new("regfsck-test"),
+            secret_key: Secret::new("regfsck-test"),
+            session_token: None,
+            source: String::new(),
+        };
+        regfsck::store::s3::client::Client::new(&cfg, creds).unwrap()
+    }
+
+    /// Requests the server has answered so far (its access log).
+    pub fn requests(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" HTTP/1.1\""))
+            .count()
+    }
+
+    /// The registry's configuration for a store in `bucket` below `root`.
+    pub fn config(&self, bucket: &str, root: &str, extra: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("{bucket}.yml"));
+        std::fs::write(
+            &p,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  s3:\n    bucket: {bucket}\n    region: us-east-1\n    regionendpoint: {}\n    rootdirectory: {root}\n    secure: false\n    accesskey: regfsck-test\n    secretkey: regfsck-test\n{extra}",
+                self.endpoint()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// The server's clock: the LastModified of an object written now (outside any store).
+    pub fn now(&self, bucket: &str) -> i64 {
+        self.put(bucket, "regfsck-clock", b"x");
+        let (_, body) = http(
+            self.port,
+            "GET",
+            &format!("/{bucket}?list-type=2&prefix=regfsck-clock"),
+            b"",
+        );
+        let t = body
+            .split("<LastModified>")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap();
+        regfsck::model::timefmt::parse_rfc3339(t).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Push the `sample` fixture's images through the real registry's s3 driver into `bucket`
+/// (testdata/generate --s3): the same store as testdata/stores/sample, on object storage.
+pub fn push_sample(moto: &Moto, bucket: &str, root: &str) -> serde_json::Value {
+    moto.bucket(bucket);
+    let out = Command::new("bash")
+        .arg(repo_root().join("testdata/generate"))
+        .args(["--s3", &moto.endpoint(), bucket, root])
+        .env_remove("LD_PRELOAD")
+        .env_remove("FAKETIME")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "testdata/generate --s3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Run regfsck with S3 credentials only in the environment the test gives.
+pub fn regfsck_s3(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = super::store::regfsck();
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("HOME", "/nonexistent");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).output().unwrap()
+}
+
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub fn path_of(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
