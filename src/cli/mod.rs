@@ -215,8 +215,27 @@ pub struct IoArgs {
     /// Reads kept in flight by the scan and the hashing of small blobs (default: 64), whatever
     /// the number of cores: a cold cache waits on the device, which answers many requests at
     /// once. Lower it (e.g. 4) on a spinning disk shared with a live registry, to leave it room.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = parse_io_depth)]
     pub io_depth: Option<u32>,
+}
+
+/// The most reads `--io-depth` keeps in flight: one thread each, so a typo of a few more digits
+/// must not start a hundred thousand threads.
+pub const MAX_IO_DEPTH: u32 = 1024;
+
+fn parse_io_depth(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err(format!(
+            "0 reads in flight would read nothing; give 1 (one read at a time, the gentlest) to {MAX_IO_DEPTH}"
+        )),
+        Ok(n) if n <= MAX_IO_DEPTH => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is more than {MAX_IO_DEPTH} reads in flight (one thread each); no device needs more"
+        )),
+        Err(_) => Err(format!(
+            "{s:?} is not a number of reads in flight (1 to {MAX_IO_DEPTH})"
+        )),
+    }
 }
 
 impl IoArgs {
