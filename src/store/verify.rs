@@ -24,7 +24,7 @@ const BUF_SIZE: usize = 1 << 20;
 /// Blobs below this size are latency-bound on a cold cache (an inode and a few blocks, hashed in
 /// microseconds): they are hashed on the I/O workers, `--io-depth` at a time, through a small
 /// buffer each, so memory stays small at any depth. Larger blobs are bandwidth- and CPU-bound:
-/// one per hashing thread (`--jobs`), the kernel's readahead keeping the device busy.
+/// read by `large_readers` threads, each asking for a window ahead of its hashing.
 pub const SMALL_BLOB: u64 = 1 << 20;
 const SMALL_BUF: usize = 64 << 10;
 
@@ -46,6 +46,10 @@ pub struct VerifyOptions {
 /// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob: 8 MiB is a few
 /// milliseconds of hashing at full speed and still well under a second on a slow, shared core.
 const CANCEL_CHUNK: usize = 8 << 20;
+
+/// Bytes of a large blob asked for ahead of the hashing (`hash_mapped`): a few chunks, enough to
+/// keep a virtual disk's or an array's queue busy while a core hashes at ~1.5 GB/s.
+const READ_AHEAD: usize = 4 * CANCEL_CHUNK;
 
 fn cancelled(cancel: Option<&AtomicBool>) -> bool {
     cancel.is_some_and(|c| c.load(Ordering::Relaxed))
@@ -86,9 +90,21 @@ fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest>
     let map = unsafe { memmap2::Mmap::map(f)? };
     let _ = map.advise(memmap2::Advice::Sequential);
     let mut h = Sha256::new();
-    for chunk in map.chunks(CANCEL_CHUNK) {
+    for (k, chunk) in map.chunks(CANCEL_CHUNK).enumerate() {
         if cancelled(cancel) {
             return Err(interrupted());
+        }
+        // Ask for the window ahead before hashing this chunk: the kernel queues those reads at
+        // once (MADV_WILLNEED starts readahead without waiting), so a cold device has
+        // `READ_AHEAD` bytes per hashing thread in flight instead of the fault path's small
+        // window, and the core hashes while they arrive. Bounded: a window, never the whole file.
+        let ahead = (k + 1) * CANCEL_CHUNK;
+        if ahead < map.len() {
+            let _ = map.advise_range(
+                memmap2::Advice::WillNeed,
+                ahead,
+                READ_AHEAD.min(map.len() - ahead),
+            );
         }
         h.update(chunk);
     }
@@ -265,17 +281,39 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         // while the large ones keep the cores busy (on the hashing threads, `--jobs`). Without
         // an I/O pool (threads refused) the small blobs share the cores.
         let pool = crate::store::scan::io::pool(opts.io_depth).ok();
+        let readers = large_readers(opts.io_depth, rayon::current_num_threads());
+        let large_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(readers)
+            .thread_name(|i| format!("regfsck-hash-{i}"))
+            .build()
+            .ok();
         let (mut results, large_results) = rayon::join(
             || match &pool {
                 Some(p) => p.install(|| lane(&small, SMALL_BUF)),
                 None => lane(&small, SMALL_BUF),
             },
-            || lane(&large, BUF_SIZE),
+            || match &large_pool {
+                Some(p) => p.install(|| lane(&large, BUF_SIZE)),
+                None => lane(&large, BUF_SIZE),
+            },
         );
         results.extend(large_results);
         results
     });
 }
+
+/// Threads hashing blobs of 1 MiB and more: the hashing threads (`--jobs`, the cores by
+/// default), or more when `--io-depth` allows, up to `MAX_LARGE_READERS`. A cold device wants
+/// several files read at once (docs/benchmarks.md: 16 readers read a cold store of 64 MiB layers
+/// about twice as fast as 2 on the benchmark disk), and the hashing itself still takes no more
+/// CPU than there is; at most `MAX_LARGE_READERS` buffers of 1 MiB (files below the mmap
+/// threshold) are held at once.
+fn large_readers(io_depth: usize, jobs: usize) -> usize {
+    jobs.max(crate::store::scan::io::depth(io_depth).min(MAX_LARGE_READERS))
+}
+
+/// See `large_readers`.
+pub const MAX_LARGE_READERS: usize = 16;
 
 /// sha256 of every data file at a malformed path under blobs/, by v2-relative path: what the
 /// repair planner needs to move misplaced blobs home. Files that cannot be hashed are left out.
@@ -297,4 +335,19 @@ pub fn misplaced_content(inv: &Inventory) -> std::collections::HashMap<String, D
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn large_blob_readers_follow_the_depth_within_bounds() {
+        use super::large_readers;
+        // The default depth: 16 readers on 2 cores.
+        assert_eq!(large_readers(0, 2), super::MAX_LARGE_READERS);
+        // A gentle run stays gentle; --jobs is never undercut.
+        assert_eq!(large_readers(1, 1), 1);
+        assert_eq!(large_readers(4, 2), 4);
+        assert_eq!(large_readers(1, 8), 8);
+        assert_eq!(large_readers(1024, 32), 32);
+    }
 }

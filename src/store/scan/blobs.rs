@@ -178,7 +178,7 @@ impl Batch<'_> {
                 return;
             }
             let Some(hex) = name_of(&c) else {
-                non_utf8_child(v2, Path::new(&dir), &dir, &c, sink);
+                non_utf8_child(v2, Path::new(&dir), dir, &c, sink);
                 continue;
             };
             // Built only off the fast lane: the common case needs no path string.
