@@ -107,6 +107,17 @@ fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest>
             );
         }
         h.update(chunk);
+        // SAFETY: the chunk is hashed and never touched again. For a shared read-only file
+        // mapping MADV_DONTNEED only unmaps the pages from this process (the page cache keeps
+        // them; a later read would fault them back, unchanged), so RSS stays about one chunk
+        // per reader instead of growing to every large blob being hashed.
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                k * CANCEL_CHUNK,
+                chunk.len(),
+            )
+        };
     }
     Ok(Digest::sha256(h.finalize().into()))
 }
