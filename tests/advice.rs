@@ -518,6 +518,7 @@ fn a_cancelled_scan_returns_interrupted() {
         &regfsck::store::scan::ScanOptions {
             deep: false,
             cancel: Some(Arc::new(AtomicBool::new(true))),
+            ..Default::default()
         },
         &regfsck::progress::Silent,
     )

@@ -26,6 +26,8 @@ pub struct CheckArgs {
     /// Hashing threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub io: super::IoArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
@@ -192,6 +194,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             &scan::ScanOptions {
                 deep: args.deep,
                 cancel: Some(interrupt.clone()),
+                io_depth: args.io.depth(),
             },
             progress.as_ref(),
         )
@@ -224,6 +227,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             cancel: Some(interrupt.clone()),
             deadline: max_duration.map(|d| started + d),
             select: Some(Box::new(move |b| select(b))),
+            io_depth: args.io.depth(),
         };
         located.store.verify(&mut inv, &vopts, progress.as_ref());
         for (i, b) in inv.blobs.iter().enumerate() {

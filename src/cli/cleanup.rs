@@ -60,6 +60,8 @@ pub struct GuardArgs {
     /// Evaluate ages as of this time (unix seconds), for reproducible runs.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
+    #[command(flatten)]
+    pub io: super::IoArgs,
 }
 
 #[derive(Args, Debug)]
@@ -152,9 +154,13 @@ struct Seen {
     times: PushTimes,
 }
 
-fn see(store: &scan::Store, quiet: bool) -> Result<Seen, Failure> {
+fn see(store: &scan::Store, quiet: bool, io: &super::IoArgs) -> Result<Seen, Failure> {
     let progress = super::progress_bar::for_run(quiet);
-    let inv = scan::scan(store, progress.as_ref()).map_err(super::scan_failure)?;
+    let opts = scan::ScanOptions {
+        io_depth: io.depth(),
+        ..Default::default()
+    };
+    let inv = scan::scan_with(store, &opts, progress.as_ref()).map_err(super::scan_failure)?;
     let reach = reach::compute(&inv);
     let times = details::push_times(&inv);
     Ok(Seen { inv, reach, times })
@@ -380,7 +386,7 @@ fn execute(
     let mut resumed = Vec::new();
     // Plan first: bad input (an unknown reference, a rule that cannot hold) is a usage error
     // whatever else is going on, and nothing is touched.
-    let mut seen = see(&store, guard.quiet)?;
+    let mut seen = see(&store, guard.quiet, &guard.io)?;
     apply_opts.unreadable = seen.inv.unreadable_paths();
     let mut planned = planner(&seen, &apply_opts)?;
     if guard.apply {
@@ -388,7 +394,7 @@ fn execute(
         resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
         if !resumed.is_empty() {
             // The interrupted runs changed the store: plan again from what is there now.
-            seen = see(&store, true)?;
+            seen = see(&store, true, &guard.io)?;
             apply_opts.unreadable = seen.inv.unreadable_paths();
             planned = planner(&seen, &apply_opts)?;
         }

@@ -66,6 +66,8 @@ pub struct DuArgs {
     /// Scan threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub io: super::IoArgs,
     /// Evaluate ages as of this time (unix seconds), for reproducible reports.
     #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
     pub now: Option<i64>,
@@ -239,6 +241,7 @@ pub fn run(args: DuArgs) -> Result<i32, Failure> {
         .scan(
             &scan::ScanOptions {
                 deep: args.deep,
+                io_depth: args.io.depth(),
                 ..Default::default()
             },
             progress.as_ref(),

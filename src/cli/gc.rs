@@ -40,6 +40,8 @@ pub struct GcArgs {
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     #[command(flatten)]
+    pub io: super::IoArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
     /// Sweep: remove unreferenced blobs (and with -m untagged revisions, index-aware) and the
     /// `_layers` links naming them, into the quarantine (regfsck's own GC, not the registry's).
@@ -318,6 +320,7 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
             all: args.all,
             quiet: args.quiet,
             now: args.now,
+            io: args.io.clone(),
         };
         return super::cleanup::run_gc(&args.store, args.delete_untagged, &guard);
     }
@@ -343,7 +346,13 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
     let progress = super::progress_bar::for_run(args.quiet);
     let inv = located
         .store
-        .scan(&scan::ScanOptions::default(), progress.as_ref())
+        .scan(
+            &scan::ScanOptions {
+                io_depth: args.io.depth(),
+                ..Default::default()
+            },
+            progress.as_ref(),
+        )
         .map_err(super::scan_failure)?;
     let mut preds = Vec::new();
     for v in &versions {

@@ -35,6 +35,8 @@ pub struct LsArgs {
     /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub io: super::IoArgs,
 }
 
 #[derive(Serialize)]
@@ -141,7 +143,11 @@ pub fn run(args: LsArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
     let progress = super::progress_bar::for_run(args.quiet);
     let store = super::repair::local(&located)?;
-    let inv = scan::scan(&store, progress.as_ref()).map_err(super::scan_failure)?;
+    let opts = scan::ScanOptions {
+        io_depth: args.io.depth(),
+        ..Default::default()
+    };
+    let inv = scan::scan_with(&store, &opts, progress.as_ref()).map_err(super::scan_failure)?;
     let r = reach::compute(&inv);
     let times = details::push_times(&inv);
     let listing = catalog::list(

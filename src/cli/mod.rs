@@ -209,6 +209,43 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
     flag
 }
 
+/// Reads in flight, apart from the hashing threads (`--jobs`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct IoArgs {
+    /// Reads kept in flight by the scan and the hashing of small blobs (default: 128; large
+    /// blobs: up to 16 at once, or --jobs if more), whatever the number of cores: a cold cache
+    /// waits on the device, which answers many requests at once. Filesystem stores only. Lower
+    /// it (e.g. 4) on a spinning disk shared with a live registry, to leave it room.
+    #[arg(long, value_name = "N", value_parser = parse_io_depth)]
+    pub io_depth: Option<u32>,
+}
+
+/// The most reads `--io-depth` keeps in flight: one thread each, so a typo of a few more digits
+/// must not start a hundred thousand threads.
+pub const MAX_IO_DEPTH: u32 = 1024;
+
+fn parse_io_depth(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err(format!(
+            "0 reads in flight would read nothing; give 1 (one read at a time, the gentlest) to {MAX_IO_DEPTH}"
+        )),
+        Ok(n) if n <= MAX_IO_DEPTH => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is more than {MAX_IO_DEPTH} reads in flight (one thread each); no device needs more"
+        )),
+        Err(_) => Err(format!(
+            "{s:?} is not a number of reads in flight (1 to {MAX_IO_DEPTH})"
+        )),
+    }
+}
+
+impl IoArgs {
+    /// The depth for `ScanOptions::io_depth` and `VerifyOptions::io_depth` (0: the default).
+    pub fn depth(&self) -> usize {
+        self.io_depth.unwrap_or(0) as usize
+    }
+}
+
 pub fn configure_threads(jobs: Option<usize>) {
     if let Some(n) = jobs.filter(|&n| n > 0) {
         // Fails only if a pool already exists (library use); the existing pool is then used.

@@ -58,6 +58,8 @@ pub struct RepairArgs {
     /// Hashing threads (default: all cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub io: super::IoArgs,
     /// Output: human, or json (the plan and each action's status; docs/report-format.md).
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
@@ -96,6 +98,7 @@ fn check_store(
     opts: &CheckOptions,
     no_verify: bool,
     quiet: bool,
+    io_depth: usize,
 ) -> Result<Checked, Failure> {
     let progress = super::progress_bar::for_run(quiet);
     // Deep: repair acts on residue inside link and blob folders too, and restores a lost tag
@@ -104,12 +107,17 @@ fn check_store(
         store,
         &scan::ScanOptions {
             deep: true,
+            io_depth,
             ..Default::default()
         },
         progress.as_ref(),
     )?;
     if !no_verify {
-        verify::verify(&mut inv, &VerifyOptions::default(), progress.as_ref());
+        let vopts = VerifyOptions {
+            io_depth,
+            ..Default::default()
+        };
+        verify::verify(&mut inv, &vopts, progress.as_ref());
     }
     let findings = checks::audit(&inv, opts);
     Ok(Checked { inv, findings })
@@ -417,7 +425,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         guard_processes(&root, args.force, "apply")?;
         resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
     }
-    let before = check_store(&store, &opts, args.no_verify, args.quiet)?;
+    let before = check_store(&store, &opts, args.no_verify, args.quiet, args.io.depth())?;
     apply_opts.unreadable = unreadable(&before.findings);
     let plan = plan::repair::plan(
         &before.inv,
@@ -527,7 +535,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     }
     // Unchanged store: the findings from before still hold.
     let after = if changed {
-        check_store(&store, &opts, args.no_verify, true)?
+        check_store(&store, &opts, args.no_verify, true, args.io.depth())?
     } else {
         before
     };

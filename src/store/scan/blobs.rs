@@ -10,6 +10,7 @@ use crate::progress::Bar;
 use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Mutex;
 
 fn name_of(c: &Child) -> Option<&str> {
     c.name.to_str()
@@ -103,132 +104,181 @@ fn stray(path: String, name: &str, sink: &mut Sink) {
     sink.entry(path, kind);
 }
 
-/// One fan-out shard `blobs/<alg>/<fan>/`.
+/// One fan-out shard `blobs/<alg>/<fan>/`, listed a batch at a time (memory stays at one batch
+/// however many blobs it holds; the shards are many workers' work at once), each batch in inode
+/// order and handed to `all` when done.
 fn shard(
     v2: &Path,
     alg: Option<Algorithm>,
     alg_name: &str,
     fan: &str,
     opts: &ScanOptions,
-    sink: &mut Sink,
+    all: &Mutex<Sink>,
+    found: &dyn Bar,
 ) {
+    let mut sink = Sink::default();
+    let flush = |s: &mut Sink| {
+        found.inc((s.blobs.len() + s.entries.len()) as u64);
+        all.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .merge(std::mem::take(s));
+    };
     let dir = format!("blobs/{alg_name}/{fan}");
     let Some(fd) = sink.open(v2, &dir) else {
-        return;
-    };
-    let Some(children) = sink.list_open(&fd, &dir) else {
+        flush(&mut sink);
         return;
     };
     let mut rel = Vec::with_capacity(160);
-    if children.is_empty() {
-        sink.entry(dir.clone(), EntryKind::EmptyDir);
+    let mut any = false;
+    let listed = fd.list_batches(|children| {
+        any = true;
+        super::io::by_inode(children);
+        let batch = Batch {
+            v2,
+            alg,
+            dir: &dir,
+            fan,
+            fd: &fd,
+            opts,
+        };
+        batch.entries(children, &mut rel, &mut sink);
+        flush(&mut sink);
+    });
+    match listed {
+        Err(e) => sink.io_error(&dir, e),
+        Ok(()) if !any => sink.entry(dir.clone(), EntryKind::EmptyDir),
+        Ok(()) => {}
     }
-    for c in children {
-        // A cold fan-out folder of a large store takes seconds: Ctrl-C must not wait for it.
-        if opts.cancelled() {
-            return;
-        }
-        let Some(hex) = name_of(&c) else {
-            non_utf8_child(v2, Path::new(&dir), &dir, &c, sink);
-            continue;
-        };
-        // Built only off the fast lane: the common case needs no path string.
-        let path = || format!("{dir}/{hex}");
-        match c.kind {
-            EntryType::Dir => {}
-            EntryType::Symlink => {
-                sink.entry(path(), EntryKind::Symlink);
-                continue;
+    flush(&mut sink);
+}
+
+/// Where a batch of a shard's entries comes from.
+struct Batch<'a> {
+    v2: &'a Path,
+    alg: Option<Algorithm>,
+    dir: &'a str,
+    fan: &'a str,
+    fd: &'a fsio::DirFd,
+    opts: &'a ScanOptions,
+}
+
+impl Batch<'_> {
+    fn entries(&self, children: &mut Vec<Child>, rel: &mut Vec<u8>, sink: &mut Sink) {
+        let Batch {
+            v2,
+            alg,
+            dir,
+            fan,
+            fd,
+            opts,
+        } = *self;
+        for c in children.drain(..) {
+            // A cold fan-out folder of a large store takes seconds: Ctrl-C must not wait for it.
+            if opts.cancelled() {
+                return;
             }
-            EntryType::File if hex == "data" => {
-                // blobs/<alg>/<hex>/data: the fan-out folder is missing.
-                let size = fd.stat_at(hex.as_bytes()).ok().map(|st| st.st_size as u64);
-                sink.entry(
-                    path(),
-                    EntryKind::BlobPath {
-                        fault: BlobFault::BadPath,
-                        size,
-                    },
-                );
+            let Some(hex) = name_of(&c) else {
+                non_utf8_child(v2, Path::new(&dir), dir, &c, sink);
                 continue;
-            }
-            _ => {
-                stray(path(), hex, sink);
-                continue;
-            }
-        }
-        let digest = alg
-            .and_then(|a| crate::model::digest::Digest::from_hex(a, hex.as_bytes()).ok())
-            .filter(|d| d.fan_out_is(fan));
-        let Some(digest) = digest else {
-            foreign_subtree(v2, path(), sink);
-            continue;
-        };
-        if !opts.deep {
-            // The fast lane: one stat of `<hex>/data` relative to the open fan-out folder; the
-            // folder is listed only when that is not a regular file.
-            rel.clear();
-            rel.extend_from_slice(hex.as_bytes());
-            rel.extend_from_slice(b"/data");
-            if let Ok(st) = fd.stat_at(&rel) {
-                if fsio::mode_type(st.st_mode) == EntryType::File {
-                    sink.blobs.push(Blob {
-                        digest,
-                        size: st.st_size as u64,
-                        mtime: st.st_mtime,
-                        inode: st.st_ino,
-                        hashed: Hashed::No,
-                    });
+            };
+            // Built only off the fast lane: the common case needs no path string.
+            let path = || format!("{dir}/{hex}");
+            match c.kind {
+                EntryType::Dir => {}
+                EntryType::Symlink => {
+                    sink.entry(path(), EntryKind::Symlink);
+                    continue;
+                }
+                EntryType::File if hex == "data" => {
+                    // blobs/<alg>/<hex>/data: the fan-out folder is missing.
+                    let size = fd.stat_at(hex.as_bytes()).ok().map(|st| st.st_size as u64);
+                    sink.entry(
+                        path(),
+                        EntryKind::BlobPath {
+                            fault: BlobFault::BadPath,
+                            size,
+                        },
+                    );
+                    continue;
+                }
+                _ => {
+                    stray(path(), hex, sink);
                     continue;
                 }
             }
-        }
-        let path = path();
-        let Some(inner) = sink.list(v2, &path) else {
-            continue;
-        };
-        let mut has_data = false;
-        for e in inner {
-            let Some(name) = name_of(&e) else {
-                non_utf8_child(v2, Path::new(&path), &path, &e, sink);
+            let digest = alg
+                .and_then(|a| crate::model::digest::Digest::from_hex(a, hex.as_bytes()).ok())
+                .filter(|d| d.fan_out_is(fan));
+            let Some(digest) = digest else {
+                foreign_subtree(v2, path(), sink);
                 continue;
             };
-            let p = format!("{path}/{name}");
-            match (name, e.kind) {
-                ("data", EntryType::File) => {
-                    has_data = true;
-                    match std::fs::symlink_metadata(v2.join(&p)) {
-                        Ok(m) => sink.blobs.push(Blob {
-                            digest: digest.clone(),
-                            size: m.len(),
-                            mtime: m.mtime(),
-                            inode: m.ino(),
+            if !opts.deep {
+                // The fast lane: one stat of `<hex>/data` relative to the open fan-out folder; the
+                // folder is listed only when that is not a regular file.
+                rel.clear();
+                rel.extend_from_slice(hex.as_bytes());
+                rel.extend_from_slice(b"/data");
+                if let Ok(st) = fd.stat_at(rel) {
+                    if fsio::mode_type(st.st_mode) == EntryType::File {
+                        sink.blobs.push(Blob {
+                            digest,
+                            size: st.st_size as u64,
+                            mtime: st.st_mtime,
+                            inode: st.st_ino,
                             hashed: Hashed::No,
-                        }),
-                        Err(err) => sink.io_error(&p, err),
+                        });
+                        continue;
                     }
                 }
-                ("data", EntryType::Symlink) => {
-                    has_data = true;
-                    sink.entry(p, EntryKind::Symlink);
-                }
-                ("data", _) => {
-                    has_data = true;
-                    sink.entry(
-                        p,
-                        EntryKind::BlobPath {
-                            fault: BlobFault::DataNotFile,
-                            size: None,
-                        },
-                    );
-                }
-                (_, EntryType::Dir) => foreign_subtree(v2, p, sink),
-                (_, EntryType::Symlink) => sink.entry(p, EntryKind::Symlink),
-                _ => stray(p, name, sink),
             }
-        }
-        if !has_data {
-            sink.entry(path, EntryKind::BlobDataMissing(digest));
+            let path = path();
+            let Some(inner) = sink.list(v2, &path) else {
+                continue;
+            };
+            let mut has_data = false;
+            for e in inner {
+                let Some(name) = name_of(&e) else {
+                    non_utf8_child(v2, Path::new(&path), &path, &e, sink);
+                    continue;
+                };
+                let p = format!("{path}/{name}");
+                match (name, e.kind) {
+                    ("data", EntryType::File) => {
+                        has_data = true;
+                        match std::fs::symlink_metadata(v2.join(&p)) {
+                            Ok(m) => sink.blobs.push(Blob {
+                                digest: digest.clone(),
+                                size: m.len(),
+                                mtime: m.mtime(),
+                                inode: m.ino(),
+                                hashed: Hashed::No,
+                            }),
+                            Err(err) => sink.io_error(&p, err),
+                        }
+                    }
+                    ("data", EntryType::Symlink) => {
+                        has_data = true;
+                        sink.entry(p, EntryKind::Symlink);
+                    }
+                    ("data", _) => {
+                        has_data = true;
+                        sink.entry(
+                            p,
+                            EntryKind::BlobPath {
+                                fault: BlobFault::DataNotFile,
+                                size: None,
+                            },
+                        );
+                    }
+                    (_, EntryType::Dir) => foreign_subtree(v2, p, sink),
+                    (_, EntryType::Symlink) => sink.entry(p, EntryKind::Symlink),
+                    _ => stray(p, name, sink),
+                }
+            }
+            if !has_data {
+                sink.entry(path, EntryKind::BlobDataMissing(digest));
+            }
         }
     }
 }
@@ -280,22 +330,13 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink, found: &dyn Bar) -> 
     // Each shard's blobs join the one list as soon as the shard is done, so the store's blob
     // list exists once (growing a large Vec is a remap, not a copy) rather than as 256 parts
     // plus their concatenation.
-    let all = std::sync::Mutex::new(std::mem::take(sink));
+    let all = Mutex::new(std::mem::take(sink));
     shards.par_iter().for_each(|(alg_name, fan)| {
         if opts.cancelled() {
             return;
         }
-        let mut s = Sink::default();
-        shard(
-            v2,
-            Algorithm::from_name(alg_name),
-            alg_name,
-            fan,
-            opts,
-            &mut s,
-        );
-        found.inc((s.blobs.len() + s.entries.len()) as u64);
-        all.lock().unwrap_or_else(|e| e.into_inner()).merge(s);
+        let alg = Algorithm::from_name(alg_name);
+        shard(v2, alg, alg_name, fan, opts, &all, found);
     });
     *sink = all.into_inner().unwrap_or_else(|e| e.into_inner());
     true

@@ -11,9 +11,15 @@ use std::path::Path;
 /// The largest link file regfsck reads: any valid digest text is at most 135 bytes.
 pub const LINK_CAP: u64 = 256;
 
+/// The most one `getdents64` of `DirFd::list_batches` returns: about 180 entries of a digest
+/// folder (88 bytes each).
+pub const BATCH_BYTES: usize = 16 * 1024;
+
 pub struct Child {
     pub name: OsString,
     pub kind: EntryType,
+    /// The inode number the listing gave (`d_ino`): the scan reads in this order (`io::by_inode`).
+    pub ino: u64,
 }
 
 /// List a directory without following anything; sorted by name bytes (as the registry's walk).
@@ -195,65 +201,92 @@ impl DirFd {
     /// out.
     pub fn list(&self) -> io::Result<Vec<Child>> {
         thread_local! {
-            // One getdents buffer per thread: tens of thousands of small folders are listed.
-            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 32 * 1024]);
+            // One getdents buffer per thread: tens of thousands of small folders are listed. Small,
+            // since there are `--io-depth` threads; large folders are listed by `list_batches`.
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; BATCH_BYTES]);
         }
         BUF.with(|b| self.list_into(&mut b.borrow_mut()))
     }
 
     fn list_into(&self, buf: &mut [u8]) -> io::Result<Vec<Child>> {
-        use std::os::unix::ffi::OsStringExt;
         let mut out = Vec::new();
-        loop {
-            // SAFETY: `buf` is writable for its length; the kernel writes at most that much.
-            let n = unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    self.raw(),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if n == 0 {
-                break;
-            }
-            let mut off = 0usize;
-            let n = n as usize;
-            // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name NUL-terminated.
-            while off + 19 < n {
-                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-                if reclen == 0 || off + reclen > n {
-                    return Err(io::Error::from_raw_os_error(libc::EIO));
-                }
-                let dtype = buf[off + 18];
-                let name_area = &buf[off + 19..off + reclen];
-                let len = name_area
-                    .iter()
-                    .position(|&b| b == 0)
-                    .unwrap_or(name_area.len());
-                let name = &name_area[..len];
-                off += reclen;
-                if name == b"." || name == b".." {
-                    continue;
-                }
-                let kind = match dtype {
-                    libc::DT_DIR => EntryType::Dir,
-                    libc::DT_REG => EntryType::File,
-                    libc::DT_LNK => EntryType::Symlink,
-                    libc::DT_UNKNOWN => self.type_at(name),
-                    _ => EntryType::Other,
-                };
-                out.push(Child {
-                    name: OsString::from_vec(name.to_vec()),
-                    kind,
-                });
-            }
-        }
+        while self.getdents(buf, &mut out)? {}
         out.sort_unstable_by(|a, b| a.name.as_encoded_bytes().cmp(b.name.as_encoded_bytes()));
         Ok(out)
+    }
+
+    /// The entries of this directory in batches, as the kernel hands them out (one `getdents64`
+    /// of at most `BATCH_BYTES` each: a few hundred entries), in no particular order, `.` and
+    /// `..` left out. Memory stays at one batch however large the folder: the scan walks large
+    /// folders this way on many workers at once.
+    pub fn list_batches(&self, mut each: impl FnMut(&mut Vec<Child>)) -> io::Result<()> {
+        // Not the thread-local buffer of `list`: `each` may list other folders on this thread.
+        let mut buf = vec![0u8; BATCH_BYTES];
+        let mut batch = Vec::new();
+        loop {
+            batch.clear();
+            let more = self.getdents(&mut buf, &mut batch)?;
+            if !batch.is_empty() {
+                each(&mut batch);
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One `getdents64` call, its entries appended to `out`; false at the end of the folder.
+    fn getdents(&self, buf: &mut [u8], out: &mut Vec<Child>) -> io::Result<bool> {
+        use std::os::unix::ffi::OsStringExt;
+        // SAFETY: `buf` is writable for its length; the kernel writes at most that much.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                self.raw(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut off = 0usize;
+        let n = n as usize;
+        // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name NUL-terminated.
+        while off + 19 < n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let ino = u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap_or([0; 8]));
+            let dtype = buf[off + 18];
+            let name_area = &buf[off + 19..off + reclen];
+            let len = name_area
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_area.len());
+            let name = &name_area[..len];
+            off += reclen;
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let kind = match dtype {
+                libc::DT_DIR => EntryType::Dir,
+                libc::DT_REG => EntryType::File,
+                libc::DT_LNK => EntryType::Symlink,
+                libc::DT_UNKNOWN => self.type_at(name),
+                _ => EntryType::Other,
+            };
+            out.push(Child {
+                name: OsString::from_vec(name.to_vec()),
+                kind,
+                ino,
+            });
+        }
+        Ok(true)
     }
 
     /// The type of an entry on filesystems whose listings do not carry it.

@@ -124,6 +124,9 @@ pub(crate) fn read_all_with(inv: &mut Inventory, cancelled: &dyn Fn() -> bool, b
         .collect();
     let mut unreadable = Vec::new();
     while !frontier.is_empty() && !cancelled() {
+        // In the order of the blobs' inodes on a filesystem (`io::by_inode`); every digest here
+        // has a blob.
+        frontier.sort_by_cached_key(|d| inv.blob(d).map_or(0, |b| b.inode));
         let mut next = Vec::new();
         let mut round = Vec::with_capacity(frontier.len());
         // In chunks, so that parsed manifests wait in small batches, not all at once.

@@ -5,6 +5,7 @@
 
 mod blobs;
 pub mod fsio;
+pub(crate) mod io;
 pub(crate) mod manifests;
 mod repos;
 
@@ -198,6 +199,10 @@ pub struct ScanOptions {
     pub deep: bool,
     /// Set by Ctrl-C: the walks stop at the next folder and the scan returns `Interrupted`.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Reads in flight (`--io-depth`): the scan runs on this many blocking-I/O workers whatever
+    /// the number of cores, because a cold scan waits on the device, not on the CPU. 0: the
+    /// default, `io::DEFAULT_DEPTH`.
+    pub io_depth: usize,
 }
 
 impl ScanOptions {
@@ -233,6 +238,15 @@ pub fn scan_with(
     progress: &dyn Progress,
 ) -> anyhow::Result<Inventory> {
     let started = Instant::now();
+    // Every walk below (and the manifest reads) runs on the I/O workers: rayon's parallel
+    // iterators inside `install` use that pool.
+    let pool = io::pool(opts.io_depth)?;
+    let mut inv = pool.install(|| walk(store, opts, progress))?;
+    inv.stats.scan_seconds = started.elapsed().as_secs_f64();
+    Ok(inv)
+}
+
+fn walk(store: &Store, opts: &ScanOptions, progress: &dyn Progress) -> anyhow::Result<Inventory> {
     let top = fsio::list(&store.v2)
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", store.v2.display()))?;
     // Objects found so far (blobs, links, entries), with a rate: the total is not known.
@@ -295,6 +309,5 @@ pub fn scan_with(
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum();
-    inv.stats.scan_seconds = started.elapsed().as_secs_f64();
     Ok(inv)
 }

@@ -2,6 +2,7 @@
 //! repository's `_layers`, `_manifests` and `_uploads` in parallel.
 
 use super::fsio::{self, Child};
+use super::io;
 use super::{ScanOptions, Sink};
 use crate::model::digest::Digest;
 use crate::model::inventory::*;
@@ -16,6 +17,15 @@ pub(crate) struct Walked {
     pub repos: Vec<Repo>,
     pub tree: Vec<TreeDir>,
     pub sink: Sink,
+}
+
+/// What every walk of a repository needs: where the store is, how to look, and the counter of
+/// objects found (bumped as links are found, so a cold scan's progress moves).
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    v2: &'a Path,
+    opts: &'a ScanOptions,
+    found: &'a dyn Bar,
 }
 
 const MARKERS: [&str; 3] = ["_layers", "_manifests", "_uploads"];
@@ -57,88 +67,32 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions, found: &dyn Bar) -> Walked {
     // below a name that is not UTF-8) and as on disk. Folders below a non-UTF-8 name are walked
     // too, for their names only: the registry's catalog walk descends into them and aborts on the
     // first repository it finds there, so the GC prediction needs the shape of that subtree.
-    let mut stack: Vec<(String, std::path::PathBuf, bool)> =
+    // Level by level, each level's folders listed in parallel: on a cold cache a registry with
+    // thousands of repositories would otherwise wait for each listing in turn.
+    let mut level: Vec<(String, std::path::PathBuf, bool)> =
         vec![(String::new(), std::path::PathBuf::new(), true)];
     let mut repo_names = Vec::new();
-    while let Some((dir, raw, utf8)) = stack.pop() {
-        if opts.cancelled() {
-            break;
+    while !level.is_empty() && !opts.cancelled() {
+        let done: Vec<NameFolder> = level
+            .into_par_iter()
+            .map(|(dir, raw, utf8)| name_folder(&base, dir, raw, utf8))
+            .collect();
+        level = Vec::new();
+        for f in done {
+            w.sink.merge(f.sink);
+            w.tree.extend(f.tree);
+            repo_names.extend(f.repo);
+            level.extend(f.next);
         }
-        let rel = join("repositories", &dir);
-        let children = match fsio::list(&base.join(&raw)) {
-            Ok(c) => c,
-            Err(e) => {
-                w.sink.io_error(&rel, e);
-                continue;
-            }
-        };
-        let mut tree_children = Vec::with_capacity(children.len());
-        let mut is_repo = false;
-        for c in &children {
-            let lossy = c.name.to_string_lossy();
-            let name_utf8 = c.name.to_str().is_some();
-            tree_children.push((lossy.to_string(), c.kind));
-            if !name_utf8 && utf8 {
-                w.sink.non_utf8(&rel, &c.name);
-            }
-            if !(utf8 && name_utf8) {
-                // Only the shape of a subtree below a non-UTF-8 name is kept (see above).
-                match c.kind {
-                    EntryType::Dir if lossy.starts_with('_') => {
-                        is_repo |= MARKERS.contains(&&*lossy)
-                    }
-                    EntryType::Dir => stack.push((join(&dir, &lossy), raw.join(&c.name), false)),
-                    EntryType::Symlink if utf8 => {
-                        w.sink.entry(join(&rel, &lossy), EntryKind::Symlink)
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let name = &*lossy;
-            let path = join(&rel, name);
-            match c.kind {
-                EntryType::Symlink => w.sink.entry(path, EntryKind::Symlink),
-                EntryType::Dir if name.starts_with('_') => {
-                    if MARKERS.contains(&name) && !dir.is_empty() {
-                        is_repo = true;
-                    } else {
-                        w.sink.entry(
-                            path,
-                            EntryKind::Unrecognized(
-                                "a _ folder the registry never writes here".into(),
-                            ),
-                        );
-                    }
-                }
-                EntryType::Dir => stack.push((join(&dir, name), raw.join(name), true)),
-                _ if name.starts_with('_') => w.sink.entry(path, EntryKind::StrayUnderscore),
-                _ if layout::is_temp_residue(name) => w.sink.entry(path, EntryKind::TempResidue),
-                _ => w.sink.entry(
-                    path,
-                    EntryKind::Unrecognized("a file among repositories".into()),
-                ),
-            }
-        }
-        if is_repo && utf8 {
-            if let Some(why) = layout::repo_name_problem(&dir) {
-                w.sink.entry(rel.clone(), EntryKind::RepoNameInvalid(why));
-            }
-            repo_names.push((dir.clone(), children));
-        } else if children.is_empty() && !dir.is_empty() && utf8 {
-            w.sink.entry(rel.clone(), EntryKind::EmptyDir);
-        }
-        w.tree.push(TreeDir {
-            path: dir,
-            children: tree_children,
-        });
     }
+    let cx = Ctx { v2, opts, found };
     let parts: Vec<(Repo, Sink)> = repo_names
         .into_par_iter()
         .filter(|_| !opts.cancelled())
         .map(|(name, children)| {
-            let (r, s) = scan_repo(v2, name, &children, opts);
-            found.inc((r.revisions.len() + r.layers.len() + r.tags.len() + s.entries.len()) as u64);
+            let (r, s) = scan_repo(cx, name, &children);
+            // Links were counted as they were found (`alg_links`).
+            found.inc((r.tags.len() + s.entries.len()) as u64);
             (r, s)
         })
         .collect();
@@ -149,8 +103,92 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions, found: &dyn Bar) -> Walked {
     w
 }
 
-fn scan_repo(v2: &Path, name: String, children: &[Child], opts: &ScanOptions) -> (Repo, Sink) {
-    let mut s = Sink::default();
+/// One folder of the repository-name tree, listed: what it holds and where to go next.
+struct NameFolder {
+    sink: Sink,
+    tree: Option<TreeDir>,
+    /// A repository: its name and its entries.
+    repo: Option<(String, Vec<Child>)>,
+    /// Subfolders to walk: path as shown, path on disk, whether every name so far is UTF-8.
+    next: Vec<(String, std::path::PathBuf, bool)>,
+}
+
+fn name_folder(base: &Path, dir: String, raw: std::path::PathBuf, utf8: bool) -> NameFolder {
+    let mut out = NameFolder {
+        sink: Sink::default(),
+        tree: None,
+        repo: None,
+        next: Vec::new(),
+    };
+    let rel = join("repositories", &dir);
+    let children = match fsio::list(&base.join(&raw)) {
+        Ok(c) => c,
+        Err(e) => {
+            out.sink.io_error(&rel, e);
+            return out;
+        }
+    };
+    let sink = &mut out.sink;
+    let mut tree_children = Vec::with_capacity(children.len());
+    let mut is_repo = false;
+    for c in &children {
+        let lossy = c.name.to_string_lossy();
+        let name_utf8 = c.name.to_str().is_some();
+        tree_children.push((lossy.to_string(), c.kind));
+        if !name_utf8 && utf8 {
+            sink.non_utf8(&rel, &c.name);
+        }
+        if !(utf8 && name_utf8) {
+            // Only the shape of a subtree below a non-UTF-8 name is kept (see above).
+            match c.kind {
+                EntryType::Dir if lossy.starts_with('_') => is_repo |= MARKERS.contains(&&*lossy),
+                EntryType::Dir => out
+                    .next
+                    .push((join(&dir, &lossy), raw.join(&c.name), false)),
+                EntryType::Symlink if utf8 => sink.entry(join(&rel, &lossy), EntryKind::Symlink),
+                _ => {}
+            }
+            continue;
+        }
+        let name = &*lossy;
+        let path = join(&rel, name);
+        match c.kind {
+            EntryType::Symlink => sink.entry(path, EntryKind::Symlink),
+            EntryType::Dir if name.starts_with('_') => {
+                if MARKERS.contains(&name) && !dir.is_empty() {
+                    is_repo = true;
+                } else {
+                    sink.entry(
+                        path,
+                        EntryKind::Unrecognized("a _ folder the registry never writes here".into()),
+                    );
+                }
+            }
+            EntryType::Dir => out.next.push((join(&dir, name), raw.join(name), true)),
+            _ if name.starts_with('_') => sink.entry(path, EntryKind::StrayUnderscore),
+            _ if layout::is_temp_residue(name) => sink.entry(path, EntryKind::TempResidue),
+            _ => sink.entry(
+                path,
+                EntryKind::Unrecognized("a file among repositories".into()),
+            ),
+        }
+    }
+    if is_repo && utf8 {
+        if let Some(why) = layout::repo_name_problem(&dir) {
+            sink.entry(rel.clone(), EntryKind::RepoNameInvalid(why));
+        }
+        out.repo = Some((dir.clone(), children));
+    } else if children.is_empty() && !dir.is_empty() && utf8 {
+        sink.entry(rel.clone(), EntryKind::EmptyDir);
+    }
+    out.tree = Some(TreeDir {
+        path: dir,
+        children: tree_children,
+    });
+    out
+}
+
+fn scan_repo(cx: Ctx, name: String, children: &[Child]) -> (Repo, Sink) {
     let mut repo = Repo {
         name,
         ..Repo::default()
@@ -163,18 +201,42 @@ fn scan_repo(v2: &Path, name: String, children: &[Child], opts: &ScanOptions) ->
     repo.has_layers = has("_layers");
     repo.has_manifests = has("_manifests");
     repo.has_uploads = has("_uploads");
-    if repo.has_layers {
-        let rel = layout::layers_dir(&repo.name);
-        let found = link_tree(v2, &rel, Tree::Layers, opts, &mut s);
+    // `_layers` and `_manifests` side by side: each is a queue of reads of its own.
+    let (layers, mut s) = rayon::join(
+        || {
+            let mut s = Sink::default();
+            let found = repo
+                .has_layers
+                .then(|| link_tree(cx, &layout::layers_dir(&repo.name), Tree::Layers, &mut s));
+            (found, s)
+        },
+        || {
+            let mut s = Sink::default();
+            let mut m = ManifestsDir::default();
+            if repo.has_manifests {
+                manifests_dir(cx, &repo.name, &mut m, &mut s);
+            }
+            (m, s)
+        },
+    );
+    let (found, mut ls) = layers;
+    if let Some(found) = found {
         repo.layers = found.links;
         repo.odd_layer_links = found.odd;
         repo.non_utf8_links.extend(found.non_utf8_links);
     }
-    if repo.has_manifests {
-        manifests_dir(v2, &mut repo, opts, &mut s);
-    }
+    ls.merge(std::mem::take(&mut s.1));
+    let m = s.0;
+    repo.has_revisions = m.has_revisions;
+    repo.revisions = m.revisions;
+    repo.odd_revision_links = m.odd_revision_links;
+    repo.has_tags = m.has_tags;
+    repo.tags = m.tags;
+    repo.odd_tags = m.odd_tags;
+    repo.non_utf8_links.extend(m.non_utf8_links);
+    let mut s = ls;
     if repo.has_uploads {
-        uploads(v2, &mut repo, &mut s);
+        uploads(cx.v2, &mut repo, &mut s);
     }
     (repo, s)
 }
@@ -244,14 +306,10 @@ pub(crate) enum Tree {
     TagIndex,
 }
 
-/// Listings above this many folders are split across threads, so that one huge repository
-/// does not run on one core.
-const PARALLEL_FOLDERS: usize = 2048;
-
 /// A `<rel>/<alg>/<hex>/link` tree (`_layers`, `_manifests/revisions`, tag `index`).
-fn link_tree(v2: &Path, rel: &str, tree: Tree, opts: &ScanOptions, s: &mut Sink) -> Found {
+fn link_tree(cx: Ctx, rel: &str, tree: Tree, s: &mut Sink) -> Found {
     let mut found = Found::default();
-    let Some(algs) = s.list(v2, rel) else {
+    let Some(algs) = s.list(cx.v2, rel) else {
         return found;
     };
     for a in algs {
@@ -264,10 +322,10 @@ fn link_tree(v2: &Path, rel: &str, tree: Tree, opts: &ScanOptions, s: &mut Sink)
             unexpected(arel, &a, "not an algorithm folder", s);
             continue;
         }
-        let Some(dir) = s.open(v2, &arel) else {
+        let Some(dir) = s.open(cx.v2, &arel) else {
             continue;
         };
-        alg_links(v2, &arel, alg, &dir, tree, opts, &mut found, s);
+        alg_links(cx, &arel, alg, &dir, tree, &mut found, s);
     }
     // A repository's links are kept for the whole run: no growth slack.
     found.links.shrink_to_fit();
@@ -300,56 +358,70 @@ impl Found {
     }
 }
 
-/// The digest folders of one `<alg>` folder, already open as `dir`.
-#[allow(clippy::too_many_arguments)]
+/// The digest folders of one `<alg>` folder, already open as `dir`: listed a batch at a time
+/// (`list_batches`: memory stays at one batch however large the repository), each batch in
+/// inode order and in parallel chunks (`io::CHUNK`), so that the reads of one repository are
+/// many in flight.
 fn alg_links(
-    v2: &Path,
+    cx: Ctx,
     arel: &str,
     alg: &str,
     dir: &fsio::DirFd,
     tree: Tree,
-    opts: &ScanOptions,
     found: &mut Found,
     s: &mut Sink,
 ) {
-    let Some(hexes) = s.list_open(dir, arel) else {
-        return;
-    };
-    if hexes.len() <= PARALLEL_FOLDERS {
-        digest_folders(v2, arel, alg, dir, &hexes, tree, opts, found, s);
-        return;
-    }
-    let parts: Vec<(Found, Sink)> = hexes
-        .par_chunks(PARALLEL_FOLDERS / 2)
-        .map(|chunk| {
-            let (mut f, mut ps) = (Found::default(), Sink::default());
-            digest_folders(v2, arel, alg, dir, chunk, tree, opts, &mut f, &mut ps);
-            (f, ps)
-        })
-        .collect();
-    for (f, ps) in parts {
-        found.links.extend(f.links);
-        found.odd.extend(f.odd);
-        found.non_utf8_links.extend(f.non_utf8_links);
-        found.mtimes.extend(f.mtimes);
-        s.merge(ps);
+    let listed = dir.list_batches(|hexes| {
+        if cx.opts.cancelled() {
+            return;
+        }
+        io::by_inode(hexes);
+        if hexes.len() <= io::CHUNK {
+            let before = found.links.len();
+            digest_folders(cx, arel, alg, dir, hexes, tree, found, s);
+            cx.found.inc((found.links.len() - before) as u64);
+            return;
+        }
+        let parts: Vec<(Found, Sink)> = hexes
+            .par_chunks(io::CHUNK)
+            .map(|chunk| {
+                let (mut f, mut ps) = (Found::default(), Sink::default());
+                digest_folders(cx, arel, alg, dir, chunk, tree, &mut f, &mut ps);
+                cx.found.inc(f.links.len() as u64);
+                (f, ps)
+            })
+            .collect();
+        for (f, ps) in parts {
+            found.links.extend(f.links);
+            found.odd.extend(f.odd);
+            found.non_utf8_links.extend(f.non_utf8_links);
+            found.mtimes.extend(f.mtimes);
+            s.merge(ps);
+        }
+    });
+    if let Err(e) = listed {
+        s.io_error(arel, e);
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn digest_folders(
-    v2: &Path,
+    cx: Ctx,
     arel: &str,
     alg: &str,
     dir: &fsio::DirFd,
     hexes: &[Child],
     tree: Tree,
-    opts: &ScanOptions,
     found: &mut Found,
     s: &mut Sink,
 ) {
+    let (v2, opts) = (cx.v2, cx.opts);
     let mut rel = Vec::with_capacity(160);
     for h in hexes {
+        // A cold link tree of a large repository takes seconds: Ctrl-C must not wait for it.
+        if opts.cancelled() {
+            return;
+        }
         let Some(hex) = h.name.to_str() else {
             s.non_utf8(arel, &h.name);
             // The registry's walk still reads a `link` in there (and its driver refuses the
@@ -444,129 +516,169 @@ fn link_dir(v2: &Path, hrel: String, digest: Digest, tree: Tree, found: &mut Fou
     }
 }
 
-fn manifests_dir(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
-    let rel = layout::manifests_dir(&repo.name);
-    let Some(children) = s.list(v2, &rel) else {
+/// What `_manifests/` holds.
+#[derive(Default)]
+struct ManifestsDir {
+    has_revisions: bool,
+    revisions: Vec<Link>,
+    odd_revision_links: Vec<OddLink>,
+    has_tags: bool,
+    tags: Vec<Tag>,
+    odd_tags: Vec<OddTag>,
+    /// Revision folders whose names are not UTF-8 (the 2.8 GC's `invalid path`).
+    non_utf8_links: Vec<String>,
+}
+
+fn manifests_dir(cx: Ctx, repo: &str, m: &mut ManifestsDir, s: &mut Sink) {
+    let rel = layout::manifests_dir(repo);
+    let Some(children) = s.list(cx.v2, &rel) else {
         return;
     };
-    for c in children {
+    for c in &children {
         let name = c.name.to_str().unwrap_or("");
         let p = format!("{rel}/{}", c.name.to_string_lossy());
         match (name, c.kind) {
-            ("revisions", EntryType::Dir) => {
-                repo.has_revisions = true;
-                let found = link_tree(
-                    v2,
-                    &layout::revisions_dir(&repo.name),
-                    Tree::Revisions,
-                    opts,
-                    s,
-                );
-                repo.revisions = found.links;
-                repo.odd_revision_links = found.odd;
-                repo.non_utf8_links.extend(found.non_utf8_links);
-            }
-            ("tags", EntryType::Dir) => {
-                repo.has_tags = true;
-                tags(v2, repo, opts, s);
-            }
+            ("revisions", EntryType::Dir) => m.has_revisions = true,
+            ("tags", EntryType::Dir) => m.has_tags = true,
             _ if c.name.to_str().is_none() => s.non_utf8(&rel, &c.name),
             _ => unexpected(
                 p,
-                &c,
+                c,
                 "the registry writes only revisions/ and tags/ here",
                 s,
             ),
         }
     }
+    // Revisions and tags side by side, as `_layers` beside them.
+    let ((revisions, rs), (tags, ts)) = rayon::join(
+        || {
+            let mut s = Sink::default();
+            let found = m
+                .has_revisions
+                .then(|| link_tree(cx, &layout::revisions_dir(repo), Tree::Revisions, &mut s));
+            (found, s)
+        },
+        || {
+            let mut s = Sink::default();
+            let found = m.has_tags.then(|| tags(cx, repo, &mut s));
+            (found, s)
+        },
+    );
+    if let Some(found) = revisions {
+        m.revisions = found.links;
+        m.odd_revision_links = found.odd;
+        m.non_utf8_links = found.non_utf8_links;
+    }
+    if let Some((tags, odd)) = tags {
+        m.tags = tags;
+        m.odd_tags = odd;
+    }
+    s.merge(rs);
+    s.merge(ts);
 }
 
-fn tags(v2: &Path, repo: &mut Repo, opts: &ScanOptions, s: &mut Sink) {
-    let rel = layout::tags_dir(&repo.name);
-    let Some(children) = s.list(v2, &rel) else {
-        return;
+/// Every tag of a repository, in parallel chunks; with the tags that are not plain folders.
+fn tags(cx: Ctx, repo: &str, s: &mut Sink) -> (Vec<Tag>, Vec<OddTag>) {
+    let rel = layout::tags_dir(repo);
+    let Some(mut children) = s.list(cx.v2, &rel) else {
+        return Default::default();
     };
+    io::by_inode(&mut children);
     // The fast lane reads `<tag>/current/link` and lists `<tag>/index/sha256/` relative to the
     // open tags folder, without listing the folders in between.
-    let dir = if opts.deep {
+    let dir = if cx.opts.deep {
         None
     } else {
-        fsio::DirFd::open(&v2.join(&rel)).ok()
+        fsio::DirFd::open(&cx.v2.join(&rel)).ok()
     };
-    for c in children {
-        let Some(name) = c.name.to_str() else {
-            s.non_utf8(&rel, &c.name);
-            repo.odd_tags.push(OddTag {
-                name: c.name.to_string_lossy().into_owned(),
-                utf8: false,
-                kind: c.kind,
-                current: None,
-            });
-            continue;
-        };
-        let trel = format!("{rel}/{name}");
-        if c.kind != EntryType::Dir {
-            unexpected(trel, &c, "not a tag folder", s);
-            repo.odd_tags.push(OddTag {
-                name: name.to_string(),
-                utf8: true,
-                kind: c.kind,
-                current: None,
-            });
-            continue;
-        }
-        if !layout::is_valid_tag(name) {
-            s.entry(trel.clone(), EntryKind::TagNameInvalid);
-        }
-        let fast = dir
-            .as_ref()
-            .and_then(|d| tag_fast(v2, d, &trel, name, opts, s));
-        let tag = match fast {
-            Some(t) => t,
-            None => {
-                let (t, current) = tag_thorough(v2, &trel, name, opts, s);
-                if current.is_some() {
-                    repo.odd_tags.push(OddTag {
-                        name: name.to_string(),
-                        utf8: true,
-                        kind: EntryType::Dir,
-                        current,
-                    });
+    // A tag is a few reads (its current link, its index folder and links): smaller chunks.
+    let parts: Vec<(Vec<Tag>, Vec<OddTag>, Sink)> = children
+        .par_chunks(io::CHUNK / 4)
+        .map(|chunk| {
+            let (mut tags, mut odd, mut s) = (Vec::new(), Vec::new(), Sink::default());
+            for c in chunk {
+                if cx.opts.cancelled() {
+                    break;
                 }
-                t
+                one_tag(cx, dir.as_ref(), &rel, c, &mut tags, &mut odd, &mut s);
             }
-        };
-        repo.tags.push(tag);
+            (tags, odd, s)
+        })
+        .collect();
+    let (mut tags, mut odd) = (Vec::new(), Vec::new());
+    for (t, o, ps) in parts {
+        tags.extend(t);
+        odd.extend(o);
+        s.merge(ps);
     }
     // Kept for the whole run: no growth slack.
-    repo.tags.shrink_to_fit();
+    tags.shrink_to_fit();
+    (tags, odd)
+}
+
+/// One entry of a tags folder: a tag (fast lane when `dir` is the open tags folder), or an odd
+/// entry that is not a tag folder.
+fn one_tag(
+    cx: Ctx,
+    dir: Option<&fsio::DirFd>,
+    rel: &str,
+    c: &Child,
+    tags: &mut Vec<Tag>,
+    odd: &mut Vec<OddTag>,
+    s: &mut Sink,
+) {
+    let Some(name) = c.name.to_str() else {
+        s.non_utf8(rel, &c.name);
+        odd.push(OddTag {
+            name: c.name.to_string_lossy().into_owned(),
+            utf8: false,
+            kind: c.kind,
+            current: None,
+        });
+        return;
+    };
+    let trel = format!("{rel}/{name}");
+    if c.kind != EntryType::Dir {
+        unexpected(trel, c, "not a tag folder", s);
+        odd.push(OddTag {
+            name: name.to_string(),
+            utf8: true,
+            kind: c.kind,
+            current: None,
+        });
+        return;
+    }
+    if !layout::is_valid_tag(name) {
+        s.entry(trel.clone(), EntryKind::TagNameInvalid);
+    }
+    let fast = dir.and_then(|d| tag_fast(cx, d, &trel, name, s));
+    let tag = match fast {
+        Some(t) => t,
+        None => {
+            let (t, current) = tag_thorough(cx, &trel, name, s);
+            if current.is_some() {
+                odd.push(OddTag {
+                    name: name.to_string(),
+                    utf8: true,
+                    kind: EntryType::Dir,
+                    current,
+                });
+            }
+            t
+        }
+    };
+    tags.push(tag);
 }
 
 /// A tag read the cheap way; `None` when anything is unusual (the caller then lists it).
-fn tag_fast(
-    v2: &Path,
-    tags: &fsio::DirFd,
-    trel: &str,
-    name: &str,
-    opts: &ScanOptions,
-    s: &mut Sink,
-) -> Option<Tag> {
+fn tag_fast(cx: Ctx, tags: &fsio::DirFd, trel: &str, name: &str, s: &mut Sink) -> Option<Tag> {
     let current = tags.read_link_fast(format!("{name}/current/link").as_bytes())?;
     let index = tags
         .open_dir(format!("{name}/index/sha256").as_bytes())
         .ok()?;
     let arel = format!("{trel}/index/sha256");
     let mut found = Found::default();
-    alg_links(
-        v2,
-        &arel,
-        "sha256",
-        &index,
-        Tree::TagIndex,
-        opts,
-        &mut found,
-        s,
-    );
+    alg_links(cx, &arel, "sha256", &index, Tree::TagIndex, &mut found, s);
     let (index, index_mtimes) = found.into_tag_history(s);
     Some(Tag {
         name: name.to_string(),
@@ -577,13 +689,8 @@ fn tag_fast(
 }
 
 /// A tag read by listing every folder of it; with what its `current` is when not a folder.
-fn tag_thorough(
-    v2: &Path,
-    trel: &str,
-    name: &str,
-    opts: &ScanOptions,
-    s: &mut Sink,
-) -> (Tag, Option<EntryType>) {
+fn tag_thorough(cx: Ctx, trel: &str, name: &str, s: &mut Sink) -> (Tag, Option<EntryType>) {
+    let v2 = cx.v2;
     let mut tag = Tag {
         name: name.to_string(),
         current: LinkState::Absent,
@@ -622,7 +729,7 @@ fn tag_thorough(
             }
             ("index", EntryType::Dir) => {
                 (tag.index, tag.index_mtimes) =
-                    link_tree(v2, &prel, Tree::TagIndex, opts, s).into_tag_history(s);
+                    link_tree(cx, &prel, Tree::TagIndex, s).into_tag_history(s);
             }
             ("current", kind) => {
                 current_kind = Some(kind);
