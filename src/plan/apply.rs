@@ -133,7 +133,7 @@ impl Lock {
 }
 
 /// `YYYYMMDDTHHMMSSZ-<hex>`: sortable and safe as a folder name.
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -258,6 +258,7 @@ pub fn file_id(p: &Path) -> std::io::Result<Option<FileId>> {
         mtime: m.mtime(),
         mtime_nsec: m.mtime_nsec(),
         sha256,
+        etag: None,
     }))
 }
 
@@ -349,6 +350,48 @@ fn staged(p: &Path) -> PathBuf {
     ))
 }
 
+/// The refusal of an action whose changed or evidence paths touch one the analysis could not
+/// read (on any medium).
+pub(super) fn unreadable_refusal(a: &Action, opts: &ApplyOptions) -> Option<Status> {
+    let own = a.kind.paths();
+    for t in a.touched() {
+        if let Some(u) = opts.unreadable.iter().find(|u| touches(t, u)) {
+            let what = if own.contains(&t) {
+                format!("it changes {t}")
+            } else {
+                format!("it rests on {t}")
+            };
+            return Some(Status::Refused {
+                reason: if u == t {
+                    format!("{what}, which could not be read")
+                } else {
+                    format!("{what}, and {u} could not be read")
+                },
+            });
+        }
+    }
+    None
+}
+
+/// The journal record of an action its preconditions held back (skipped or refused).
+pub(super) fn settle_record(i: usize, status: &Status) -> Record {
+    match status {
+        Status::Skipped {
+            reason,
+            eligible_at,
+        } => Record::Skip {
+            i,
+            reason: reason.clone(),
+            eligible_at: *eligible_at,
+        },
+        Status::Refused { reason } => Record::Refuse {
+            i,
+            reason: reason.clone(),
+        },
+        _ => unreachable!("preconditions only skip or refuse"),
+    }
+}
+
 /// Why action `a` must not run now, if it must not. Reads the store, changes nothing.
 fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> {
     let refuse = |reason: String| Some(Status::Refused { reason });
@@ -356,6 +399,9 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
         if let Err(e) = checked(root, t) {
             return refuse(format!("{e}"));
         }
+    }
+    if let Some(s) = unreadable_refusal(a, opts) {
+        return Some(s);
     }
     let own = a.kind.paths();
     let what = |t: &str| {
@@ -365,15 +411,6 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
             format!("it rests on {t}")
         }
     };
-    for t in a.touched() {
-        if let Some(u) = opts.unreadable.iter().find(|u| touches(t, u)) {
-            return refuse(if u == t {
-                format!("{}, which could not be read", what(t))
-            } else {
-                format!("{}, and {u} could not be read", what(t))
-            });
-        }
-    }
     for t in a.touched() {
         if let Err(e) = readable(&root.join(V2).join(t)) {
             return refuse(format!("{}, which cannot be read now: {e}", what(t)));
@@ -404,6 +441,9 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
                 return skip("already exists");
             }
             None
+        }
+        ActionKind::AbortMultipart { .. } => {
+            return refuse("multipart uploads exist on object storage only".into())
         }
         ActionKind::MoveBlob { from, to } => {
             if !exists(&p(from)) {
@@ -523,7 +563,9 @@ impl Runner<'_> {
 
     fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)> {
         Ok(match kind {
-            ActionKind::Quarantine { .. } => (Vec::new(), false),
+            ActionKind::Quarantine { .. } | ActionKind::AbortMultipart { .. } => {
+                (Vec::new(), false)
+            }
             ActionKind::WriteLink { path, .. } => (
                 missing_dirs(self.root, parent_rel(path)),
                 exists(&checked(self.root, path)?),
@@ -606,6 +648,11 @@ impl Runner<'_> {
                     self.point();
                 }
             }
+            ActionKind::AbortMultipart { .. } => {
+                return Err(StepError::Failed(
+                    "multipart uploads exist on object storage only".into(),
+                ))
+            }
         }
         Ok(())
     }
@@ -640,21 +687,7 @@ impl Runner<'_> {
                 // Announced before a crash: finish it whatever its preconditions say now.
                 self.finish(i, a, *displaces)?
             } else if let Some(status) = precondition(self.root, a, opts) {
-                self.record(&match &status {
-                    Status::Skipped {
-                        reason,
-                        eligible_at,
-                    } => Record::Skip {
-                        i,
-                        reason: reason.clone(),
-                        eligible_at: *eligible_at,
-                    },
-                    Status::Refused { reason } => Record::Refuse {
-                        i,
-                        reason: reason.clone(),
-                    },
-                    _ => unreachable!("preconditions only skip or refuse"),
-                })?;
+                self.record(&settle_record(i, &status))?;
                 status
             } else {
                 self.begin()?;
@@ -682,32 +715,47 @@ impl Runner<'_> {
 
 /// What a journal says about a run.
 #[derive(Default)]
-struct RunState {
-    intents: BTreeMap<usize, (Vec<String>, bool)>,
+pub(super) struct RunState {
+    pub(super) intents: BTreeMap<usize, (Vec<String>, bool)>,
     /// Actions with a final outcome (done, skipped, refused, failed).
-    settled: BTreeMap<usize, Status>,
-    done: BTreeSet<usize>,
+    pub(super) settled: BTreeMap<usize, Status>,
+    pub(super) done: BTreeSet<usize>,
     /// The last `leaves` record of each action.
-    leaves: BTreeMap<usize, FileId>,
-    ended: bool,
+    pub(super) leaves: BTreeMap<usize, FileId>,
+    pub(super) ended: bool,
     /// Undo: steps an attempt started, steps reversed by any attempt; whether an attempt is
     /// open; how the last one ended.
-    undo_started: BTreeSet<usize>,
-    undone_steps: BTreeSet<usize>,
-    undo_open: bool,
-    undo_ended: Option<UndoEnd>,
+    pub(super) undo_started: BTreeSet<usize>,
+    pub(super) undone_steps: BTreeSet<usize>,
+    pub(super) undo_open: bool,
+    pub(super) undo_ended: Option<UndoEnd>,
     /// A purge began (`Some(false)`) or finished (`Some(true)`): the quarantined files are
     /// (being) deleted and nothing can be undone.
-    purged: Option<bool>,
+    pub(super) purged: Option<bool>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum UndoEnd {
+pub(super) enum UndoEnd {
     All,
     Partly(usize),
 }
 
-fn state(records: &[Record]) -> RunState {
+impl RunState {
+    /// The run's state for `undo --list` (and the steps its last undo kept).
+    pub(super) fn name(&self) -> (&'static str, usize) {
+        match (self.purged, self.undo_open, self.undo_ended) {
+            (Some(true), ..) => ("purged", 0),
+            (Some(false), ..) => ("purge-incomplete", 0),
+            (None, true, _) => ("undo-incomplete", 0),
+            (None, false, Some(UndoEnd::All)) => ("undone", 0),
+            (None, false, Some(UndoEnd::Partly(k))) => ("partly-undone", k),
+            (None, false, None) if self.ended => ("complete", 0),
+            (None, false, None) => ("incomplete", 0),
+        }
+    }
+}
+
+pub(super) fn state(records: &[Record]) -> RunState {
     let mut s = RunState::default();
     for r in records {
         match r {
@@ -780,7 +828,7 @@ fn state(records: &[Record]) -> RunState {
     s
 }
 
-fn kill_at() -> Option<usize> {
+pub(super) fn kill_at() -> Option<usize> {
     std::env::var(KILL_ENV).ok().and_then(|v| v.parse().ok())
 }
 
@@ -869,15 +917,7 @@ pub fn runs(root: &Path) -> Vec<RunInfo> {
             continue;
         };
         let s = state(&records);
-        let (st, kept) = match (s.purged, s.undo_open, s.undo_ended) {
-            (Some(true), ..) => ("purged", 0),
-            (Some(false), ..) => ("purge-incomplete", 0),
-            (None, true, _) => ("undo-incomplete", 0),
-            (None, false, Some(UndoEnd::All)) => ("undone", 0),
-            (None, false, Some(UndoEnd::Partly(k))) => ("partly-undone", k),
-            (None, false, None) if s.ended => ("complete", 0),
-            (None, false, None) => ("incomplete", 0),
-        };
+        let (st, kept) = s.name();
         let bytes = tree_bytes(&root.join(QUARANTINE_DIR).join(&id).join("files"));
         let started = started_at(&id);
         let statuses: Vec<Status> = s.settled.values().cloned().collect();
@@ -948,9 +988,12 @@ pub struct UndoOutcome {
     pub kept: Vec<Kept>,
     /// The run had been undone completely before.
     pub already_undone: bool,
+    /// Steps no undo can reverse (an aborted multipart upload).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub irreversible: Vec<Kept>,
 }
 
-fn describe(id: &Option<FileId>) -> String {
+pub(super) fn describe(id: &Option<FileId>) -> String {
     match id {
         None => "nothing".into(),
         Some(f) => format!("a {} of {} bytes", f.kind, f.size),
@@ -1083,7 +1126,7 @@ impl Runner<'_> {
                     (false, false) => Some(format!("{to} was removed after the run")),
                 }
             }
-            ActionKind::CreateDir { .. } => None,
+            ActionKind::CreateDir { .. } | ActionKind::AbortMultipart { .. } => None,
         };
         if kept.is_some() {
             return Ok(kept);

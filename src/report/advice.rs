@@ -36,6 +36,9 @@ pub fn describe(a: &Action) -> String {
         ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
         ActionKind::CreateDir { path } => format!("create folder {path}"),
         ActionKind::MoveBlob { from, to } => format!("move {from} -> {to}"),
+        ActionKind::AbortMultipart { path, upload_id } => {
+            format!("abort multipart upload {upload_id} of {path} (cannot be undone)")
+        }
     }
 }
 
@@ -75,6 +78,12 @@ pub fn describe_all<'a>(actions: impl IntoIterator<Item = &'a Action>) -> String
             "move",
             "blob",
             "blobs",
+        ),
+        (
+            count(|k| matches!(k, ActionKind::AbortMultipart { .. })),
+            "abort (for good)",
+            "multipart upload",
+            "multipart uploads",
         ),
     ];
     kinds

@@ -204,6 +204,40 @@ pub fn push_sample(moto: &Moto, bucket: &str, root: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The `sample` store pushed into `bucket` (below `root`) of a fresh server: the server, what
+/// the generator knows, the registry's config and a `--now` a day after the push.
+pub fn pushed(bucket: &str, root: &str) -> (Moto, serde_json::Value, PathBuf, String) {
+    let moto = Moto::start();
+    let expected = push_sample(&moto, bucket, root);
+    let cfg = moto.config(bucket, root, "");
+    let now = (moto.now(bucket) + 86_400).to_string();
+    (moto, expected, cfg, now)
+}
+
+/// Every object below `prefix` of `bucket`, with its content (keys in order).
+pub fn snapshot(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let c = moto.client(bucket);
+    let mut out = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_page(prefix, None, token.as_deref(), false, 1000)
+            .unwrap();
+        for o in page.objects {
+            let body = c.get(&o.key, 1 << 30).unwrap();
+            out.insert(o.key, body);
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
 /// Run regfsck with S3 credentials only in the environment the test gives.
 pub fn regfsck_s3(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = super::store::regfsck();
