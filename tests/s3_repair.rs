@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::contracts::Contracts;
 use common::registry::{gc_dry_run_config, Registry};
 use common::s3::{self as s3, json, path_of, regfsck_s3, snapshot, Moto};
 use std::collections::BTreeMap;
@@ -139,6 +140,8 @@ fn repair_on_s3_agrees_with_the_real_gc_and_pulls_and_undo_restores_byte_for_byt
         "a plan changes nothing"
     );
 
+    let dir = tempfile::tempdir().unwrap();
+    let plan_file = dir.path().join("plan.json");
     let out = regfsck_s3(
         &[
             "repair",
@@ -153,11 +156,18 @@ fn repair_on_s3_agrees_with_the_real_gc_and_pulls_and_undo_restores_byte_for_byt
             "--yes",
             "--format",
             "json",
+            "--plan",
+            plan_file.to_str().unwrap(),
         ],
         &[],
     );
     let doc = json(&out);
     assert_eq!(doc["errors_after"], 0, "{doc:#}");
+    let contracts = Contracts::load();
+    contracts.assert_valid("repair", &doc, "repair --apply --lossy on S3");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan_file).unwrap()).unwrap();
+    contracts.assert_valid("plan", &plan, "repair --lossy --plan on S3");
     let kinds: Vec<(&str, &str)> = doc["actions"]
         .as_array()
         .unwrap()
@@ -227,6 +237,7 @@ fn repair_on_s3_agrees_with_the_real_gc_and_pulls_and_undo_restores_byte_for_byt
     assert_eq!(out.status.code(), Some(0), "{doc:#}");
     assert_eq!(doc["kept"], serde_json::json!([]));
     assert_eq!(doc["irreversible"].as_array().unwrap().len(), 1, "{doc:#}");
+    contracts.assert_valid("undo", &doc, "undo on S3 with an aborted multipart upload");
     let undone = store_objects(&moto, "fix");
     assert_eq!(diff(&broken, &undone), Vec::<String>::new());
     assert!(snapshot(
@@ -236,6 +247,11 @@ fn repair_on_s3_agrees_with_the_real_gc_and_pulls_and_undo_restores_byte_for_byt
     )
     .is_empty());
     let listed = runs(cfg);
+    contracts.assert_valid(
+        "runs",
+        &serde_json::json!({"schema": "regfsck.runs/1", "runs": listed}),
+        "undo --list on S3",
+    );
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["state"], "undone");
     assert_eq!(listed[0]["bytes"], 0);
