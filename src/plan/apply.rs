@@ -484,7 +484,7 @@ pub fn assess(root: &Path, plan: &Plan, opts: &ApplyOptions) -> Vec<Option<Statu
 
 /// A step's failure: `Fatal` stops the run (the journal cannot be trusted to record more),
 /// `Failed` is recorded for the action and the run goes on.
-enum StepError {
+pub(super) enum StepError {
     Fatal(anyhow::Error),
     Failed(String),
 }
@@ -509,17 +509,12 @@ struct Runner<'a> {
     /// Open once the run has begun (its first change); until then records wait in `pending`.
     journal: Option<Journal>,
     pending: Vec<Record>,
-    mutations: usize,
-    kill_at: Option<usize>,
+    points: Points,
 }
 
 impl Runner<'_> {
     fn point(&mut self) {
-        self.mutations += 1;
-        if self.kill_at == Some(self.mutations) {
-            // SAFETY: raising a signal on our own process.
-            unsafe { libc::raise(libc::SIGKILL) };
-        }
+        self.points.hit();
     }
 
     /// Create the run: its folder, the plan, the journal's `begin` and whatever waited.
@@ -656,60 +651,201 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
 
-    /// Execute an announced step and record how it ended.
-    fn finish(&mut self, i: usize, a: &Action, displaces: bool) -> Result<Status> {
-        match self.execute(i, &a.kind, displaces) {
-            Ok(()) => {
-                self.record(&Record::Done { i })?;
-                Ok(Status::Applied)
+/// One medium's steps, for the run and undo loops every medium shares: the filesystem's
+/// `Runner` here, the object store's in `objects`.
+pub(super) trait Medium {
+    /// Count a mutation point (and die there when the crash tests ask).
+    fn point(&mut self);
+    /// Whether the run exists (its plan and first record written).
+    fn begun(&self) -> bool;
+    /// Create the run: its plan, the `begin` record and whatever records waited.
+    fn begin(&mut self) -> Result<()>;
+    fn record(&mut self, r: &Record) -> Result<()>;
+    fn run_id(&self) -> &str;
+    /// Why action `a` must not run now, if it must not.
+    fn precondition(&self, a: &Action, opts: &ApplyOptions) -> Result<Option<Status>>;
+    /// The intent record's `creates` and `displaces` for a step about to run.
+    fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)>;
+    /// Execute (or re-execute after a crash) one announced step; `left` is its last `leaves`.
+    fn execute(
+        &mut self,
+        i: usize,
+        kind: &ActionKind,
+        displaces: bool,
+        left: Option<&FileId>,
+    ) -> Result<(), StepError>;
+    /// Reverse step `i`, or say why it is kept.
+    fn reverse(&mut self, i: usize, s: &RunState) -> Result<Option<String>>;
+}
+
+/// Execute an announced step and record how it ended.
+fn finish<M: Medium>(
+    m: &mut M,
+    i: usize,
+    a: &Action,
+    s: &RunState,
+    displaces: bool,
+) -> Result<Status> {
+    match m.execute(i, &a.kind, displaces, s.leaves.get(&i)) {
+        Ok(()) => {
+            m.record(&Record::Done { i })?;
+            Ok(Status::Applied)
+        }
+        Err(StepError::Fatal(e)) => Err(e),
+        Err(StepError::Failed(error)) => {
+            m.record(&Record::Fail {
+                i,
+                error: error.clone(),
+            })?;
+            Ok(Status::Failed { error })
+        }
+    }
+}
+
+/// Run (or resume, from what its journal says) a plan on a medium.
+pub(super) fn run_plan<M: Medium>(
+    m: &mut M,
+    plan: &Plan,
+    state: &RunState,
+    opts: &ApplyOptions,
+) -> Result<ApplyOutcome> {
+    let mut out = ApplyOutcome::default();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if let Some(s) = state.settled.get(&i) {
+            out.statuses.push(s.clone());
+            continue;
+        }
+        let status = if let Some((_, displaces)) = state.intents.get(&i) {
+            // Announced before a crash: finish it whatever its preconditions say now.
+            finish(m, i, a, state, *displaces)?
+        } else if let Some(status) = m.precondition(a, opts)? {
+            m.record(&settle_record(i, &status))?;
+            status
+        } else {
+            m.begin()?;
+            let (creates, displaces) = m.intent_for(&a.kind)?;
+            m.record(&Record::Intent {
+                i,
+                creates,
+                displaces,
+            })?;
+            finish(m, i, a, state, displaces)?
+        };
+        if status == Status::Applied {
+            out.applied_now += 1;
+        }
+        out.statuses.push(status);
+    }
+    if m.begun() {
+        let counts = out.counts();
+        m.record(&Record::End { counts })?;
+        out.run_id = Some(m.run_id().to_string());
+    }
+    Ok(out)
+}
+
+/// Undo a run's steps on a medium, newest first, and record how the attempt ended. An aborted
+/// multipart upload cannot be reversed: it is listed as irreversible, not as kept.
+pub(super) fn undo_steps<M: Medium>(
+    m: &mut M,
+    plan: &Plan,
+    s: &RunState,
+    out: &mut UndoOutcome,
+) -> Result<()> {
+    for &i in s.intents.keys().rev() {
+        if i >= plan.actions.len() {
+            continue;
+        }
+        if let ActionKind::AbortMultipart { path, upload_id } = &plan.actions[i].kind {
+            out.irreversible.push(Kept {
+                action: i,
+                path: path.clone(),
+                reason: format!(
+                    "multipart upload {upload_id} was aborted: the service deleted its parts, which no undo can bring back"
+                ),
+            });
+            if !s.undone_steps.contains(&i) {
+                // Nothing to reverse: recorded as settled so the run can end "undone".
+                m.record(&Record::UndoIntent { i })?;
+                m.record(&Record::UndoDone { i })?;
             }
-            Err(StepError::Fatal(e)) => Err(e),
-            Err(StepError::Failed(error)) => {
-                self.record(&Record::Fail {
+            continue;
+        }
+        if s.undone_steps.contains(&i) {
+            continue;
+        }
+        m.record(&Record::UndoIntent { i })?;
+        match m.reverse(i, s)? {
+            None => {
+                m.point();
+                m.record(&Record::UndoDone { i })?;
+                out.reversed += 1;
+            }
+            Some(reason) => {
+                m.record(&Record::UndoKeep {
                     i,
-                    error: error.clone(),
+                    reason: reason.clone(),
                 })?;
-                Ok(Status::Failed { error })
+                out.kept.push(Kept {
+                    action: i,
+                    path: plan.actions[i].kind.path().to_string(),
+                    reason,
+                });
             }
         }
     }
+    m.record(&if out.kept.is_empty() {
+        Record::Undone
+    } else {
+        Record::UndoPartial {
+            kept: out.kept.len(),
+        }
+    })
+}
 
-    fn run(&mut self, state: &RunState, opts: &ApplyOptions) -> Result<ApplyOutcome> {
-        let plan = self.plan;
-        let mut out = ApplyOutcome::default();
-        for (i, a) in plan.actions.iter().enumerate() {
-            if let Some(s) = state.settled.get(&i) {
-                out.statuses.push(s.clone());
-                continue;
-            }
-            let status = if let Some((_, displaces)) = state.intents.get(&i) {
-                // Announced before a crash: finish it whatever its preconditions say now.
-                self.finish(i, a, *displaces)?
-            } else if let Some(status) = precondition(self.root, a, opts) {
-                self.record(&settle_record(i, &status))?;
-                status
-            } else {
-                self.begin()?;
-                let (creates, displaces) = self.intent_for(&a.kind)?;
-                self.record(&Record::Intent {
-                    i,
-                    creates,
-                    displaces,
-                })?;
-                self.finish(i, a, displaces)?
-            };
-            if status == Status::Applied {
-                out.applied_now += 1;
-            }
-            out.statuses.push(status);
-        }
-        if self.journal.is_some() {
-            let counts = out.counts();
-            self.record(&Record::End { counts })?;
-            out.run_id = Some(self.run_id.clone());
-        }
-        Ok(out)
+impl Medium for Runner<'_> {
+    fn point(&mut self) {
+        Runner::point(self)
+    }
+
+    fn begun(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        Runner::begin(self)
+    }
+
+    fn record(&mut self, r: &Record) -> Result<()> {
+        Runner::record(self, r)
+    }
+
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn precondition(&self, a: &Action, opts: &ApplyOptions) -> Result<Option<Status>> {
+        Ok(precondition(self.root, a, opts))
+    }
+
+    fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)> {
+        Runner::intent_for(self, kind)
+    }
+
+    fn execute(
+        &mut self,
+        i: usize,
+        kind: &ActionKind,
+        displaces: bool,
+        _left: Option<&FileId>,
+    ) -> Result<(), StepError> {
+        Runner::execute(self, i, kind, displaces)
+    }
+
+    fn reverse(&mut self, i: usize, s: &RunState) -> Result<Option<String>> {
+        Runner::reverse(self, i, s)
     }
 }
 
@@ -828,8 +964,28 @@ pub(super) fn state(records: &[Record]) -> RunState {
     s
 }
 
-pub(super) fn kill_at() -> Option<usize> {
-    std::env::var(KILL_ENV).ok().and_then(|v| v.parse().ok())
+/// The mutation points of an apply or undo, counted so that the crash-safety tests can SIGKILL
+/// the process at the Nth (`REGFSCK_TEST_KILL_AT`).
+pub(super) struct Points {
+    mutations: usize,
+    kill_at: Option<usize>,
+}
+
+impl Points {
+    pub(super) fn from_env() -> Points {
+        Points {
+            mutations: 0,
+            kill_at: std::env::var(KILL_ENV).ok().and_then(|v| v.parse().ok()),
+        }
+    }
+
+    pub(super) fn hit(&mut self) {
+        self.mutations += 1;
+        if self.kill_at == Some(self.mutations) {
+            // SAFETY: raising a signal on our own process.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+    }
 }
 
 fn runner<'a>(root: &'a Path, plan: &'a Plan, run_id: &str, existing: bool) -> Result<Runner<'a>> {
@@ -846,8 +1002,7 @@ fn runner<'a>(root: &'a Path, plan: &'a Plan, run_id: &str, existing: bool) -> R
         dir,
         journal,
         pending: Vec::new(),
-        mutations: 0,
-        kill_at: kill_at(),
+        points: Points::from_env(),
     })
 }
 
@@ -857,7 +1012,7 @@ pub fn apply(root: &Path, plan: &Plan, opts: &ApplyOptions) -> Result<ApplyOutco
     let _lock = Lock::acquire(root)?;
     let run_id = new_run_id();
     let mut r = runner(root, plan, &run_id, false)?;
-    r.run(&RunState::default(), opts)
+    run_plan(&mut r, plan, &RunState::default(), opts)
 }
 
 fn load(root: &Path, run_id: &str) -> Result<(Plan, Vec<Record>)> {
@@ -949,7 +1104,7 @@ pub fn resume(root: &Path, run_id: &str, opts: &ApplyOptions) -> Result<ApplyOut
         });
     }
     let mut r = runner(root, &plan, run_id, true)?;
-    let out = r.run(&s, opts)?;
+    let out = run_plan(&mut r, &plan, &s, opts)?;
     if s.intents.is_empty()
         && out.applied_now == 0
         && !out
@@ -1169,37 +1324,7 @@ pub fn undo(root: &Path, run_id: &str) -> Result<UndoOutcome> {
         return Ok(out);
     }
     let mut r = runner(root, &plan, run_id, true)?;
-    for &i in s.intents.keys().rev() {
-        if s.undone_steps.contains(&i) || i >= plan.actions.len() {
-            continue;
-        }
-        r.record(&Record::UndoIntent { i })?;
-        match r.reverse(i, &s)? {
-            None => {
-                r.point();
-                r.record(&Record::UndoDone { i })?;
-                out.reversed += 1;
-            }
-            Some(reason) => {
-                r.record(&Record::UndoKeep {
-                    i,
-                    reason: reason.clone(),
-                })?;
-                out.kept.push(Kept {
-                    action: i,
-                    path: plan.actions[i].kind.path().to_string(),
-                    reason,
-                });
-            }
-        }
-    }
-    r.record(&if out.kept.is_empty() {
-        Record::Undone
-    } else {
-        Record::UndoPartial {
-            kept: out.kept.len(),
-        }
-    })?;
+    undo_steps(&mut r, &plan, &s, &mut out)?;
     Ok(out)
 }
 

@@ -26,8 +26,8 @@
 //! (ETag and size) to its quarantined copy is one an interrupted undo already restored.
 
 use super::apply::{
-    self, count, describe, valid_run_id, ApplyOptions, ApplyOutcome, Kept, RunInfo, RunState,
-    Status, UndoEnd, UndoOutcome,
+    self, count, describe, run_plan, undo_steps, valid_run_id, ApplyOptions, ApplyOutcome, Medium,
+    Points, RunInfo, RunState, Status, StepError, UndoEnd, UndoOutcome,
 };
 use super::journal::{FileId, Record};
 use super::{Action, ActionKind, Plan};
@@ -292,17 +292,12 @@ struct Runner<'a> {
     /// The number of the next journal record.
     seq: usize,
     pending: Vec<Record>,
-    mutations: usize,
-    kill_at: Option<usize>,
+    points: Points,
 }
 
 impl Runner<'_> {
     fn point(&mut self) {
-        self.mutations += 1;
-        if self.kill_at == Some(self.mutations) {
-            // SAFETY: raising a signal on our own process.
-            unsafe { libc::raise(libc::SIGKILL) };
-        }
+        self.points.hit();
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -438,73 +433,54 @@ impl Runner<'_> {
         }
         Ok(())
     }
-
-    fn finish(&mut self, i: usize, a: &Action, s: &RunState, displaces: bool) -> Result<Status> {
-        match self.execute(i, &a.kind, displaces, s.leaves.get(&i)) {
-            Ok(()) => {
-                self.record(&Record::Done { i })?;
-                Ok(Status::Applied)
-            }
-            Err(StepError::Fatal(e)) => Err(e),
-            Err(StepError::Failed(error)) => {
-                self.record(&Record::Fail {
-                    i,
-                    error: error.clone(),
-                })?;
-                Ok(Status::Failed { error })
-            }
-        }
-    }
-
-    fn run(&mut self, state: &RunState, opts: &ApplyOptions) -> Result<ApplyOutcome> {
-        let plan = self.plan;
-        let mut out = ApplyOutcome::default();
-        for (i, a) in plan.actions.iter().enumerate() {
-            if let Some(s) = state.settled.get(&i) {
-                out.statuses.push(s.clone());
-                continue;
-            }
-            let status = if let Some((_, displaces)) = state.intents.get(&i) {
-                // Announced before a crash: finish it whatever its preconditions say now.
-                self.finish(i, a, state, *displaces)?
-            } else if let Some(status) = precondition(self.o, a, opts)? {
-                self.record(&apply::settle_record(i, &status))?;
-                status
-            } else {
-                self.begin()?;
-                let displaces = match &a.kind {
-                    ActionKind::WriteLink { path, .. } => self.o.stat(&v2(path))?.is_some(),
-                    _ => false,
-                };
-                self.record(&Record::Intent {
-                    i,
-                    creates: Vec::new(),
-                    displaces,
-                })?;
-                self.finish(i, a, state, displaces)?
-            };
-            if status == Status::Applied {
-                out.applied_now += 1;
-            }
-            out.statuses.push(status);
-        }
-        if self.begun {
-            let counts = out.counts();
-            self.record(&Record::End { counts })?;
-            out.run_id = Some(self.run_id.clone());
-        }
-        Ok(out)
-    }
 }
 
-enum StepError {
-    Fatal(anyhow::Error),
-    Failed(String),
-}
+impl Medium for Runner<'_> {
+    fn point(&mut self) {
+        Runner::point(self)
+    }
 
-impl From<std::io::Error> for StepError {
-    fn from(e: std::io::Error) -> StepError {
-        StepError::Failed(e.to_string())
+    fn begun(&self) -> bool {
+        self.begun
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        Runner::begin(self)
+    }
+
+    fn record(&mut self, r: &Record) -> Result<()> {
+        Runner::record(self, r)
+    }
+
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn precondition(&self, a: &Action, opts: &ApplyOptions) -> Result<Option<Status>> {
+        precondition(self.o, a, opts)
+    }
+
+    fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)> {
+        // No folders to create; a link write displaces the object at its key.
+        let displaces = match kind {
+            ActionKind::WriteLink { path, .. } => self.o.stat(&v2(path))?.is_some(),
+            _ => false,
+        };
+        Ok((Vec::new(), displaces))
+    }
+
+    fn execute(
+        &mut self,
+        i: usize,
+        kind: &ActionKind,
+        displaces: bool,
+        left: Option<&FileId>,
+    ) -> Result<(), StepError> {
+        Runner::execute(self, i, kind, displaces, left)
+    }
+
+    fn reverse(&mut self, i: usize, s: &RunState) -> Result<Option<String>> {
+        Runner::reverse(self, i, s)
     }
 }
 
@@ -524,8 +500,7 @@ fn runner<'a>(
         begun: seq.is_some(),
         seq: seq.unwrap_or(0),
         pending: Vec::new(),
-        mutations: 0,
-        kill_at: apply::kill_at(),
+        points: Points::from_env(),
     })
 }
 
@@ -535,7 +510,7 @@ pub fn apply(o: &dyn Objects, plan: &Plan, opts: &ApplyOptions) -> Result<ApplyO
     let _lock = Lock::acquire(o)?;
     let run_id = apply::new_run_id();
     let mut r = runner(o, plan, &run_id, None)?;
-    r.run(&RunState::default(), opts)
+    run_plan(&mut r, plan, &RunState::default(), opts)
 }
 
 /// A run's plan, its journal records in order, and the number the next record gets.
@@ -630,7 +605,7 @@ pub fn resume(o: &dyn Objects, run_id: &str, opts: &ApplyOptions) -> Result<Appl
         });
     }
     let mut r = runner(o, &plan, run_id, Some(seq))?;
-    let out = r.run(&s, opts)?;
+    let out = run_plan(&mut r, &plan, &s, opts)?;
     let failed = out
         .statuses
         .iter()
@@ -818,55 +793,7 @@ pub fn undo(o: &dyn Objects, run_id: &str) -> Result<UndoOutcome> {
         return Ok(out);
     }
     let mut r = runner(o, &plan, run_id, Some(seq))?;
-    for &i in s.intents.keys().rev() {
-        if i >= plan.actions.len() {
-            continue;
-        }
-        if let ActionKind::AbortMultipart { path, upload_id } = &plan.actions[i].kind {
-            out.irreversible.push(Kept {
-                action: i,
-                path: path.clone(),
-                reason: format!(
-                    "multipart upload {upload_id} was aborted: the service deleted its parts, which no undo can bring back"
-                ),
-            });
-            if !s.undone_steps.contains(&i) {
-                // Nothing to reverse: recorded as settled so the run can end "undone".
-                r.record(&Record::UndoIntent { i })?;
-                r.record(&Record::UndoDone { i })?;
-            }
-            continue;
-        }
-        if s.undone_steps.contains(&i) {
-            continue;
-        }
-        r.record(&Record::UndoIntent { i })?;
-        match r.reverse(i, &s)? {
-            None => {
-                r.point();
-                r.record(&Record::UndoDone { i })?;
-                out.reversed += 1;
-            }
-            Some(reason) => {
-                r.record(&Record::UndoKeep {
-                    i,
-                    reason: reason.clone(),
-                })?;
-                out.kept.push(Kept {
-                    action: i,
-                    path: plan.actions[i].kind.path().to_string(),
-                    reason,
-                });
-            }
-        }
-    }
-    r.record(&if out.kept.is_empty() {
-        Record::Undone
-    } else {
-        Record::UndoPartial {
-            kept: out.kept.len(),
-        }
-    })?;
+    undo_steps(&mut r, &plan, &s, &mut out)?;
     Ok(out)
 }
 
