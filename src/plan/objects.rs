@@ -22,8 +22,8 @@
 //!
 //! Undo reverses each step, newest first, only where the bucket still holds exactly what the run
 //! left (ETag, size and LastModified of the object it wrote; nothing where it removed one): a key
-//! written after the run is kept and listed, and the run stays "partly-undone". An object equal
-//! (ETag and size) to its quarantined copy is one an interrupted undo already restored.
+//! written after the run is kept and listed, and the run stays "partly-undone". An object holding
+//! the same bytes as its quarantined copy is one an interrupted undo already restored.
 
 use super::apply::{
     self, count, describe, run_plan, undo_steps, valid_run_id, ApplyOptions, ApplyOutcome, Medium,
@@ -66,9 +66,41 @@ fn id_of(l: &Listed) -> FileId {
     }
 }
 
-/// Same bytes: equal size and ETag (a server-side copy keeps both for the objects regfsck moves).
-fn same_bytes(a: &Listed, b: &Listed) -> bool {
-    a.size == b.size && a.etag.is_some() && a.etag == b.etag
+/// Whether two objects hold the same bytes: equal size and ETag, or, when only the ETags differ,
+/// equal content read through. (A server-side copy of a multipart object gets the MD5 of its
+/// content as ETag on AWS, not the original's `-N` ETag; so ETags alone would call a blob and
+/// its quarantined copy different.)
+fn same_bytes(o: &dyn Objects, a: &Listed, b: &Listed) -> std::io::Result<bool> {
+    if a.size != b.size {
+        return Ok(false);
+    }
+    if a.etag.is_some() && a.etag == b.etag {
+        return Ok(true);
+    }
+    let (mut x, mut y) = (o.open(&a.rel)?, o.open(&b.rel)?);
+    let (mut bx, mut by) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = read_full(&mut x, &mut bx)?;
+        let m = read_full(&mut y, &mut by)?;
+        if n != m || bx[..n] != by[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Fill `buf` as far as the stream allows; the count read (short only at the end).
+fn read_full(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// A plan path is relative, below `blobs/` or `repositories/`, with no empty, `.` or `..` part.
@@ -414,7 +446,7 @@ impl Runner<'_> {
                         self.leaves(i, to, &t)?;
                     }
                     Some(dst) if left.is_some_and(|l| l.same(&id_of(&dst))) => {}
-                    Some(dst) if same_bytes(&src, &dst) => self.leaves(i, to, &t)?,
+                    Some(dst) if same_bytes(self.o, &src, &dst)? => self.leaves(i, to, &t)?,
                     Some(_) => {
                         return Err(StepError::Failed(format!(
                             "{to} appeared with other content after the step was announced; left both as they are"
@@ -672,7 +704,7 @@ impl Runner<'_> {
                             self.remove(&c.rel)?;
                         }
                         // Restored by an undo that stopped before deleting the copy.
-                        Some(now) if same_bytes(&now, &c) => self.remove(&c.rel)?,
+                        Some(now) if same_bytes(o, &now, &c)? => self.remove(&c.rel)?,
                         Some(_) => kept.push(orig),
                     }
                 }
@@ -695,7 +727,7 @@ impl Runner<'_> {
                     (None, _) => false,
                 };
                 match (&now, &copy) {
-                    (Some(n), Some(c)) if displaces && same_bytes(n, c) => {
+                    (Some(n), Some(c)) if displaces && same_bytes(o, n, c)? => {
                         self.remove(&q)?;
                         None
                     }
@@ -751,7 +783,7 @@ impl Runner<'_> {
                 let (f, t) = (v2(from), v2(to));
                 let (now_t, now_f) = (o.stat(&t)?, o.stat(&f)?);
                 match (&now_t, &now_f) {
-                    (Some(a), Some(b)) if same_bytes(a, b) => {
+                    (Some(a), Some(b)) if same_bytes(o, a, b)? => {
                         self.remove(&t)?;
                         None
                     }
@@ -800,6 +832,73 @@ pub fn undo(o: &dyn Objects, run_id: &str) -> Result<UndoOutcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Objects in memory: content and ETag by key (enough for `same_bytes`).
+    struct Mem(std::collections::HashMap<String, (Vec<u8>, String)>);
+
+    impl Objects for Mem {
+        fn stat(&self, key: &str) -> std::io::Result<Option<Listed>> {
+            Ok(self.0.get(key).map(|(b, e)| Listed {
+                rel: key.into(),
+                folder: false,
+                size: b.len() as u64,
+                mtime: 0,
+                etag: Some(e.clone()),
+            }))
+        }
+        fn list_keys(&self, _: &str) -> std::io::Result<Vec<Listed>> {
+            unimplemented!()
+        }
+        fn list_folders(&self, _: &str) -> std::io::Result<Vec<String>> {
+            unimplemented!()
+        }
+        fn get(&self, key: &str, _: u64) -> std::io::Result<Vec<u8>> {
+            Ok(self.0[key].0.clone())
+        }
+        fn open(&self, key: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+            Ok(Box::new(std::io::Cursor::new(self.0[key].0.clone())))
+        }
+        fn put(&self, _: &str, _: &[u8]) -> std::io::Result<()> {
+            unimplemented!()
+        }
+        fn copy(&self, _: &str, _: &str) -> std::io::Result<()> {
+            unimplemented!()
+        }
+        fn remove(&self, _: &str) -> std::io::Result<()> {
+            unimplemented!()
+        }
+        fn multipart(&self, _: &str) -> std::io::Result<Vec<(String, i64)>> {
+            unimplemented!()
+        }
+        fn abort_multipart(&self, _: &str, _: &str) -> std::io::Result<()> {
+            unimplemented!()
+        }
+        fn url(&self, key: &str) -> String {
+            key.into()
+        }
+    }
+
+    /// A multipart original and its server-side copy differ in ETag (`…-2` against an MD5):
+    /// their content decides; a different byte or size never passes.
+    #[test]
+    fn same_bytes_reads_through_when_only_the_etags_differ() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut other = big.clone();
+        other[150_000] ^= 1;
+        let o = Mem([
+            ("orig", (big.clone(), "abc-2")),
+            ("copy", (big.clone(), "d41d8cd9")),
+            ("changed", (other, "d41d8cd9")),
+            ("short", (big[..1000].to_vec(), "abc-2")),
+        ]
+        .into_iter()
+        .map(|(k, (b, e))| (k.to_string(), (b, e.to_string())))
+        .collect());
+        let st = |k: &str| o.stat(k).unwrap().unwrap();
+        assert!(same_bytes(&o, &st("orig"), &st("copy")).unwrap());
+        assert!(!same_bytes(&o, &st("orig"), &st("changed")).unwrap());
+        assert!(!same_bytes(&o, &st("orig"), &st("short")).unwrap());
+    }
 
     #[test]
     fn repository_prefixes() {

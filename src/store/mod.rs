@@ -83,6 +83,8 @@ pub trait Objects: Send + Sync {
     /// Folders one level below `prefix` (names only, without the trailing `/`).
     fn list_folders(&self, prefix: &str) -> std::io::Result<Vec<String>>;
     fn get(&self, key: &str, cap: u64) -> std::io::Result<Vec<u8>>;
+    /// An object's content as a stream.
+    fn open(&self, key: &str) -> std::io::Result<Box<dyn Read + Send>>;
     fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()>;
     /// Server-side copy (the data never leaves the service).
     fn copy(&self, from: &str, to: &str) -> std::io::Result<()>;

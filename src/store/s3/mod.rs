@@ -407,6 +407,14 @@ impl crate::store::Objects for S3Store {
         Ok(b)
     }
 
+    fn open(&self, key: &str) -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(
+            self.client
+                .get_stream(&self.root_key(key), None)
+                .map_err(io)?,
+        ))
+    }
+
     fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
         self.client.put(&self.root_key(key), bytes).map_err(io)
     }
