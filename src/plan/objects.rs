@@ -67,9 +67,8 @@ fn id_of(l: &Listed) -> FileId {
 }
 
 /// Whether two objects hold the same bytes: equal size and ETag, or, when only the ETags differ,
-/// equal content read through. (A server-side copy of a multipart object gets the MD5 of its
-/// content as ETag on AWS, not the original's `-N` ETag; so ETags alone would call a blob and
-/// its quarantined copy different.)
+/// equal content read through. (A server-side copy of a multipart object gets a plain MD5 ETag, not
+/// the original's `-N` one, so ETags alone would call a blob and its quarantined copy different.)
 fn same_bytes(o: &dyn Objects, a: &Listed, b: &Listed) -> std::io::Result<bool> {
     if a.size != b.size {
         return Ok(false);

@@ -69,6 +69,48 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+/// Write `key` as a completed multipart upload of one part (unsigned, as moto accepts for a new
+/// key): its ETag is `<md5 of the part's md5>-1`, as the registry's s3 driver leaves on blob data.
+pub fn put_multipart(port: u16, bucket: &str, key: &str, body: &[u8]) {
+    let (st, text) = http(port, "POST", &format!("/{bucket}/{key}?uploads"), b"");
+    assert_eq!(st, 200, "{text}");
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    // The part's ETag is in a response header: read the raw response.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /{bucket}/{key}?partNumber=1&uploadId={id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let etag = raw
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("etag:")
+                .then(|| l[5..].trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no ETag: {raw}"));
+    let done = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let (st, text) = http(
+        port,
+        "POST",
+        &format!("/{bucket}/{key}?uploadId={id}"),
+        done.as_bytes(),
+    );
+    assert_eq!(st, 200, "{text}");
+}
+
 impl Moto {
     pub fn start() -> Moto {
         for _ in 0..5 {
