@@ -391,7 +391,11 @@ fn execute(
     let mut planned = planner(&seen, &apply_opts)?;
     if guard.apply {
         guard_processes(&root, guard.force, "apply")?;
-        resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
+        resumed = resume_incomplete(
+            &crate::plan::target::Target::Fs(root.clone()),
+            &apply_opts,
+            &mut out,
+        )?;
         if !resumed.is_empty() {
             // The interrupted runs changed the store: plan again from what is there now.
             seen = see(&store, true, &guard.io)?;

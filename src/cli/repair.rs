@@ -10,11 +10,12 @@ use crate::model::inventory::Inventory;
 use crate::model::timefmt::format_rfc3339;
 use crate::plan::apply::{self, ApplyOptions, Status};
 use crate::plan::journal::Counts;
+use crate::plan::target::Target;
 use crate::plan::{self, live, Plan, PlanOptions};
 use crate::report::exit;
 use crate::report::human::plural;
 use crate::store::verify::VerifyOptions;
-use crate::store::{scan, verify};
+use crate::store::{scan, Storage};
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -94,7 +95,7 @@ struct Checked {
 }
 
 fn check_store(
-    store: &scan::Store,
+    store: &dyn Storage,
     opts: &CheckOptions,
     no_verify: bool,
     quiet: bool,
@@ -103,8 +104,7 @@ fn check_store(
     let progress = super::progress_bar::for_run(quiet);
     // Deep: repair acts on residue inside link and blob folders too, and restores a lost tag
     // from its newest index entry, which needs the link mtimes only a deep scan reads.
-    let mut inv = scan::scan_with(
-        store,
+    let mut inv = store.scan(
         &scan::ScanOptions {
             deep: true,
             io_depth,
@@ -117,7 +117,7 @@ fn check_store(
             io_depth,
             ..Default::default()
         };
-        verify::verify(&mut inv, &vopts, progress.as_ref());
+        store.verify(&mut inv, &vopts, progress.as_ref());
     }
     let findings = checks::audit(&inv, opts);
     Ok(Checked { inv, findings })
@@ -145,6 +145,9 @@ pub(super) fn describe(kind: &plan::ActionKind) -> String {
         plan::ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
         plan::ActionKind::CreateDir { path } => format!("create folder {path}"),
         plan::ActionKind::MoveBlob { from, to } => format!("move {from} -> {to}"),
+        plan::ActionKind::AbortMultipart { path, upload_id } => {
+            format!("abort multipart upload {upload_id} of {path} (cannot be undone)")
+        }
     }
 }
 
@@ -229,9 +232,19 @@ fn confirm_lossy(plan: &Plan, preview: &[Option<Status>], yes: bool) -> Result<(
             plural(lossy as u64, "lossy action", "lossy actions")
         )));
     }
+    let aborts = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a.kind, plan::ActionKind::AbortMultipart { .. }))
+        .count();
     eprint!(
-        "Apply {} (broken tags and revisions are moved to the quarantine)? [y/N] ",
-        plural(lossy as u64, "lossy action", "lossy actions")
+        "Apply {} (broken tags and revisions are moved to the quarantine{})? [y/N] ",
+        plural(lossy as u64, "lossy action", "lossy actions"),
+        if aborts > 0 {
+            "; aborted multipart uploads cannot be undone"
+        } else {
+            ""
+        }
     );
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
@@ -346,15 +359,52 @@ pub(super) fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> V
         .collect()
 }
 
-/// The filesystem store: the applier (repair, undo, cleanup) and `ls` work on a local
-/// filesystem only, for now.
+/// The filesystem store: `ls` and the cleanup commands work on a local filesystem only, for
+/// now (repair and undo work on object storage too).
 pub(super) fn local(located: &super::Located) -> Result<scan::Store, Failure> {
     located.store.local().cloned().ok_or_else(|| {
         Failure::Usage(format!(
-            "{}: repair, undo, ls and the cleanup commands work on filesystem stores only for now (check, du and gc read object storage)",
+            "{}: ls, rm, prune, gc --apply and purge work on filesystem stores only for now (check, du, gc, repair and undo work on object storage too)",
             located.store.location()
         ))
     })
+}
+
+/// The applier for the located store.
+fn target(located: &super::Located) -> Result<Target<'_>, Failure> {
+    Target::of(located.store.as_ref()).ok_or_else(|| {
+        Failure::Usage(format!(
+            "{}: no applier for this store",
+            located.store.location()
+        ))
+    })
+}
+
+/// The store as a command names it: the root directory on a filesystem; on object storage the
+/// arguments this run was given (`--config FILE`, or `s3://… --endpoint URL`), so that a printed
+/// command works as it stands.
+fn store_words(args: &StoreArgs, located: &super::Located) -> String {
+    use crate::report::advice::shell_word;
+    if located.store.objects().is_none() {
+        return located.store.location();
+    }
+    let mut w = Vec::new();
+    if let Some(r) = &args.root {
+        w.push(shell_word(r));
+    }
+    if let Some(c) = &args.config {
+        w.push(format!("--config {}", shell_word(c)));
+    }
+    if let Some(e) = &args.endpoint {
+        w.push(format!("--endpoint {}", shell_word(Path::new(e))));
+    }
+    if let Some(r) = &args.region {
+        w.push(format!("--region {}", shell_word(Path::new(r))));
+    }
+    if w.is_empty() {
+        w.push(shell_word(Path::new(&located.store.location())));
+    }
+    w.join(" ")
 }
 
 /// The applier's options from the run's ages (no unreadable paths known yet).
@@ -377,13 +427,13 @@ pub(super) fn guard_processes(root: &Path, force: bool, what: &str) -> Result<()
 
 /// Finish every run an earlier apply left interrupted (a crash, SIGKILL), before planning anew.
 pub(super) fn resume_incomplete(
-    root: &Path,
+    target: &Target,
     apply_opts: &ApplyOptions,
     out: &mut String,
 ) -> Result<Vec<JsonResumed>, Failure> {
     let mut resumed = Vec::new();
-    for run_id in apply::incomplete_runs(root) {
-        let r = apply::resume(root, &run_id, apply_opts)?;
+    for run_id in target.incomplete_runs()? {
+        let r = target.resume(&run_id, apply_opts)?;
         if r.run_id.is_none() {
             let _ = writeln!(
                 out,
@@ -407,7 +457,9 @@ pub(super) fn resume_incomplete(
 
 pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
-    let store = local(&located)?;
+    let store = located.store.as_ref();
+    let target = target(&located)?;
+    let words = store_words(&args.store, &located);
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,
@@ -415,17 +467,19 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         located.registry.as_ref(),
     )?;
     super::configure_threads(args.jobs);
-    let root = store.root.clone();
+    let root = store.location();
     let json = args.format == Format::Json;
     let mut apply_opts = apply_options(&opts);
     let mut out = String::new();
     let mut resumed = Vec::new();
     if args.apply {
         // Before anything changes (a resumed run included): no registry may be using the store.
-        guard_processes(&root, args.force, "apply")?;
-        resumed = resume_incomplete(&root, &apply_opts, &mut out)?;
+        if let Target::Fs(root) = &target {
+            guard_processes(root, args.force, "apply")?;
+        }
+        resumed = resume_incomplete(&target, &apply_opts, &mut out)?;
     }
-    let before = check_store(&store, &opts, args.no_verify, args.quiet, args.io.depth())?;
+    let before = check_store(store, &opts, args.no_verify, args.quiet, args.io.depth())?;
     apply_opts.unreadable = unreadable(&before.findings);
     let plan = plan::repair::plan(
         &before.inv,
@@ -436,7 +490,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
             purge_age: opts.purge_age,
             grace: opts.grace,
             follow_ups: true,
-            misplaced_content: verify::misplaced_content(&before.inv),
+            misplaced_content: store.misplaced_content(&before.inv),
         },
     );
     if let Some(path) = &args.plan {
@@ -444,7 +498,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         std::fs::write(path, text + "\n")
             .map_err(|e| Failure::Operational(format!("cannot write {}: {e}", path.display())))?;
     }
-    let preview = apply::assess(&root, &plan, &apply_opts);
+    let preview = target.assess(&plan, &apply_opts);
     out.push_str(&render_plan(&plan, &preview, !args.apply));
     let errors_before = errors(&before.findings).len();
     let unfixed = if errors_before > 0 {
@@ -460,7 +514,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         let settled: Vec<Status> = statuses.iter().flatten().cloned().collect();
         JsonRepair {
             schema: "regfsck.repair/1",
-            root: root.display().to_string(),
+            root: root.clone(),
             applied,
             resumed,
             actions: json_actions(&plan, statuses),
@@ -486,6 +540,23 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
                 "\nNothing was changed. Run with --apply to execute{lossy_hint}."
             );
         }
+        let stale_multipart = before
+            .findings
+            .iter()
+            .filter(|f| f.code == Code::UploadMultipartIncomplete)
+            .count();
+        if stale_multipart > 0 && !args.lossy {
+            let _ = writeln!(
+                out,
+                "{} older than the purge age: `regfsck repair {words} --apply --lossy` aborts {} (an abort deletes the uploaded parts for good; undo cannot bring them back).",
+                plural(
+                    stale_multipart as u64,
+                    "incomplete multipart upload is",
+                    "incomplete multipart uploads are"
+                ),
+                if stale_multipart == 1 { "it" } else { "them" }
+            );
+        }
         super::print_stdout(&out);
         return Ok(unfixed);
     }
@@ -494,7 +565,14 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         .findings
         .iter()
         .filter(|f| matches!(f.code, Code::UploadRecent | Code::PathChanged))
-        .map(|f| format!("{}: {}", f.code, f.path.as_deref().unwrap_or("")))
+        .map(|f| {
+            format!(
+                "{}: {}: {}",
+                f.code,
+                f.path.as_deref().unwrap_or(""),
+                f.message
+            )
+        })
         .collect();
     if let Err(e) = live_guard(&live_reasons, args.force, "apply") {
         if !json {
@@ -506,7 +584,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let outcome = if plan.actions.is_empty() {
         apply::ApplyOutcome::default()
     } else {
-        apply::apply(&root, &plan, &apply_opts)?
+        target.apply(&plan, &apply_opts)?
     };
     let counts = outcome.counts();
     let changed = outcome.run_id.is_some();
@@ -514,10 +592,9 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
         Some(id) => {
             let _ = writeln!(
                 out,
-                "\nApplied {} of {} as run {id} (undo: regfsck undo {} --run {id}).",
+                "\nApplied {} of {} as run {id} (undo: regfsck undo {words} --run {id}).",
                 counts.applied,
                 actions_n(plan.actions.len()),
-                root.display(),
             );
         }
         None if !plan.actions.is_empty() => {
@@ -535,7 +612,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     }
     // Unchanged store: the findings from before still hold.
     let after = if changed {
-        check_store(&store, &opts, args.no_verify, true, args.io.depth())?
+        check_store(store, &opts, args.no_verify, true, args.io.depth())?
     } else {
         before
     };
@@ -596,8 +673,8 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     Ok(code)
 }
 
-fn list_runs(root: &Path, json: bool) -> i32 {
-    let runs = apply::runs(root);
+fn list_runs(target: &Target, location: &str, json: bool) -> Result<i32, Failure> {
+    let runs = target.runs()?;
     if json {
         #[derive(Serialize)]
         struct Doc {
@@ -608,11 +685,11 @@ fn list_runs(root: &Path, json: bool) -> i32 {
             schema: "regfsck.runs/1",
             runs,
         });
-        return exit::OK;
+        return Ok(exit::OK);
     }
     let mut out = String::new();
     if runs.is_empty() {
-        let _ = writeln!(out, "No repair runs in {}.", root.display());
+        let _ = writeln!(out, "No repair runs in {location}.");
     }
     for r in runs {
         let kept = if r.kept > 0 {
@@ -638,15 +715,16 @@ fn list_runs(root: &Path, json: bool) -> i32 {
         );
     }
     super::print_stdout(&out);
-    exit::OK
+    Ok(exit::OK)
 }
 
 pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
-    let root = local(&located)?.root;
+    let target = target(&located)?;
+    let location = located.store.location();
     let json = args.format == Format::Json;
     if args.list {
-        return Ok(list_runs(&root, json));
+        return list_runs(&target, &location, json);
     }
     let run_id = args.run.unwrap_or_default();
     if !apply::valid_run_id(&run_id) {
@@ -654,14 +732,15 @@ pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
             "{run_id:?} is not a regfsck run id (see regfsck undo --list)"
         )));
     }
-    if !apply::runs(&root).iter().any(|r| r.id == run_id) {
+    if !target.runs()?.iter().any(|r| r.id == run_id) {
         return Err(Failure::Usage(format!(
-            "no run {run_id} in {} (see regfsck undo --list)",
-            root.display()
+            "no run {run_id} in {location} (see regfsck undo --list)"
         )));
     }
-    guard_processes(&root, args.force, "undo")?;
-    let o = apply::undo(&root, &run_id)?;
+    if let Target::Fs(root) = &target {
+        guard_processes(root, args.force, "undo")?;
+    }
+    let o = target.undo(&run_id)?;
     let code = if o.kept.is_empty() {
         exit::OK
     } else {
@@ -708,6 +787,9 @@ pub fn run_undo(args: UndoArgs) -> Result<i32, Failure> {
         if o.reversed > 0 {
             let _ = writeln!(out, "Restart the registry.");
         }
+    }
+    for k in &o.irreversible {
+        let _ = writeln!(out, "  {}: not restorable: {}", k.path, k.reason);
     }
     super::print_stdout(&out);
     Ok(code)

@@ -133,7 +133,7 @@ impl Lock {
 }
 
 /// `YYYYMMDDTHHMMSSZ-<hex>`: sortable and safe as a folder name.
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -258,6 +258,7 @@ pub fn file_id(p: &Path) -> std::io::Result<Option<FileId>> {
         mtime: m.mtime(),
         mtime_nsec: m.mtime_nsec(),
         sha256,
+        etag: None,
     }))
 }
 
@@ -349,6 +350,48 @@ fn staged(p: &Path) -> PathBuf {
     ))
 }
 
+/// The refusal of an action whose changed or evidence paths touch one the analysis could not
+/// read (on any medium).
+pub(super) fn unreadable_refusal(a: &Action, opts: &ApplyOptions) -> Option<Status> {
+    let own = a.kind.paths();
+    for t in a.touched() {
+        if let Some(u) = opts.unreadable.iter().find(|u| touches(t, u)) {
+            let what = if own.contains(&t) {
+                format!("it changes {t}")
+            } else {
+                format!("it rests on {t}")
+            };
+            return Some(Status::Refused {
+                reason: if u == t {
+                    format!("{what}, which could not be read")
+                } else {
+                    format!("{what}, and {u} could not be read")
+                },
+            });
+        }
+    }
+    None
+}
+
+/// The journal record of an action its preconditions held back (skipped or refused).
+pub(super) fn settle_record(i: usize, status: &Status) -> Record {
+    match status {
+        Status::Skipped {
+            reason,
+            eligible_at,
+        } => Record::Skip {
+            i,
+            reason: reason.clone(),
+            eligible_at: *eligible_at,
+        },
+        Status::Refused { reason } => Record::Refuse {
+            i,
+            reason: reason.clone(),
+        },
+        _ => unreachable!("preconditions only skip or refuse"),
+    }
+}
+
 /// Why action `a` must not run now, if it must not. Reads the store, changes nothing.
 fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> {
     let refuse = |reason: String| Some(Status::Refused { reason });
@@ -356,6 +399,9 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
         if let Err(e) = checked(root, t) {
             return refuse(format!("{e}"));
         }
+    }
+    if let Some(s) = unreadable_refusal(a, opts) {
+        return Some(s);
     }
     let own = a.kind.paths();
     let what = |t: &str| {
@@ -365,15 +411,6 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
             format!("it rests on {t}")
         }
     };
-    for t in a.touched() {
-        if let Some(u) = opts.unreadable.iter().find(|u| touches(t, u)) {
-            return refuse(if u == t {
-                format!("{}, which could not be read", what(t))
-            } else {
-                format!("{}, and {u} could not be read", what(t))
-            });
-        }
-    }
     for t in a.touched() {
         if let Err(e) = readable(&root.join(V2).join(t)) {
             return refuse(format!("{}, which cannot be read now: {e}", what(t)));
@@ -404,6 +441,9 @@ fn precondition(root: &Path, a: &Action, opts: &ApplyOptions) -> Option<Status> 
                 return skip("already exists");
             }
             None
+        }
+        ActionKind::AbortMultipart { .. } => {
+            return refuse("multipart uploads exist on object storage only".into())
         }
         ActionKind::MoveBlob { from, to } => {
             if !exists(&p(from)) {
@@ -444,7 +484,7 @@ pub fn assess(root: &Path, plan: &Plan, opts: &ApplyOptions) -> Vec<Option<Statu
 
 /// A step's failure: `Fatal` stops the run (the journal cannot be trusted to record more),
 /// `Failed` is recorded for the action and the run goes on.
-enum StepError {
+pub(super) enum StepError {
     Fatal(anyhow::Error),
     Failed(String),
 }
@@ -469,17 +509,12 @@ struct Runner<'a> {
     /// Open once the run has begun (its first change); until then records wait in `pending`.
     journal: Option<Journal>,
     pending: Vec<Record>,
-    mutations: usize,
-    kill_at: Option<usize>,
+    points: Points,
 }
 
 impl Runner<'_> {
     fn point(&mut self) {
-        self.mutations += 1;
-        if self.kill_at == Some(self.mutations) {
-            // SAFETY: raising a signal on our own process.
-            unsafe { libc::raise(libc::SIGKILL) };
-        }
+        self.points.hit();
     }
 
     /// Create the run: its folder, the plan, the journal's `begin` and whatever waited.
@@ -523,7 +558,9 @@ impl Runner<'_> {
 
     fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)> {
         Ok(match kind {
-            ActionKind::Quarantine { .. } => (Vec::new(), false),
+            ActionKind::Quarantine { .. } | ActionKind::AbortMultipart { .. } => {
+                (Vec::new(), false)
+            }
             ActionKind::WriteLink { path, .. } => (
                 missing_dirs(self.root, parent_rel(path)),
                 exists(&checked(self.root, path)?),
@@ -606,108 +643,255 @@ impl Runner<'_> {
                     self.point();
                 }
             }
+            ActionKind::AbortMultipart { .. } => {
+                return Err(StepError::Failed(
+                    "multipart uploads exist on object storage only".into(),
+                ))
+            }
         }
         Ok(())
     }
+}
 
-    /// Execute an announced step and record how it ended.
-    fn finish(&mut self, i: usize, a: &Action, displaces: bool) -> Result<Status> {
-        match self.execute(i, &a.kind, displaces) {
-            Ok(()) => {
-                self.record(&Record::Done { i })?;
-                Ok(Status::Applied)
+/// One medium's steps, for the run and undo loops every medium shares: the filesystem's
+/// `Runner` here, the object store's in `objects`.
+pub(super) trait Medium {
+    /// Count a mutation point (and die there when the crash tests ask).
+    fn point(&mut self);
+    /// Whether the run exists (its plan and first record written).
+    fn begun(&self) -> bool;
+    /// Create the run: its plan, the `begin` record and whatever records waited.
+    fn begin(&mut self) -> Result<()>;
+    fn record(&mut self, r: &Record) -> Result<()>;
+    fn run_id(&self) -> &str;
+    /// Why action `a` must not run now, if it must not.
+    fn precondition(&self, a: &Action, opts: &ApplyOptions) -> Result<Option<Status>>;
+    /// The intent record's `creates` and `displaces` for a step about to run.
+    fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)>;
+    /// Execute (or re-execute after a crash) one announced step; `left` is its last `leaves`.
+    fn execute(
+        &mut self,
+        i: usize,
+        kind: &ActionKind,
+        displaces: bool,
+        left: Option<&FileId>,
+    ) -> Result<(), StepError>;
+    /// Reverse step `i`, or say why it is kept.
+    fn reverse(&mut self, i: usize, s: &RunState) -> Result<Option<String>>;
+}
+
+/// Execute an announced step and record how it ended.
+fn finish<M: Medium>(
+    m: &mut M,
+    i: usize,
+    a: &Action,
+    s: &RunState,
+    displaces: bool,
+) -> Result<Status> {
+    match m.execute(i, &a.kind, displaces, s.leaves.get(&i)) {
+        Ok(()) => {
+            m.record(&Record::Done { i })?;
+            Ok(Status::Applied)
+        }
+        Err(StepError::Fatal(e)) => Err(e),
+        Err(StepError::Failed(error)) => {
+            m.record(&Record::Fail {
+                i,
+                error: error.clone(),
+            })?;
+            Ok(Status::Failed { error })
+        }
+    }
+}
+
+/// Run (or resume, from what its journal says) a plan on a medium.
+pub(super) fn run_plan<M: Medium>(
+    m: &mut M,
+    plan: &Plan,
+    state: &RunState,
+    opts: &ApplyOptions,
+) -> Result<ApplyOutcome> {
+    let mut out = ApplyOutcome::default();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if let Some(s) = state.settled.get(&i) {
+            out.statuses.push(s.clone());
+            continue;
+        }
+        let status = if let Some((_, displaces)) = state.intents.get(&i) {
+            // Announced before a crash: finish it whatever its preconditions say now.
+            finish(m, i, a, state, *displaces)?
+        } else if let Some(status) = m.precondition(a, opts)? {
+            m.record(&settle_record(i, &status))?;
+            status
+        } else {
+            m.begin()?;
+            let (creates, displaces) = m.intent_for(&a.kind)?;
+            m.record(&Record::Intent {
+                i,
+                creates,
+                displaces,
+            })?;
+            finish(m, i, a, state, displaces)?
+        };
+        if status == Status::Applied {
+            out.applied_now += 1;
+        }
+        out.statuses.push(status);
+    }
+    if m.begun() {
+        let counts = out.counts();
+        m.record(&Record::End { counts })?;
+        out.run_id = Some(m.run_id().to_string());
+    }
+    Ok(out)
+}
+
+/// Undo a run's steps on a medium, newest first, and record how the attempt ended. An aborted
+/// multipart upload cannot be reversed: it is listed as irreversible, not as kept.
+pub(super) fn undo_steps<M: Medium>(
+    m: &mut M,
+    plan: &Plan,
+    s: &RunState,
+    out: &mut UndoOutcome,
+) -> Result<()> {
+    for &i in s.intents.keys().rev() {
+        if i >= plan.actions.len() {
+            continue;
+        }
+        if let ActionKind::AbortMultipart { path, upload_id } = &plan.actions[i].kind {
+            out.irreversible.push(Kept {
+                action: i,
+                path: path.clone(),
+                reason: format!(
+                    "multipart upload {upload_id} was aborted: the service deleted its parts, which no undo can bring back"
+                ),
+            });
+            if !s.undone_steps.contains(&i) {
+                // Nothing to reverse: recorded as settled so the run can end "undone".
+                m.record(&Record::UndoIntent { i })?;
+                m.record(&Record::UndoDone { i })?;
             }
-            Err(StepError::Fatal(e)) => Err(e),
-            Err(StepError::Failed(error)) => {
-                self.record(&Record::Fail {
+            continue;
+        }
+        if s.undone_steps.contains(&i) {
+            continue;
+        }
+        m.record(&Record::UndoIntent { i })?;
+        match m.reverse(i, s)? {
+            None => {
+                m.point();
+                m.record(&Record::UndoDone { i })?;
+                out.reversed += 1;
+            }
+            Some(reason) => {
+                m.record(&Record::UndoKeep {
                     i,
-                    error: error.clone(),
+                    reason: reason.clone(),
                 })?;
-                Ok(Status::Failed { error })
+                out.kept.push(Kept {
+                    action: i,
+                    path: plan.actions[i].kind.path().to_string(),
+                    reason,
+                });
             }
         }
     }
+    m.record(&if out.kept.is_empty() {
+        Record::Undone
+    } else {
+        Record::UndoPartial {
+            kept: out.kept.len(),
+        }
+    })
+}
 
-    fn run(&mut self, state: &RunState, opts: &ApplyOptions) -> Result<ApplyOutcome> {
-        let plan = self.plan;
-        let mut out = ApplyOutcome::default();
-        for (i, a) in plan.actions.iter().enumerate() {
-            if let Some(s) = state.settled.get(&i) {
-                out.statuses.push(s.clone());
-                continue;
-            }
-            let status = if let Some((_, displaces)) = state.intents.get(&i) {
-                // Announced before a crash: finish it whatever its preconditions say now.
-                self.finish(i, a, *displaces)?
-            } else if let Some(status) = precondition(self.root, a, opts) {
-                self.record(&match &status {
-                    Status::Skipped {
-                        reason,
-                        eligible_at,
-                    } => Record::Skip {
-                        i,
-                        reason: reason.clone(),
-                        eligible_at: *eligible_at,
-                    },
-                    Status::Refused { reason } => Record::Refuse {
-                        i,
-                        reason: reason.clone(),
-                    },
-                    _ => unreachable!("preconditions only skip or refuse"),
-                })?;
-                status
-            } else {
-                self.begin()?;
-                let (creates, displaces) = self.intent_for(&a.kind)?;
-                self.record(&Record::Intent {
-                    i,
-                    creates,
-                    displaces,
-                })?;
-                self.finish(i, a, displaces)?
-            };
-            if status == Status::Applied {
-                out.applied_now += 1;
-            }
-            out.statuses.push(status);
-        }
-        if self.journal.is_some() {
-            let counts = out.counts();
-            self.record(&Record::End { counts })?;
-            out.run_id = Some(self.run_id.clone());
-        }
-        Ok(out)
+impl Medium for Runner<'_> {
+    fn point(&mut self) {
+        Runner::point(self)
+    }
+
+    fn begun(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        Runner::begin(self)
+    }
+
+    fn record(&mut self, r: &Record) -> Result<()> {
+        Runner::record(self, r)
+    }
+
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn precondition(&self, a: &Action, opts: &ApplyOptions) -> Result<Option<Status>> {
+        Ok(precondition(self.root, a, opts))
+    }
+
+    fn intent_for(&self, kind: &ActionKind) -> Result<(Vec<String>, bool)> {
+        Runner::intent_for(self, kind)
+    }
+
+    fn execute(
+        &mut self,
+        i: usize,
+        kind: &ActionKind,
+        displaces: bool,
+        _left: Option<&FileId>,
+    ) -> Result<(), StepError> {
+        Runner::execute(self, i, kind, displaces)
+    }
+
+    fn reverse(&mut self, i: usize, s: &RunState) -> Result<Option<String>> {
+        Runner::reverse(self, i, s)
     }
 }
 
 /// What a journal says about a run.
 #[derive(Default)]
-struct RunState {
-    intents: BTreeMap<usize, (Vec<String>, bool)>,
+pub(super) struct RunState {
+    pub(super) intents: BTreeMap<usize, (Vec<String>, bool)>,
     /// Actions with a final outcome (done, skipped, refused, failed).
-    settled: BTreeMap<usize, Status>,
-    done: BTreeSet<usize>,
+    pub(super) settled: BTreeMap<usize, Status>,
+    pub(super) done: BTreeSet<usize>,
     /// The last `leaves` record of each action.
-    leaves: BTreeMap<usize, FileId>,
-    ended: bool,
+    pub(super) leaves: BTreeMap<usize, FileId>,
+    pub(super) ended: bool,
     /// Undo: steps an attempt started, steps reversed by any attempt; whether an attempt is
     /// open; how the last one ended.
-    undo_started: BTreeSet<usize>,
-    undone_steps: BTreeSet<usize>,
-    undo_open: bool,
-    undo_ended: Option<UndoEnd>,
+    pub(super) undo_started: BTreeSet<usize>,
+    pub(super) undone_steps: BTreeSet<usize>,
+    pub(super) undo_open: bool,
+    pub(super) undo_ended: Option<UndoEnd>,
     /// A purge began (`Some(false)`) or finished (`Some(true)`): the quarantined files are
     /// (being) deleted and nothing can be undone.
-    purged: Option<bool>,
+    pub(super) purged: Option<bool>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum UndoEnd {
+pub(super) enum UndoEnd {
     All,
     Partly(usize),
 }
 
-fn state(records: &[Record]) -> RunState {
+impl RunState {
+    /// The run's state for `undo --list` (and the steps its last undo kept).
+    pub(super) fn name(&self) -> (&'static str, usize) {
+        match (self.purged, self.undo_open, self.undo_ended) {
+            (Some(true), ..) => ("purged", 0),
+            (Some(false), ..) => ("purge-incomplete", 0),
+            (None, true, _) => ("undo-incomplete", 0),
+            (None, false, Some(UndoEnd::All)) => ("undone", 0),
+            (None, false, Some(UndoEnd::Partly(k))) => ("partly-undone", k),
+            (None, false, None) if self.ended => ("complete", 0),
+            (None, false, None) => ("incomplete", 0),
+        }
+    }
+}
+
+pub(super) fn state(records: &[Record]) -> RunState {
     let mut s = RunState::default();
     for r in records {
         match r {
@@ -780,8 +964,28 @@ fn state(records: &[Record]) -> RunState {
     s
 }
 
-fn kill_at() -> Option<usize> {
-    std::env::var(KILL_ENV).ok().and_then(|v| v.parse().ok())
+/// The mutation points of an apply or undo, counted so that the crash-safety tests can SIGKILL
+/// the process at the Nth (`REGFSCK_TEST_KILL_AT`).
+pub(super) struct Points {
+    mutations: usize,
+    kill_at: Option<usize>,
+}
+
+impl Points {
+    pub(super) fn from_env() -> Points {
+        Points {
+            mutations: 0,
+            kill_at: std::env::var(KILL_ENV).ok().and_then(|v| v.parse().ok()),
+        }
+    }
+
+    pub(super) fn hit(&mut self) {
+        self.mutations += 1;
+        if self.kill_at == Some(self.mutations) {
+            // SAFETY: raising a signal on our own process.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+    }
 }
 
 fn runner<'a>(root: &'a Path, plan: &'a Plan, run_id: &str, existing: bool) -> Result<Runner<'a>> {
@@ -798,8 +1002,7 @@ fn runner<'a>(root: &'a Path, plan: &'a Plan, run_id: &str, existing: bool) -> R
         dir,
         journal,
         pending: Vec::new(),
-        mutations: 0,
-        kill_at: kill_at(),
+        points: Points::from_env(),
     })
 }
 
@@ -809,7 +1012,7 @@ pub fn apply(root: &Path, plan: &Plan, opts: &ApplyOptions) -> Result<ApplyOutco
     let _lock = Lock::acquire(root)?;
     let run_id = new_run_id();
     let mut r = runner(root, plan, &run_id, false)?;
-    r.run(&RunState::default(), opts)
+    run_plan(&mut r, plan, &RunState::default(), opts)
 }
 
 fn load(root: &Path, run_id: &str) -> Result<(Plan, Vec<Record>)> {
@@ -869,15 +1072,7 @@ pub fn runs(root: &Path) -> Vec<RunInfo> {
             continue;
         };
         let s = state(&records);
-        let (st, kept) = match (s.purged, s.undo_open, s.undo_ended) {
-            (Some(true), ..) => ("purged", 0),
-            (Some(false), ..) => ("purge-incomplete", 0),
-            (None, true, _) => ("undo-incomplete", 0),
-            (None, false, Some(UndoEnd::All)) => ("undone", 0),
-            (None, false, Some(UndoEnd::Partly(k))) => ("partly-undone", k),
-            (None, false, None) if s.ended => ("complete", 0),
-            (None, false, None) => ("incomplete", 0),
-        };
+        let (st, kept) = s.name();
         let bytes = tree_bytes(&root.join(QUARANTINE_DIR).join(&id).join("files"));
         let started = started_at(&id);
         let statuses: Vec<Status> = s.settled.values().cloned().collect();
@@ -909,7 +1104,7 @@ pub fn resume(root: &Path, run_id: &str, opts: &ApplyOptions) -> Result<ApplyOut
         });
     }
     let mut r = runner(root, &plan, run_id, true)?;
-    let out = r.run(&s, opts)?;
+    let out = run_plan(&mut r, &plan, &s, opts)?;
     if s.intents.is_empty()
         && out.applied_now == 0
         && !out
@@ -948,9 +1143,12 @@ pub struct UndoOutcome {
     pub kept: Vec<Kept>,
     /// The run had been undone completely before.
     pub already_undone: bool,
+    /// Steps no undo can reverse (an aborted multipart upload).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub irreversible: Vec<Kept>,
 }
 
-fn describe(id: &Option<FileId>) -> String {
+pub(super) fn describe(id: &Option<FileId>) -> String {
     match id {
         None => "nothing".into(),
         Some(f) => format!("a {} of {} bytes", f.kind, f.size),
@@ -1083,7 +1281,7 @@ impl Runner<'_> {
                     (false, false) => Some(format!("{to} was removed after the run")),
                 }
             }
-            ActionKind::CreateDir { .. } => None,
+            ActionKind::CreateDir { .. } | ActionKind::AbortMultipart { .. } => None,
         };
         if kept.is_some() {
             return Ok(kept);
@@ -1126,37 +1324,7 @@ pub fn undo(root: &Path, run_id: &str) -> Result<UndoOutcome> {
         return Ok(out);
     }
     let mut r = runner(root, &plan, run_id, true)?;
-    for &i in s.intents.keys().rev() {
-        if s.undone_steps.contains(&i) || i >= plan.actions.len() {
-            continue;
-        }
-        r.record(&Record::UndoIntent { i })?;
-        match r.reverse(i, &s)? {
-            None => {
-                r.point();
-                r.record(&Record::UndoDone { i })?;
-                out.reversed += 1;
-            }
-            Some(reason) => {
-                r.record(&Record::UndoKeep {
-                    i,
-                    reason: reason.clone(),
-                })?;
-                out.kept.push(Kept {
-                    action: i,
-                    path: plan.actions[i].kind.path().to_string(),
-                    reason,
-                });
-            }
-        }
-    }
-    r.record(&if out.kept.is_empty() {
-        Record::Undone
-    } else {
-        Record::UndoPartial {
-            kept: out.kept.len(),
-        }
-    })?;
+    undo_steps(&mut r, &plan, &s, &mut out)?;
     Ok(out)
 }
 

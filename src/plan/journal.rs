@@ -23,6 +23,9 @@ pub struct FileId {
     /// sha256 of the content (files up to `HASHED_UP_TO` bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The object's ETag (object storage, where `kind` is `object` and there is no inode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// Files up to this size are identified by content too.
@@ -37,6 +40,10 @@ impl FileId {
             && self.mtime == other.mtime
             && self.mtime_nsec == other.mtime_nsec
             && match (&self.sha256, &other.sha256) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+            && match (&self.etag, &other.etag) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             }
@@ -204,6 +211,7 @@ mod tests {
             mtime: 100,
             mtime_nsec: 5,
             sha256: Some("ab".into()),
+            etag: None,
         };
         assert!(a.same(&a.clone()));
         assert!(
@@ -233,5 +241,13 @@ mod tests {
         ] {
             assert!(!a.same(&b), "{b:?}");
         }
+        let o = FileId {
+            etag: Some("e1".into()),
+            ..a.clone()
+        };
+        assert!(!o.same(&FileId {
+            etag: Some("e2".into()),
+            ..o.clone()
+        }));
     }
 }

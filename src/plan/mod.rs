@@ -7,8 +7,10 @@ pub mod apply;
 pub mod cleanup;
 pub mod journal;
 pub mod live;
+pub mod objects;
 pub mod repair;
 mod simulate;
+pub mod target;
 
 use crate::model::digest::Digest;
 use crate::model::finding::Code;
@@ -28,6 +30,9 @@ pub enum ActionKind {
     CreateDir { path: String },
     /// Move misplaced blob data to its canonical path.
     MoveBlob { from: String, to: String },
+    /// Abort an incomplete multipart upload on object storage. The one action that cannot be
+    /// undone (its parts are deleted by the service): planned only with `--lossy`.
+    AbortMultipart { path: String, upload_id: String },
 }
 
 impl ActionKind {
@@ -44,7 +49,8 @@ impl ActionKind {
         match self {
             ActionKind::Quarantine { path }
             | ActionKind::WriteLink { path, .. }
-            | ActionKind::CreateDir { path } => path,
+            | ActionKind::CreateDir { path }
+            | ActionKind::AbortMultipart { path, .. } => path,
             ActionKind::MoveBlob { from, .. } => from,
         }
     }
@@ -55,7 +61,7 @@ impl ActionKind {
         match self {
             ActionKind::CreateDir { .. } => 0,
             ActionKind::MoveBlob { .. } => 1,
-            ActionKind::Quarantine { .. } => 2,
+            ActionKind::Quarantine { .. } | ActionKind::AbortMultipart { .. } => 2,
             ActionKind::WriteLink { .. } => 3,
         }
     }

@@ -320,6 +320,34 @@ impl Planner<'_> {
                 ev.push(layout::blob_dir(target));
                 self.quarantine(&path, f.code, "a link to a blob that does not exist and that no manifest of the repository references", ev);
             }
+            Code::UploadMultipartIncomplete => {
+                // Lossy (`push` drops it without --lossy): an abort deletes the parts for good,
+                // the one step undo cannot reverse. Never while the registry's own upload
+                // folder was written within the grace window.
+                let folder = path.strip_suffix("/data").unwrap_or(&path);
+                if self.upload_is_live(repo, folder) {
+                    return;
+                }
+                let stale = self.opts.now - self.opts.purge_age;
+                let ids: Vec<String> = inv
+                    .multipart_uploads
+                    .iter()
+                    .filter(|m| m.path == path && m.initiated < stale)
+                    .map(|m| m.upload_id.clone())
+                    .collect();
+                for upload_id in ids {
+                    self.push(
+                        ActionKind::AbortMultipart {
+                            path: path.clone(),
+                            upload_id,
+                        },
+                        f.code,
+                        "an incomplete multipart upload older than the purge age: the bucket bills its parts and no listing shows them (an abort cannot be undone)",
+                        true,
+                        vec![],
+                    );
+                }
+            }
             Code::UploadStale if !self.upload_is_live(repo, &path) => {
                 self.quarantine(&path, f.code, f.code.meaning().to_string(), vec![]);
             }
@@ -589,6 +617,11 @@ fn finish(mut actions: Vec<Action>) -> Plan {
         .collect();
     let mut seen = std::collections::HashSet::new();
     actions.retain(|a| {
+        // Quarantining an upload's folder leaves its multipart upload (no listing shows one):
+        // an abort is kept, one per upload id.
+        if let ActionKind::AbortMultipart { path, upload_id } = &a.kind {
+            return seen.insert(format!("{path}\0{upload_id}"));
+        }
         let path = a.kind.path().to_string();
         let inside = quarantined
             .iter()

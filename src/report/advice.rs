@@ -36,6 +36,9 @@ pub fn describe(a: &Action) -> String {
         ActionKind::WriteLink { path, digest } => format!("write {path} = {digest}"),
         ActionKind::CreateDir { path } => format!("create folder {path}"),
         ActionKind::MoveBlob { from, to } => format!("move {from} -> {to}"),
+        ActionKind::AbortMultipart { path, upload_id } => {
+            format!("abort multipart upload {upload_id} of {path} (cannot be undone)")
+        }
     }
 }
 
@@ -76,6 +79,12 @@ pub fn describe_all<'a>(actions: impl IntoIterator<Item = &'a Action>) -> String
             "blob",
             "blobs",
         ),
+        (
+            count(|k| matches!(k, ActionKind::AbortMultipart { .. })),
+            "abort (for good)",
+            "multipart upload",
+            "multipart uploads",
+        ),
     ];
     kinds
         .iter()
@@ -93,8 +102,11 @@ pub fn repair_hints(
     findings: &[Finding],
     opts: &PlanOptions,
 ) -> Vec<Option<RepairHint>> {
-    // Repair's applier works on filesystem stores only (for now): on object storage no advice
-    // names it, and each finding gets the catalogue's manual fix.
+    // `regfsck repair` works on object storage, but advice names a store by its root, and
+    // `s3://bucket/prefix` alone would reach AWS with the environment's credentials, not the
+    // endpoint and keys of the registry's config: until advice carries the run's own store
+    // arguments, no advice names repair there and each finding gets the catalogue's manual fix
+    // (repair itself prints its undo command with the arguments it was given).
     if inv.object_store {
         return vec![None; findings.len()];
     }

@@ -51,6 +51,10 @@ pub trait Storage: Send + Sync {
     fn local(&self) -> Option<&scan::Store> {
         None
     }
+    /// The object store, for the applier's object-storage form (repair and undo on S3).
+    fn objects(&self) -> Option<&dyn Objects> {
+        None
+    }
 
     // Object operations, for repair and cleanup on any medium.
 
@@ -65,6 +69,33 @@ pub trait Storage: Send + Sync {
     /// Move an object into `regfsck-quarantine/<run>/<rel>` beside `docker/`.
     fn quarantine(&self, rel: &str, run: &str) -> std::io::Result<()>;
     fn delete(&self, rel: &str) -> std::io::Result<()>;
+}
+
+/// An object store's own operations, on keys relative to the store's root directory (so that
+/// `regfsck-quarantine/…` sits beside `docker/`): what the applier needs where there are no
+/// folders, renames or inodes. Every write is a whole object (atomic for readers); an object is
+/// identified by its ETag, size and LastModified.
+pub trait Objects: Send + Sync {
+    /// The object at `key`, if there is one (its key, size, mtime and ETag).
+    fn stat(&self, key: &str) -> std::io::Result<Option<Listed>>;
+    /// Every object below `prefix` (flat; `rel` holds the whole root-relative key).
+    fn list_keys(&self, prefix: &str) -> std::io::Result<Vec<Listed>>;
+    /// Folders one level below `prefix` (names only, without the trailing `/`).
+    fn list_folders(&self, prefix: &str) -> std::io::Result<Vec<String>>;
+    fn get(&self, key: &str, cap: u64) -> std::io::Result<Vec<u8>>;
+    /// An object's content as a stream.
+    fn open(&self, key: &str) -> std::io::Result<Box<dyn Read + Send>>;
+    fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// Server-side copy (the data never leaves the service).
+    fn copy(&self, from: &str, to: &str) -> std::io::Result<()>;
+    /// Delete; nothing there is success.
+    fn remove(&self, key: &str) -> std::io::Result<()>;
+    /// The incomplete multipart uploads of `key` (their upload ids and when each began).
+    fn multipart(&self, key: &str) -> std::io::Result<Vec<(String, i64)>>;
+    /// Abort an incomplete multipart upload: its parts are gone for good.
+    fn abort_multipart(&self, key: &str, upload_id: &str) -> std::io::Result<()>;
+    /// `s3://bucket/<key>`, for messages.
+    fn url(&self, key: &str) -> String;
 }
 
 /// The filesystem implementation: the scanner and hasher with all their fast lanes.
@@ -212,6 +243,10 @@ impl Storage for s3::S3Store {
 
     fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
         s3::S3Store::misplaced_content(self, inv)
+    }
+
+    fn objects(&self) -> Option<&dyn Objects> {
+        Some(self)
     }
 
     fn list(&self, rel: &str, by_folder: bool) -> std::io::Result<Vec<Listed>> {

@@ -1,6 +1,7 @@
 //! Shared integration-test support: fixture stores and the real registry.
 #![allow(dead_code)]
 
+pub mod contracts;
 pub mod damage;
 pub mod registry;
 pub mod s3;

@@ -69,6 +69,48 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+/// Write `key` as a completed multipart upload of one part (unsigned, as moto accepts for a new
+/// key): its ETag is `<md5 of the part's md5>-1`, as the registry's s3 driver leaves on blob data.
+pub fn put_multipart(port: u16, bucket: &str, key: &str, body: &[u8]) {
+    let (st, text) = http(port, "POST", &format!("/{bucket}/{key}?uploads"), b"");
+    assert_eq!(st, 200, "{text}");
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    // The part's ETag is in a response header: read the raw response.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /{bucket}/{key}?partNumber=1&uploadId={id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let etag = raw
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("etag:")
+                .then(|| l[5..].trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no ETag: {raw}"));
+    let done = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let (st, text) = http(
+        port,
+        "POST",
+        &format!("/{bucket}/{key}?uploadId={id}"),
+        done.as_bytes(),
+    );
+    assert_eq!(st, 200, "{text}");
+}
+
 impl Moto {
     pub fn start() -> Moto {
         for _ in 0..5 {
@@ -202,6 +244,40 @@ pub fn push_sample(moto: &Moto, bucket: &str, root: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `sample` store pushed into `bucket` (below `root`) of a fresh server: the server, what
+/// the generator knows, the registry's config and a `--now` a day after the push.
+pub fn pushed(bucket: &str, root: &str) -> (Moto, serde_json::Value, PathBuf, String) {
+    let moto = Moto::start();
+    let expected = push_sample(&moto, bucket, root);
+    let cfg = moto.config(bucket, root, "");
+    let now = (moto.now(bucket) + 86_400).to_string();
+    (moto, expected, cfg, now)
+}
+
+/// Every object below `prefix` of `bucket`, with its content (keys in order).
+pub fn snapshot(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let c = moto.client(bucket);
+    let mut out = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_page(prefix, None, token.as_deref(), false, 1000)
+            .unwrap();
+        for o in page.objects {
+            let body = c.get(&o.key, 1 << 30).unwrap();
+            out.insert(o.key, body);
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
 }
 
 /// Run regfsck with S3 credentials only in the environment the test gives.
