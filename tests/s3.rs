@@ -371,6 +371,13 @@ fn credentials_never_reach_the_output() {
     }
     // The bad bucket is reported (the run says why it failed), with no secret in the words.
     assert!(seen.contains("nosuchbucket"), "{seen}");
+    // Advice names the store as this run did (`--config FILE`), never a bare `s3://bucket/…`,
+    // which would send the next command to AWS instead of the configured endpoint.
+    assert!(
+        seen.contains(&format!("`regfsck gc --config {c}`")),
+        "{seen}"
+    );
+    assert!(!seen.contains("regfsck gc s3://"), "{seen}");
     assert!(
         seen.contains("ls, rm, prune, gc --apply and purge work on filesystem stores only"),
         "{seen}"

@@ -319,6 +319,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
             verification,
             repeat_flags,
             run_warnings,
+            store_words: super::store_words(&args.store, &located),
         },
     );
     report.summary.coverage = coverage;

@@ -244,9 +244,10 @@ fn next_steps(
     judged: &[Judged],
     repairable: &[(Code, bool)],
     root: &std::path::Path,
+    words: &str,
     config: Option<&std::path::Path>,
 ) -> Vec<String> {
-    let r = advice::shell_word(root);
+    let r = words;
     let mut steps = Vec::new();
     let safe: Vec<&Judged> = judged.iter().filter(|j| j.hazards.is_empty()).collect();
     let trapped: Vec<&Judged> = judged.iter().filter(|j| j.child_trap_only).collect();
@@ -435,6 +436,7 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
         &judged,
         &repairable,
         &inv.root,
+        &super::store_words(&args.store, &located),
         located.config_path.as_deref(),
     );
     let mut exit_code = if unsafe_any {

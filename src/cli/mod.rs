@@ -102,6 +102,36 @@ impl Located {
     }
 }
 
+/// The store as a command names it: the root directory on a filesystem; on object storage the
+/// arguments this run was given (`--config FILE`, or `s3://… --endpoint URL`), so that a printed
+/// command works as it stands.
+pub(super) fn store_words(args: &StoreArgs, located: &Located) -> String {
+    use crate::report::advice::shell_word;
+    if let Some(fs) = located.store.local() {
+        return shell_word(&fs.root);
+    }
+    let mut w = Vec::new();
+    if let Some(r) = &args.root {
+        w.push(shell_word(r));
+    }
+    if let Some(c) = &args.config {
+        w.push(format!("--config {}", shell_word(c)));
+    }
+    if let Some(e) = &args.endpoint {
+        w.push(format!(
+            "--endpoint {}",
+            shell_word(std::path::Path::new(e))
+        ));
+    }
+    if let Some(r) = &args.region {
+        w.push(format!("--region {}", shell_word(std::path::Path::new(r))));
+    }
+    if w.is_empty() {
+        w.push(shell_word(std::path::Path::new(&located.store.location())));
+    }
+    w.join(" ")
+}
+
 impl StoreArgs {
     /// Resolve the store: ROOT > --config (with the environment override) > environment > default.
     pub fn locate(&self) -> Result<Located, String> {

@@ -380,33 +380,6 @@ fn target(located: &super::Located) -> Result<Target<'_>, Failure> {
     })
 }
 
-/// The store as a command names it: the root directory on a filesystem; on object storage the
-/// arguments this run was given (`--config FILE`, or `s3://… --endpoint URL`), so that a printed
-/// command works as it stands.
-fn store_words(args: &StoreArgs, located: &super::Located) -> String {
-    use crate::report::advice::shell_word;
-    if located.store.objects().is_none() {
-        return located.store.location();
-    }
-    let mut w = Vec::new();
-    if let Some(r) = &args.root {
-        w.push(shell_word(r));
-    }
-    if let Some(c) = &args.config {
-        w.push(format!("--config {}", shell_word(c)));
-    }
-    if let Some(e) = &args.endpoint {
-        w.push(format!("--endpoint {}", shell_word(Path::new(e))));
-    }
-    if let Some(r) = &args.region {
-        w.push(format!("--region {}", shell_word(Path::new(r))));
-    }
-    if w.is_empty() {
-        w.push(shell_word(Path::new(&located.store.location())));
-    }
-    w.join(" ")
-}
-
 /// The applier's options from the run's ages (no unreadable paths known yet).
 pub(super) fn apply_options(opts: &CheckOptions) -> ApplyOptions {
     ApplyOptions {
@@ -459,7 +432,7 @@ pub fn run(args: RepairArgs) -> Result<i32, Failure> {
     let located = super::locate(&args.store)?;
     let store = located.store.as_ref();
     let target = target(&located)?;
-    let words = store_words(&args.store, &located);
+    let words = super::store_words(&args.store, &located);
     let opts = check_options(
         args.purge_age.as_deref(),
         &args.grace,

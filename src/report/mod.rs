@@ -177,6 +177,10 @@ pub struct Context<'a> {
     /// (`--state FILE`, `--reverify-after D`).
     pub repeat_flags: Vec<String>,
     pub run_warnings: Vec<String>,
+    /// The store as this run's own arguments name it (`regfsck::cli::store_words`): the root
+    /// on a filesystem; on object storage `--config FILE` or `s3://… --endpoint URL`, so that
+    /// a `regfsck …` command in advice reaches the same bucket.
+    pub store_words: String,
 }
 
 /// Build the report: apply the policy (severity, skip list), ask the repair planner and the
@@ -257,6 +261,7 @@ pub fn build(inv: &Inventory, findings: Vec<Finding>, cx: Context) -> Report {
             root: &inv.root,
             config: cx.config,
             repeat_flags: &cx.repeat_flags,
+            store_words: &cx.store_words,
         },
     );
     Report {
@@ -277,6 +282,7 @@ struct Where<'a> {
     root: &'a Path,
     config: Option<&'a Path>,
     repeat_flags: &'a [String],
+    store_words: &'a str,
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -292,7 +298,7 @@ fn code_list<'a>(fs: impl Iterator<Item = &'a ReportFinding>) -> String {
 }
 
 fn next_steps(findings: &[ReportFinding], s: &Summary, w: &Where) -> Vec<String> {
-    let root = advice::shell_word(w.root);
+    let root = w.store_words.to_string();
     let has = |c: Code| findings.iter().any(|f| f.code == c);
     let mut steps = Vec::new();
     // Which garbage collections the findings make unsafe: through a `gc-would-*` finding (the
