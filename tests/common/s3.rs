@@ -313,3 +313,71 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
 pub fn path_of(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Every object below `prefix` of `bucket`: its size and ETag (what the listing vouches for).
+pub fn listing(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, (u64, String)> {
+    let c = moto.client(bucket);
+    let mut out = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_page(prefix, None, token.as_deref(), false, 1000)
+            .unwrap();
+        for o in page.objects {
+            out.insert(o.key, (o.size, o.etag));
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
+/// Serve the bucket with the real registry (a fresh process: no cache from before a change).
+pub fn serve(cfg: &Path) -> super::registry::Registry {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    super::registry::Registry::start_with(|dir, port| {
+        let p = dir.join("config.yml");
+        std::fs::write(&p, format!("{text}http:\n  addr: 127.0.0.1:{port}\n")).unwrap();
+        p
+    })
+}
+
+/// The eligible blobs and (repository, manifest) pairs of regfsck's registry-2.8 prediction
+/// (`gc --format json`) with or without --delete-untagged: what the real dry-run prints.
+pub fn eligible(
+    doc: &serde_json::Value,
+    m: bool,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<(String, String)>,
+) {
+    let p = doc["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["registry_version"] == "2.8" && p["delete_untagged"] == m)
+        .unwrap();
+    let blobs = p["eligible_blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    let manifests = p["eligible_manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["repo"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (blobs, manifests)
+}
