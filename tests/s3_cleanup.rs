@@ -11,7 +11,9 @@ mod common;
 
 use common::contracts::Contracts;
 use common::registry::gc_dry_run_config;
-use common::s3::{self as s3, eligible, json, listing, path_of, regfsck_s3, serve, snapshot};
+use common::s3::{
+    self as s3, eligible, json, listing, ok, path_of, regfsck_s3, runs, serve, snapshot,
+};
 use common::store::{fixture, run_json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,25 +25,6 @@ type Objects = BTreeMap<String, (u64, String)>;
 
 fn objects(moto: &s3::Moto, bucket: &str) -> Objects {
     listing(moto, bucket, "reg/docker/")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn runs(cfg: &str) -> Vec<serde_json::Value> {
-    let out = regfsck_s3(
-        &["undo", "--config", cfg, "--list", "--format", "json"],
-        &[],
-    );
-    json(&out)["runs"].as_array().unwrap().clone()
 }
 
 fn undo(cfg: &str, run: &str) {
@@ -225,17 +208,7 @@ fn ls_rm_undo_and_purge_on_s3() {
     }
     {
         let reg = serve(&cfg_path);
-        let want: BTreeSet<String> = [
-            "library/alpine",
-            "multi/docker",
-            "multi/oci",
-            "mounted",
-            "team/proj/app",
-            "beta/app",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
+        let want = common::store::sample_catalog_after_rm();
         assert_eq!(reg.catalog(), want, "catalog after rm");
         assert!(unknown(&reg, "library/alpine", "3.19"));
         assert!(unknown(&reg, "beta/app", "v1"));

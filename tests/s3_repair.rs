@@ -9,7 +9,7 @@ mod common;
 
 use common::contracts::Contracts;
 use common::registry::gc_dry_run_config;
-use common::s3::{self as s3, json, path_of, regfsck_s3, serve, snapshot, Moto};
+use common::s3::{self as s3, json, ok, path_of, regfsck_s3, runs, serve, snapshot, Moto};
 use std::collections::BTreeMap;
 
 const ROOT: &str = "/reg";
@@ -20,17 +20,6 @@ type Snapshot = BTreeMap<String, Vec<u8>>;
 /// The store's objects (below `docker/`): what the registry and its GC see.
 fn store_objects(moto: &Moto, bucket: &str) -> Snapshot {
     snapshot(moto, bucket, "reg/docker/")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A repair that ran: exit 0 (nothing to correct) or 1 (errors corrected, none left).
@@ -51,14 +40,6 @@ fn diff(a: &Snapshot, b: &Snapshot) -> Vec<String> {
         .filter(|k| a.get(*k) != b.get(*k))
         .cloned()
         .collect()
-}
-
-fn runs(cfg: &str) -> Vec<serde_json::Value> {
-    let out = regfsck_s3(
-        &["undo", "--config", cfg, "--list", "--format", "json"],
-        &[],
-    );
-    json(&out)["runs"].as_array().unwrap().clone()
 }
 
 /// Undo every run that is not undone yet, newest first.

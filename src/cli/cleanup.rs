@@ -170,6 +170,7 @@ fn see(store: &dyn Storage, quiet: bool, io: &super::IoArgs) -> Result<Seen, Fai
     let progress = super::progress_bar::for_run(quiet);
     let opts = scan::ScanOptions {
         io_depth: io.depth(),
+        link_times: true,
         ..Default::default()
     };
     let inv = store

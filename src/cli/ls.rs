@@ -145,6 +145,7 @@ pub fn run(args: LsArgs) -> Result<i32, Failure> {
     let store = located.store.as_ref();
     let opts = scan::ScanOptions {
         io_depth: args.io.depth(),
+        link_times: true,
         ..Default::default()
     };
     let inv = store

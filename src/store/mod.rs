@@ -49,7 +49,8 @@ pub trait Storage: Send + Sync {
     /// sha256 of each data file at a malformed path below `blobs/` (for the repair planner).
     fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest>;
     /// Push times of the inventory's tags and revisions: the mtimes of their links (statted on
-    /// a filesystem; from the scan's listing on object storage, with no request per link).
+    /// a filesystem; on object storage from the listing of the last scan, which must have been
+    /// asked for them with `ScanOptions::link_times`; otherwise every time is unknown).
     fn push_times(&self, inv: &Inventory) -> PushTimes;
     /// `ls`'s display-only facts of manifest `d` (artifactType, platforms, config `created`).
     fn manifest_info(&self, inv: &Inventory, d: &Digest) -> ManifestInfo;

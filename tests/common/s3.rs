@@ -256,6 +256,27 @@ pub fn pushed(bucket: &str, root: &str) -> (Moto, serde_json::Value, PathBuf, St
     (moto, expected, cfg, now)
 }
 
+/// Every object below `prefix` of `bucket`, as the listing gives it (every page, keys in order).
+pub fn objects_below(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<regfsck::store::s3::client::Object> {
+    let c = moto.client(bucket);
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_page(prefix, None, token.as_deref(), false, 1000)
+            .unwrap();
+        out.extend(page.objects);
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
 /// Every object below `prefix` of `bucket`, with its content (keys in order).
 pub fn snapshot(
     moto: &Moto,
@@ -263,21 +284,13 @@ pub fn snapshot(
     prefix: &str,
 ) -> std::collections::BTreeMap<String, Vec<u8>> {
     let c = moto.client(bucket);
-    let mut out = std::collections::BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = c
-            .list_page(prefix, None, token.as_deref(), false, 1000)
-            .unwrap();
-        for o in page.objects {
+    objects_below(moto, bucket, prefix)
+        .into_iter()
+        .map(|o| {
             let body = c.get(&o.key, 1 << 30).unwrap();
-            out.insert(o.key, body);
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return out,
-        }
-    }
+            (o.key, body)
+        })
+        .collect()
 }
 
 /// Run regfsck with S3 credentials only in the environment the test gives.
@@ -320,21 +333,10 @@ pub fn listing(
     bucket: &str,
     prefix: &str,
 ) -> std::collections::BTreeMap<String, (u64, String)> {
-    let c = moto.client(bucket);
-    let mut out = std::collections::BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = c
-            .list_page(prefix, None, token.as_deref(), false, 1000)
-            .unwrap();
-        for o in page.objects {
-            out.insert(o.key, (o.size, o.etag));
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return out,
-        }
-    }
+    objects_below(moto, bucket, prefix)
+        .into_iter()
+        .map(|o| (o.key, (o.size, o.etag)))
+        .collect()
 }
 
 /// Serve the bucket with the real registry (a fresh process: no cache from before a change).
@@ -380,4 +382,25 @@ pub fn eligible(
         })
         .collect();
     (blobs, manifests)
+}
+
+/// The command's stdout, after asserting that it succeeded.
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The runs of the store `--config cfg` names (`undo --list --format json`).
+pub fn runs(cfg: &str) -> Vec<serde_json::Value> {
+    let out = regfsck_s3(
+        &["undo", "--config", cfg, "--list", "--format", "json"],
+        &[],
+    );
+    json(&out)["runs"].as_array().unwrap().clone()
 }

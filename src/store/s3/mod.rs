@@ -76,7 +76,9 @@ impl S3Store {
     pub fn scan(&self, opts: &ScanOptions, progress: &dyn Progress) -> anyhow::Result<Inventory> {
         let started = Instant::now();
         let bar = progress.counter("scan");
-        let builder = Mutex::new(scan::Builder::default());
+        let mut builder = scan::Builder::default();
+        builder.keep_link_times = opts.link_times;
+        let builder = Mutex::new(builder);
         let cancelled = || opts.cancelled();
         scan::list_all(self, &builder, &cancelled, bar.as_ref()).map_err(|e| anyhow::anyhow!(e))?;
         if opts.cancelled() {

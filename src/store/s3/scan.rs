@@ -88,6 +88,8 @@ pub(super) struct Builder {
     pub has_blobs: bool,
     pub has_repositories: bool,
     pub keys: u64,
+    /// Whether to keep `link_mtimes` (`ScanOptions::link_times`).
+    pub keep_link_times: bool,
     /// LastModified of every `link` key below `_manifests/` (revision, tag current and tag
     /// index links), by v2-relative key: the push times the cleanup commands need, from the
     /// listing itself (no request per link).
@@ -276,7 +278,7 @@ impl Builder {
             }
             "_manifests" => {
                 self.repos.entry(repo.clone()).or_default().has_manifests = true;
-                if c[c.len() - 1] == "link" {
+                if self.keep_link_times && c[c.len() - 1] == "link" {
                     self.link_mtimes.insert(rel.to_string(), o.mtime);
                 }
                 let p = format!("{path}/{}", rest[0]);
