@@ -309,17 +309,7 @@ fn rm_then_the_registry_serves_exactly_the_rest() {
     {
         let reg = Registry::start(root);
         let catalog = reg.catalog();
-        let want: BTreeSet<String> = [
-            "library/alpine",
-            "multi/docker",
-            "multi/oci",
-            "mounted",
-            "team/proj/app",
-            "beta/app",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
+        let want = common::store::sample_catalog_after_rm();
         assert_eq!(catalog, want, "catalog after rm");
         assert_eq!(
             reg.tags("library/alpine").unwrap(),

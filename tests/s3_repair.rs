@@ -8,10 +8,9 @@
 mod common;
 
 use common::contracts::Contracts;
-use common::registry::{gc_dry_run_config, Registry};
-use common::s3::{self as s3, json, path_of, regfsck_s3, snapshot, Moto};
+use common::registry::gc_dry_run_config;
+use common::s3::{self as s3, json, ok, path_of, regfsck_s3, runs, serve, snapshot, Moto};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 const ROOT: &str = "/reg";
 const V2: &str = "reg/docker/registry/v2";
@@ -21,17 +20,6 @@ type Snapshot = BTreeMap<String, Vec<u8>>;
 /// The store's objects (below `docker/`): what the registry and its GC see.
 fn store_objects(moto: &Moto, bucket: &str) -> Snapshot {
     snapshot(moto, bucket, "reg/docker/")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A repair that ran: exit 0 (nothing to correct) or 1 (errors corrected, none left).
@@ -52,14 +40,6 @@ fn diff(a: &Snapshot, b: &Snapshot) -> Vec<String> {
         .filter(|k| a.get(*k) != b.get(*k))
         .cloned()
         .collect()
-}
-
-fn runs(cfg: &str) -> Vec<serde_json::Value> {
-    let out = regfsck_s3(
-        &["undo", "--config", cfg, "--list", "--format", "json"],
-        &[],
-    );
-    json(&out)["runs"].as_array().unwrap().clone()
 }
 
 /// Undo every run that is not undone yet, newest first.
@@ -99,16 +79,6 @@ fn break_store(moto: &Moto, bucket: &str) {
         .list_page(&stray, None, None, false, 1)
         .unwrap();
     assert!(page.objects[0].etag.ends_with("-1"), "{:?}", page.objects);
-}
-
-/// Serve the bucket with the real registry (a fresh process: no cache from before a repair).
-fn serve(cfg: &Path) -> Registry {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    Registry::start_with(|dir, port| {
-        let p = dir.join("config.yml");
-        std::fs::write(&p, format!("{text}http:\n  addr: 127.0.0.1:{port}\n")).unwrap();
-        p
-    })
 }
 
 #[test]

@@ -195,6 +195,7 @@ pub fn run(args: CheckArgs) -> Result<i32, Failure> {
                 deep: args.deep,
                 cancel: Some(interrupt.clone()),
                 io_depth: args.io.depth(),
+                ..Default::default()
             },
             progress.as_ref(),
         )

@@ -7,7 +7,7 @@ use crate::analysis::reach;
 use crate::analysis::retention::Glob;
 use crate::report::exit;
 use crate::report::human::size;
-use crate::store::{details, scan};
+use crate::store::scan;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -142,25 +142,28 @@ pub fn run(args: LsArgs) -> Result<i32, Failure> {
         .map_err(Failure::Usage)?;
     let located = super::locate(&args.store)?;
     let progress = super::progress_bar::for_run(args.quiet);
-    let store = super::repair::local(&located)?;
+    let store = located.store.as_ref();
     let opts = scan::ScanOptions {
         io_depth: args.io.depth(),
+        link_times: true,
         ..Default::default()
     };
-    let inv = scan::scan_with(&store, &opts, progress.as_ref()).map_err(super::scan_failure)?;
+    let inv = store
+        .scan(&opts, progress.as_ref())
+        .map_err(super::scan_failure)?;
     let r = reach::compute(&inv);
-    let times = details::push_times(&inv);
+    let times = store.push_times(&inv);
     let listing = catalog::list(
         &inv,
         &r,
         &times,
         |name| glob.as_ref().is_none_or(|g| g.matches(name)),
-        |d| details::manifest_info(&inv, d),
+        |d| store.manifest_info(&inv, d),
     );
     match args.format {
         LsFormat::Json => super::print_json(&Doc {
             schema: "regfsck.ls/1",
-            root: store.root.display().to_string(),
+            root: store.location(),
             listing: &listing,
         }),
         LsFormat::Csv => super::print_stdout(&csv(&listing)),

@@ -359,19 +359,8 @@ pub(super) fn json_actions<'a>(plan: &'a Plan, statuses: &[Option<Status>]) -> V
         .collect()
 }
 
-/// The filesystem store: `ls` and the cleanup commands work on a local filesystem only, for
-/// now (repair and undo work on object storage too).
-pub(super) fn local(located: &super::Located) -> Result<scan::Store, Failure> {
-    located.store.local().cloned().ok_or_else(|| {
-        Failure::Usage(format!(
-            "{}: ls, rm, prune, gc --apply and purge work on filesystem stores only for now (check, du, gc, repair and undo work on object storage too)",
-            located.store.location()
-        ))
-    })
-}
-
 /// The applier for the located store.
-fn target(located: &super::Located) -> Result<Target<'_>, Failure> {
+pub(super) fn target(located: &super::Located) -> Result<Target<'_>, Failure> {
     Target::of(located.store.as_ref()).ok_or_else(|| {
         Failure::Usage(format!(
             "{}: no applier for this store",

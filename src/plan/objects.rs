@@ -670,11 +670,24 @@ impl Runner<'_> {
         let left = s.leaves.get(&i);
         // A repository deleted after the run (through the API, or by its owner) is not brought
         // back piecemeal: on object storage its "folder" exists only while a key is in it.
+        // Not when the run itself emptied the prefix: a path that is the whole repository (or
+        // a folder above it: `rm REPO`), or a repository other parts of which this run still
+        // holds in its quarantine (`rm REPO` quarantines each `_` folder; undo restores the
+        // newest first, when the prefix is empty by the run's own doing).
+        let files = format!("{}files/", run_prefix(&self.run_id));
         let repo_gone = |rel: &str| -> Result<bool> {
-            Ok(match repo_prefix(rel) {
-                Some(p) => o.list_keys(&p)?.is_empty(),
-                None => false,
-            })
+            let Some(p) = repo_prefix(rel) else {
+                return Ok(false);
+            };
+            if !rel.split('/').any(|c| c.starts_with('_')) || !o.list_keys(&p)?.is_empty() {
+                return Ok(false);
+            }
+            let own = format!("{files}{}", v2(rel));
+            let own_below = format!("{own}/");
+            Ok(!o
+                .list_keys(&format!("{files}{p}"))?
+                .iter()
+                .any(|k| k.rel != own && !k.rel.starts_with(&own_below)))
         };
         Ok(match &action.kind {
             ActionKind::Quarantine { path } => {
@@ -826,6 +839,44 @@ pub fn undo(o: &dyn Objects, run_id: &str) -> Result<UndoOutcome> {
     let mut r = runner(o, &plan, run_id, Some(seq))?;
     undo_steps(&mut r, &plan, &s, &mut out)?;
     Ok(out)
+}
+
+/// Delete a run's quarantined objects for good, keeping its plan and journal (so `undo --list`
+/// stays truthful: the run is "purged"), with the filesystem's rules (`apply::purge`): only a
+/// settled run; the journal records the purge before the first delete, so an interrupted purge
+/// is finished by the next one and undo refuses from the first deleted object on.
+pub fn purge(o: &dyn Objects, run_id: &str) -> Result<apply::PurgeOutcome> {
+    let _lock = Lock::acquire(o)?;
+    let (plan, records, seq) = load(o, run_id)?;
+    let s = apply::state(&records);
+    if s.purged == Some(true) {
+        return Ok(apply::PurgeOutcome {
+            bytes: 0,
+            already_purged: true,
+        });
+    }
+    if s.purged.is_none() && (!s.ended || s.undo_open) {
+        bail!(
+            "run {run_id} is interrupted (apply or undo did not finish): finish it first (re-run the command with --apply, or regfsck undo --run {run_id})"
+        );
+    }
+    let files = o
+        .list_keys(&format!("{}files/", run_prefix(run_id)))
+        .context("listing the quarantine")?;
+    let bytes = files.iter().map(|k| k.size).sum();
+    let mut r = runner(o, &plan, run_id, Some(seq))?;
+    if s.purged.is_none() {
+        r.record(&Record::Purge { bytes })?;
+    }
+    for k in files {
+        r.remove(&k.rel)
+            .with_context(|| format!("cannot delete {}", o.url(&k.rel)))?;
+    }
+    r.record(&Record::Purged)?;
+    Ok(apply::PurgeOutcome {
+        bytes,
+        already_purged: false,
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! (`objects`: server-side copies, ETags), one entry point per operation so that the commands
 //! do not care which.
 
-use super::apply::{self, ApplyOptions, ApplyOutcome, RunInfo, Status, UndoOutcome};
+use super::apply::{self, ApplyOptions, ApplyOutcome, PurgeOutcome, RunInfo, Status, UndoOutcome};
 use super::{objects, Plan};
 use crate::store::{Objects, Storage};
 use anyhow::Result;
@@ -54,6 +54,13 @@ impl<'a> Target<'a> {
         match self {
             Target::Fs(root) => Ok(apply::runs(root)),
             Target::Bucket(o) => objects::runs(*o),
+        }
+    }
+
+    pub fn purge(&self, run_id: &str) -> Result<PurgeOutcome> {
+        match self {
+            Target::Fs(root) => apply::purge(root, run_id),
+            Target::Bucket(o) => objects::purge(*o, run_id),
         }
     }
 

@@ -1,7 +1,9 @@
 //! What the cleanup commands read beyond the scan: the push time of every tag and revision (link
-//! mtimes, never following symbolic links) and, for `ls`, the few manifest and config fields the
-//! inventory does not keep. Reads only; an entry that cannot be statted or read is left out, and
-//! whoever uses the result treats "unknown" as "keep".
+//! mtimes) and, for `ls`, the few manifest and config fields the inventory does not keep. The
+//! rules are here once; where the mtimes and bytes come from is the medium's (`store::Storage`:
+//! on a filesystem a stat and an open that never follow symbolic links, on object storage the
+//! scan's listing and a GET). Reads only; an entry that cannot be statted or read is left out,
+//! and whoever uses the result treats "unknown" as "keep".
 
 use crate::model::digest::Digest;
 use crate::model::inventory::Inventory;
@@ -18,38 +20,42 @@ fn file_mtime(v2: &Path, rel: &str) -> Option<i64> {
     m.file_type().is_file().then(|| m.mtime())
 }
 
+/// Push times on a filesystem: link mtimes, statted without following symbolic links.
+pub fn push_times(inv: &Inventory) -> PushTimes {
+    push_times_with(inv, |rel| file_mtime(&inv.v2, rel))
+}
+
 /// Push times: a tag's is the mtime of its `current/link` (the registry rewrites it on every
 /// push of the tag, even of the same digest), else of its index entry for the current digest,
-/// else of that digest's revision link. A revision's is its revision link's mtime.
-pub fn push_times(inv: &Inventory) -> PushTimes {
+/// else of that digest's revision link. A revision's is its revision link's mtime. `mtime`
+/// gives the mtime of the link at a v2-relative path, when it is a file that could be seen.
+pub fn push_times_with(inv: &Inventory, mtime: impl Fn(&str) -> Option<i64>) -> PushTimes {
     let mut out = PushTimes::default();
     for repo in &inv.repos {
         for rev in &repo.revisions {
             let rel = layout::revision_link(&repo.name, &rev.path_digest);
-            if let Some(t) = file_mtime(&inv.v2, &rel) {
+            if let Some(t) = mtime(&rel) {
                 out.revisions
                     .insert((repo.name.clone(), rev.path_digest.clone()), t);
             }
         }
         for tag in &repo.tags {
-            let current = file_mtime(&inv.v2, &layout::tag_current_link(&repo.name, &tag.name))
-                .map(|at| Pushed {
+            let current =
+                mtime(&layout::tag_current_link(&repo.name, &tag.name)).map(|at| Pushed {
                     at,
                     source: TimeSource::CurrentLink,
                 });
             let fallback = || {
                 let d = tag.current.digest()?;
-                file_mtime(&inv.v2, &layout::tag_index_link(&repo.name, &tag.name, d))
+                mtime(&layout::tag_index_link(&repo.name, &tag.name, d))
                     .map(|at| Pushed {
                         at,
                         source: TimeSource::IndexLink,
                     })
                     .or_else(|| {
-                        file_mtime(&inv.v2, &layout::revision_link(&repo.name, d)).map(|at| {
-                            Pushed {
-                                at,
-                                source: TimeSource::RevisionLink,
-                            }
+                        mtime(&layout::revision_link(&repo.name, d)).map(|at| Pushed {
+                            at,
+                            source: TimeSource::RevisionLink,
                         })
                     })
             };
@@ -83,11 +89,20 @@ const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.docker.container.image.v1+json",
 ];
 
-/// The display-only facts of manifest `d`: its artifactType, its children's platforms, its
-/// config's `created`. Unreadable or odd content gives empty fields, never an error.
+/// `manifest_info_with` on a filesystem: blob data read without following symbolic links.
 pub fn manifest_info(inv: &Inventory, d: &Digest) -> ManifestInfo {
+    manifest_info_with(d, |b, cap| read_blob(inv, b, cap))
+}
+
+/// The display-only facts of manifest `d`: its artifactType, its children's platforms, its
+/// config's `created`. `read` gives a blob's data, at most `cap` bytes (else `None`).
+/// Unreadable or odd content gives empty fields, never an error.
+pub fn manifest_info_with(
+    d: &Digest,
+    read: impl Fn(&Digest, u64) -> Option<Vec<u8>>,
+) -> ManifestInfo {
     let mut info = ManifestInfo::default();
-    let Some(bytes) = read_blob(inv, d, MAX_MANIFEST_SIZE) else {
+    let Some(bytes) = read(d, MAX_MANIFEST_SIZE) else {
         return info;
     };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
@@ -116,7 +131,7 @@ pub fn manifest_info(inv: &Inventory, d: &Digest) -> ManifestInfo {
         let config = doc["config"]["digest"]
             .as_str()
             .and_then(|s| Digest::parse(s).ok());
-        if let Some(bytes) = config.and_then(|c| read_blob(inv, &c, MAX_MANIFEST_SIZE)) {
+        if let Some(bytes) = config.and_then(|c| read(&c, MAX_MANIFEST_SIZE)) {
             if let Ok(cfg) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 info.created = text(&cfg["created"]);
             }

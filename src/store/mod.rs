@@ -19,6 +19,7 @@ pub mod verify;
 
 use crate::model::digest::Digest;
 use crate::model::inventory::Inventory;
+use crate::model::pushed::{ManifestInfo, PushTimes};
 use crate::progress::Progress;
 use std::collections::HashMap;
 use std::io::Read;
@@ -47,7 +48,14 @@ pub trait Storage: Send + Sync {
     fn verify(&self, inv: &mut Inventory, opts: &verify::VerifyOptions, progress: &dyn Progress);
     /// sha256 of each data file at a malformed path below `blobs/` (for the repair planner).
     fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest>;
-    /// The local filesystem store, for the code that only works there today (repair's applier).
+    /// Push times of the inventory's tags and revisions: the mtimes of their links (statted on
+    /// a filesystem; on object storage from the listing of the last scan, which must have been
+    /// asked for them with `ScanOptions::link_times`; otherwise every time is unknown).
+    fn push_times(&self, inv: &Inventory) -> PushTimes;
+    /// `ls`'s display-only facts of manifest `d` (artifactType, platforms, config `created`).
+    fn manifest_info(&self, inv: &Inventory, d: &Digest) -> ManifestInfo;
+    /// The local filesystem store, for the code that only works there (its applier, the guard
+    /// against registry processes).
     fn local(&self) -> Option<&scan::Store> {
         None
     }
@@ -135,6 +143,14 @@ impl Storage for FsStorage {
 
     fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
         verify::misplaced_content(inv)
+    }
+
+    fn push_times(&self, inv: &Inventory) -> PushTimes {
+        details::push_times(inv)
+    }
+
+    fn manifest_info(&self, inv: &Inventory, d: &Digest) -> ManifestInfo {
+        details::manifest_info(inv, d)
     }
 
     fn local(&self) -> Option<&scan::Store> {
@@ -243,6 +259,14 @@ impl Storage for s3::S3Store {
 
     fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
         s3::S3Store::misplaced_content(self, inv)
+    }
+
+    fn push_times(&self, inv: &Inventory) -> PushTimes {
+        s3::S3Store::push_times(self, inv)
+    }
+
+    fn manifest_info(&self, inv: &Inventory, d: &Digest) -> ManifestInfo {
+        s3::S3Store::manifest_info(self, inv, d)
     }
 
     fn objects(&self) -> Option<&dyn Objects> {

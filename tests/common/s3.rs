@@ -256,6 +256,27 @@ pub fn pushed(bucket: &str, root: &str) -> (Moto, serde_json::Value, PathBuf, St
     (moto, expected, cfg, now)
 }
 
+/// Every object below `prefix` of `bucket`, as the listing gives it (every page, keys in order).
+pub fn objects_below(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<regfsck::store::s3::client::Object> {
+    let c = moto.client(bucket);
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_page(prefix, None, token.as_deref(), false, 1000)
+            .unwrap();
+        out.extend(page.objects);
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
 /// Every object below `prefix` of `bucket`, with its content (keys in order).
 pub fn snapshot(
     moto: &Moto,
@@ -263,21 +284,13 @@ pub fn snapshot(
     prefix: &str,
 ) -> std::collections::BTreeMap<String, Vec<u8>> {
     let c = moto.client(bucket);
-    let mut out = std::collections::BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = c
-            .list_page(prefix, None, token.as_deref(), false, 1000)
-            .unwrap();
-        for o in page.objects {
+    objects_below(moto, bucket, prefix)
+        .into_iter()
+        .map(|o| {
             let body = c.get(&o.key, 1 << 30).unwrap();
-            out.insert(o.key, body);
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return out,
-        }
-    }
+            (o.key, body)
+        })
+        .collect()
 }
 
 /// Run regfsck with S3 credentials only in the environment the test gives.
@@ -312,4 +325,82 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
 
 pub fn path_of(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Every object below `prefix` of `bucket`: its size and ETag (what the listing vouches for).
+pub fn listing(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, (u64, String)> {
+    objects_below(moto, bucket, prefix)
+        .into_iter()
+        .map(|o| (o.key, (o.size, o.etag)))
+        .collect()
+}
+
+/// Serve the bucket with the real registry (a fresh process: no cache from before a change).
+pub fn serve(cfg: &Path) -> super::registry::Registry {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    super::registry::Registry::start_with(|dir, port| {
+        let p = dir.join("config.yml");
+        std::fs::write(&p, format!("{text}http:\n  addr: 127.0.0.1:{port}\n")).unwrap();
+        p
+    })
+}
+
+/// The eligible blobs and (repository, manifest) pairs of regfsck's registry-2.8 prediction
+/// (`gc --format json`) with or without --delete-untagged: what the real dry-run prints.
+pub fn eligible(
+    doc: &serde_json::Value,
+    m: bool,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<(String, String)>,
+) {
+    let p = doc["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["registry_version"] == "2.8" && p["delete_untagged"] == m)
+        .unwrap();
+    let blobs = p["eligible_blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    let manifests = p["eligible_manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["repo"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (blobs, manifests)
+}
+
+/// The command's stdout, after asserting that it succeeded.
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The runs of the store `--config cfg` names (`undo --list --format json`).
+pub fn runs(cfg: &str) -> Vec<serde_json::Value> {
+    let out = regfsck_s3(
+        &["undo", "--config", cfg, "--list", "--format", "json"],
+        &[],
+    );
+    json(&out)["runs"].as_array().unwrap().clone()
 }

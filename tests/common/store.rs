@@ -297,3 +297,19 @@ pub fn codes_at(doc: &serde_json::Value, code: &str) -> Vec<String> {
         .map(|(_, p)| p)
         .collect()
 }
+
+/// The registry's catalog of the `sample` store after `rm library/alpine:3.19
+/// beta/app@<its v1> team/proj scratch/doomed` (team/proj/app stays; scratch/ holds nothing).
+pub fn sample_catalog_after_rm() -> std::collections::BTreeSet<String> {
+    [
+        "library/alpine",
+        "multi/docker",
+        "multi/oci",
+        "mounted",
+        "team/proj/app",
+        "beta/app",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}

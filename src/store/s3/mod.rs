@@ -31,6 +31,8 @@ pub struct S3Store {
         Mutex<std::collections::HashMap<Digest, String, crate::model::digest::DigestBuildHasher>>,
     /// What earlier runs read, by key and ETag (`cache`): none unless `with_cache`.
     pub(crate) cache: cache::Cache,
+    /// LastModified of the manifest links of the last scan, by v2-relative key (push times).
+    link_mtimes: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl S3Store {
@@ -46,6 +48,7 @@ impl S3Store {
             client,
             etags: Mutex::default(),
             cache: cache::Cache::default(),
+            link_mtimes: Mutex::default(),
         })
     }
 
@@ -73,7 +76,9 @@ impl S3Store {
     pub fn scan(&self, opts: &ScanOptions, progress: &dyn Progress) -> anyhow::Result<Inventory> {
         let started = Instant::now();
         let bar = progress.counter("scan");
-        let builder = Mutex::new(scan::Builder::default());
+        let mut builder = scan::Builder::default();
+        builder.keep_link_times = opts.link_times;
+        let builder = Mutex::new(builder);
         let cancelled = || opts.cancelled();
         scan::list_all(self, &builder, &cancelled, bar.as_ref()).map_err(|e| anyhow::anyhow!(e))?;
         if opts.cancelled() {
@@ -81,6 +86,8 @@ impl S3Store {
         }
         let mut b = builder.into_inner().unwrap_or_else(|e| e.into_inner());
         let etags = std::mem::take(&mut b.etags);
+        *self.link_mtimes.lock().unwrap_or_else(|e| e.into_inner()) =
+            std::mem::take(&mut b.link_mtimes);
         let mut inv = scan::finish(self, b, &cancelled);
         // Some credentials may list objects but not multipart uploads: that costs the
         // multipart findings only, and says so.
@@ -233,6 +240,37 @@ impl S3Store {
             }
         }
         out
+    }
+
+    /// Push times from the last scan's listing: the LastModified of each link key (the
+    /// registry's s3 driver writes a link with one PUT, so it is the time of that write).
+    pub fn push_times(&self, inv: &Inventory) -> crate::model::pushed::PushTimes {
+        let times = self.link_mtimes.lock().unwrap_or_else(|e| e.into_inner());
+        crate::store::details::push_times_with(inv, |rel| times.get(rel).copied())
+    }
+
+    /// `ls`'s display-only facts of manifest `d`: the manifest from the scan's cache when it
+    /// is there with the listed ETag, else a GET, and its config by a GET.
+    pub fn manifest_info(&self, inv: &Inventory, d: &Digest) -> crate::model::pushed::ManifestInfo {
+        crate::store::details::manifest_info_with(d, |b, cap| {
+            let size = inv.blob(b).map(|x| x.size)?;
+            if size > cap {
+                return None;
+            }
+            let etag = self
+                .etags
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(b)
+                .cloned();
+            if let Some(etag) = etag {
+                let kind = cache::Kind::Manifest;
+                if let Some(buf) = self.cache.get(kind, &b.to_string(), &etag, size) {
+                    return Some(buf);
+                }
+            }
+            self.read_small(&layout::blob_data(b), cap).ok()
+        })
     }
 
     // The object operations of the storage seam (see `store::Storage`).

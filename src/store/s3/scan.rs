@@ -88,6 +88,12 @@ pub(super) struct Builder {
     pub has_blobs: bool,
     pub has_repositories: bool,
     pub keys: u64,
+    /// Whether to keep `link_mtimes` (`ScanOptions::link_times`).
+    pub keep_link_times: bool,
+    /// LastModified of every `link` key below `_manifests/` (revision, tag current and tag
+    /// index links), by v2-relative key: the push times the cleanup commands need, from the
+    /// listing itself (no request per link).
+    pub link_mtimes: HashMap<String, i64>,
 }
 
 fn unexpected_kind(name: &str, what: &str) -> EntryKind {
@@ -272,6 +278,9 @@ impl Builder {
             }
             "_manifests" => {
                 self.repos.entry(repo.clone()).or_default().has_manifests = true;
+                if self.keep_link_times && c[c.len() - 1] == "link" {
+                    self.link_mtimes.insert(rel.to_string(), o.mtime);
+                }
                 let p = format!("{path}/{}", rest[0]);
                 match rest[0] {
                     "revisions" if rest.len() > 1 => {

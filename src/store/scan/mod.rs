@@ -203,6 +203,10 @@ pub struct ScanOptions {
     /// the number of cores, because a cold scan waits on the device, not on the CPU. 0: the
     /// default, `io::DEFAULT_DEPTH`.
     pub io_depth: usize,
+    /// Keep what push times need where the scan sees it for free: on object storage the
+    /// LastModified of every manifest link, from the listing (for `ls` and the cleanup
+    /// commands; `Storage::push_times`). A filesystem ignores it: it stats links when asked.
+    pub link_times: bool,
 }
 
 impl ScanOptions {
