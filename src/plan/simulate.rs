@@ -3,7 +3,7 @@
 //! blob goes) and plan the follow-up in the same run. Pure: edits an inventory value.
 
 use crate::model::digest::Digest;
-use crate::model::inventory::{Inventory, Link, LinkState, Repo};
+use crate::model::inventory::{Blob, Hashed, Inventory, Link, LinkState, Misplaced, Repo};
 use crate::model::layout;
 
 /// `p` is `top` or lies inside it.
@@ -84,6 +84,28 @@ pub(crate) fn write_revision_link(inv: &mut Inventory, path: &str, digest: &Dige
     match r.revisions.iter_mut().find(|l| l.path_digest == d) {
         Some(l) => *l = link,
         None => r.revisions.push(link),
+    }
+    true
+}
+
+/// Set in `inv` what moving the misplaced data at `from` to its canonical path makes of it: the
+/// blob exists (its content was hashed, so it is sound) and, if it decodes as a manifest, that
+/// manifest is known. Returns whether the blobs changed (then call `Inventory::normalize`).
+pub(crate) fn move_blob_home(inv: &mut Inventory, from: &str, m: &Misplaced, now: i64) -> bool {
+    inv.entries.retain(|e| e.path != from);
+    if inv.blob(&m.digest).is_some() {
+        return false;
+    }
+    inv.blobs.push(Blob {
+        digest: m.digest.clone(),
+        size: m.size,
+        // Unknown here; "just written" keeps every age-based rule from acting on it.
+        mtime: now,
+        inode: 0,
+        hashed: Hashed::Ok,
+    });
+    if let Some(p) = &m.manifest {
+        inv.manifests.insert(m.digest.clone(), p.clone());
     }
     true
 }

@@ -17,8 +17,7 @@ pub mod scan;
 pub mod state;
 pub mod verify;
 
-use crate::model::digest::Digest;
-use crate::model::inventory::Inventory;
+use crate::model::inventory::{Inventory, Misplaced};
 use crate::progress::Progress;
 use std::collections::HashMap;
 use std::io::Read;
@@ -45,8 +44,9 @@ pub trait Storage: Send + Sync {
     fn scan(&self, opts: &scan::ScanOptions, progress: &dyn Progress) -> anyhow::Result<Inventory>;
     /// Hash the selected blobs' data.
     fn verify(&self, inv: &mut Inventory, opts: &verify::VerifyOptions, progress: &dyn Progress);
-    /// sha256 of each data file at a malformed path below `blobs/` (for the repair planner).
-    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest>;
+    /// Each data file at a malformed path below `blobs/`: its sha256, and its content decoded as
+    /// a manifest when small enough to be one (for the repair planner).
+    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Misplaced>;
     /// The local filesystem store, for the code that only works there today (repair's applier).
     fn local(&self) -> Option<&scan::Store> {
         None
@@ -133,7 +133,7 @@ impl Storage for FsStorage {
         verify::verify(inv, opts, progress)
     }
 
-    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
+    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Misplaced> {
         verify::misplaced_content(inv)
     }
 
@@ -241,7 +241,7 @@ impl Storage for s3::S3Store {
         s3::S3Store::verify(self, inv, opts, progress)
     }
 
-    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
+    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Misplaced> {
         s3::S3Store::misplaced_content(self, inv)
     }
 

@@ -194,6 +194,19 @@ pub(super) fn all_about_symlinks(
         })
 }
 
+/// Whether every one of `blamed` is a `manifest-invalid` for an empty digest: docker and
+/// containerd refuse it, skopeo (the harness's client) reads an empty config digest as "no
+/// config" and pulls, so a pull here cannot contradict regfsck (docs/fuzzing.md, item 9).
+pub(super) fn all_for_empty_digests(blamed: &[&serde_json::Value]) -> bool {
+    !blamed.is_empty()
+        && blamed.iter().all(|f| {
+            f["code"] == "manifest-invalid"
+                && f["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("references an empty digest"))
+        })
+}
+
 /// Whether a finding with `code` sits on the tag's footprint.
 pub(super) fn on_chain(findings: &[serde_json::Value], code: &str, fp: &Footprint) -> bool {
     findings.iter().any(|f| {
