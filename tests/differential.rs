@@ -695,3 +695,49 @@ fn regression_empty_config_digest_skopeo_pulls() {
     // dropped it: both are counted, neither compared.
     assert!(s.unsure_pulled >= 1 && s.repairs_applied == 1, "{s:?}");
 }
+
+/// A tag's current link replaced by a symbolic link to another tag's link of the same
+/// repository (which names another image): the registry serves that image under both tags.
+/// Repair rebuilt the link from the tag's own history, so the tag named another image than the
+/// one it pulled (`repair-retagged`). Now the rewrite keeps the digest the registry reads
+/// through the symbolic link, and records it in the tag's history as the registry does, so one
+/// run converges (long run 7, 20261207:13).
+#[test]
+fn regression_tag_link_symlinked_to_a_sibling_tags_link() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let fixture = common::store::fixture("sample");
+    let m = common::store::tag_digest("sample", "library/alpine", "3.19");
+    let mut body = common::store::manifest_json(fixture.path(), &m);
+    body["annotations"] = serde_json::json!({"org.example.fuzz": "sibling"});
+    let body = serde_json::to_vec(&body).unwrap();
+    let current = b"repositories/library/alpine/_manifests/tags/3.19/current/link".to_vec();
+    let s = agrees(
+        "tag link symlinked to a sibling tag's link",
+        vec![
+            Op::new(
+                "manifest:valid",
+                vec![Act::Manifest {
+                    repo: "library/alpine".into(),
+                    tag: "fz0".into(),
+                    body: fuzz::json::J::parse(&body).unwrap(),
+                }],
+            ),
+            Op::new(
+                "symlink:link-to-other-link",
+                vec![
+                    Act::Remove {
+                        path: current.clone(),
+                    },
+                    Act::Symlink {
+                        path: current,
+                        target: b"../../fz0/current/link".to_vec(),
+                    },
+                ],
+            ),
+        ],
+    );
+    assert_eq!((s.repairs_applied, s.pulls_failed), (1, 0), "{s:?}");
+}

@@ -237,8 +237,41 @@ impl Planner<'_> {
                 }
             }
             Parsed::TagCurrent { repo, tag } => {
-                if let Some(r) = self.inv.repo(&repo) {
+                let Some(r) = self.inv.repo(&repo) else {
+                    return;
+                };
+                // A symbolic link to another link: the registry reads the digest through it and
+                // serves that. Keep serving it, in a real link (restoring the tag's own history
+                // instead would re-tag an image that pulls).
+                let Some(d) = self.read_through(path).filter(|d| live(self.inv, r, d)) else {
                     self.restore_tag(r, &tag, f.code, true);
+                    return;
+                };
+                let ev = vec![layout::tag_dir(&repo, &tag), layout::blob_data(&d)];
+                self.push(
+                    ActionKind::WriteLink {
+                        path: path.to_string(),
+                        digest: d.clone(),
+                    },
+                    f.code,
+                    format!("a symbolic link to a link naming {d}, which the registry serves through it: the same digest in a regular link"),
+                    false,
+                    ev.clone(),
+                );
+                // The registry records a tag's current digest in its history when it tags.
+                if r.tag(&tag)
+                    .is_some_and(|t| t.index.iter().all(|l| l.path_digest != d))
+                {
+                    self.push(
+                        ActionKind::WriteLink {
+                            path: layout::tag_index_link(&repo, &tag, &d),
+                            digest: d.clone(),
+                        },
+                        Code::TagIndexMissingCurrent,
+                        "record the current digest in the tag's history, as the registry does",
+                        false,
+                        ev,
+                    );
                 }
             }
             _ => self.quarantine(
@@ -247,6 +280,20 @@ impl Planner<'_> {
                 "a broken link outside the registry's grammar",
                 vec![],
             ),
+        }
+    }
+
+    /// The digest the registry reads at `path` when it is a symbolic link to a valid link file
+    /// in the store (resolved by the scan without following it).
+    fn read_through(&self, path: &str) -> Option<Digest> {
+        use crate::model::inventory::{EntryType, SymlinkTarget};
+        match &self.inv.symlink(path)?.target {
+            SymlinkTarget::Inside {
+                path: to,
+                kind: EntryType::File,
+                ..
+            } => self.inv.link_at(to)?.digest().cloned(),
+            _ => None,
         }
     }
 
