@@ -741,3 +741,39 @@ fn regression_tag_link_symlinked_to_a_sibling_tags_link() {
     );
     assert_eq!((s.repairs_applied, s.pulls_failed), (1, 0), "{s:?}");
 }
+
+/// A tag's history entry for its current digest made garbage while the manifest blob sits
+/// behind a symbolic link out of the store: repair could not call the blob sound, quarantined
+/// the entry, and a second run wrote it back (`tag-index-missing-current`). Now the entry of the
+/// current digest is rewritten, whatever the blob's state, as the registry writes it on every
+/// tag (long run 7, 20261207:44).
+#[test]
+fn regression_garbage_history_link_of_the_current_digest() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let m = common::store::tag_digest("sample", "beta/app", "v1");
+    let data = format!("blobs/sha256/{}/{}/data", &m.hex()[..2], m.hex()).into_bytes();
+    let s = agrees(
+        "garbage history link of the current digest",
+        vec![
+            Op::new(
+                "link:garbage",
+                vec![Act::Write {
+                    path: format!(
+                        "repositories/beta/app/_manifests/tags/v1/index/sha256/{}/link",
+                        m.hex()
+                    )
+                    .into_bytes(),
+                    data: b"md5:d41d8cd98f00b204e9800998ecf8427e".to_vec(),
+                }],
+            ),
+            Op::new(
+                "symlink:moved-outside-and-linked",
+                fuzz::gen::moved_outside(&data, "outside0"),
+            ),
+        ],
+    );
+    assert_eq!(s.repairs_applied, 1, "{s:?}");
+}

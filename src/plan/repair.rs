@@ -215,6 +215,27 @@ impl Planner<'_> {
             return;
         };
         match layout::parse_path(path) {
+            Parsed::TagIndexLink { repo, tag, digest }
+                if self
+                    .inv
+                    .repo(&repo)
+                    .and_then(|r| r.tag(&tag))
+                    .is_some_and(|t| t.current.digest() == Some(&digest)) =>
+            {
+                // The history entry of the tag's current digest: the registry writes it on every
+                // tag, whatever the blob's state (as for tag-index-missing-current); a quarantine
+                // would only be undone by the next run.
+                self.push(
+                    ActionKind::WriteLink {
+                        path: path.to_string(),
+                        digest: digest.clone(),
+                    },
+                    f.code,
+                    "rewrite from its folder's digest, the tag's current one",
+                    false,
+                    vec![layout::tag_current_link(&repo, &tag)],
+                );
+            }
             Parsed::LayerLink { digest, .. }
             | Parsed::RevisionLink { digest, .. }
             | Parsed::TagIndexLink { digest, .. } => {
