@@ -777,3 +777,43 @@ fn regression_garbage_history_link_of_the_current_digest() {
     );
     assert_eq!(s.repairs_applied, 1, "{s:?}");
 }
+
+/// A blob folder under a name it does not hash to, a symbolic link to a real blob's folder, and
+/// that blob's data corrupted: repair quarantined the corrupt blob and kept the symbolic link
+/// (the registry reads a blob through it), which then dangled, so a second run quarantined it.
+/// Now a removal makes the links into it dangle in the same plan (long run 8, 20261208:49).
+#[test]
+fn regression_blob_folder_alias_of_a_corrupt_blob() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let m = common::store::tag_digest("sample", "beta/app", "v1");
+    let fixture = common::store::fixture("sample");
+    let layer = common::store::manifest_json(fixture.path(), &m)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()[7..]
+        .to_string();
+    let alias = "c18e80fd".repeat(8);
+    let s = agrees(
+        "blob folder alias of a corrupt blob",
+        vec![
+            Op::new(
+                "symlink:blob-dir-alias",
+                vec![Act::Symlink {
+                    path: format!("blobs/sha256/c1/{alias}").into_bytes(),
+                    target: format!("../{}/{layer}", &layer[..2]).into_bytes(),
+                }],
+            ),
+            Op::new(
+                "blob:grow",
+                vec![Act::Append {
+                    path: format!("blobs/sha256/{}/{layer}/data", &layer[..2]).into_bytes(),
+                    data: b"\n\n".to_vec(),
+                }],
+            ),
+        ],
+    );
+    // The corrupt layer breaks the images that share it (regfsck says so; nothing disagrees).
+    assert!(s.repairs_applied == 1 && s.pulls_failed >= 1, "{s:?}");
+}

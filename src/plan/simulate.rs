@@ -3,7 +3,9 @@
 //! blob goes) and plan the follow-up in the same run. Pure: edits an inventory value.
 
 use crate::model::digest::Digest;
-use crate::model::inventory::{Blob, Hashed, Inventory, Link, LinkState, Misplaced, Repo};
+use crate::model::inventory::{
+    Blob, Hashed, Inventory, Link, LinkState, Misplaced, Repo, SymlinkTarget,
+};
 use crate::model::layout;
 
 /// `p` is `top` or lies inside it.
@@ -23,6 +25,14 @@ fn digest_of(parts: &[&str]) -> Option<Digest> {
 /// whether they did).
 pub(crate) fn quarantine(inv: &mut Inventory, path: &str) -> bool {
     inv.entries.retain(|e| !under(&e.path, path));
+    // Symbolic links inside go with it; those that led into it now lead nowhere (the next scan
+    // sees them dangling, and repair quarantines a dangling link).
+    inv.symlinks.retain(|s| !under(&s.path, path));
+    for s in &mut inv.symlinks {
+        if matches!(&s.target, SymlinkTarget::Inside { path: to, .. } if under(to, path)) {
+            s.target = SymlinkTarget::Dangling;
+        }
+    }
     let mut blobs_changed = false;
     if under(path, "blobs") || under("blobs", path) {
         let gone: Vec<Digest> = match layout::parse_path(path) {
