@@ -817,3 +817,33 @@ fn regression_blob_folder_alias_of_a_corrupt_blob() {
     // The corrupt layer breaks the images that share it (regfsck says so; nothing disagrees).
     assert!(s.repairs_applied == 1 && s.pulls_failed >= 1, "{s:?}");
 }
+
+/// An index whose child descriptor has `"artifactType": []`: registry 2.8's descriptor has no
+/// such field, so it serves the index (GET 200, the body hashes to its digest) and its GC reads
+/// it; skopeo (image-spec's descriptor has the field, as a string) refuses to parse it. A
+/// client's rule, not the store's: the harness took it for a failed pull (long run 8,
+/// 20261208:172) and now counts it as a client refusal, like a refused image manifest.
+#[test]
+fn regression_index_artifact_type_of_the_wrong_type() {
+    if !registry_available() {
+        return;
+    }
+    use fuzz::ops::{Act, Op};
+    let (_, children) = index_children("multi/oci", "latest");
+    let body = format!(
+        r#"{{"manifests":[{{"artifactType":[],"digest":"sha256:{}"}}],"schemaVersion":2}}"#,
+        children[0]
+    );
+    let s = agrees(
+        "index descriptor with an array artifactType",
+        vec![Op::new(
+            "manifest:unknown-field",
+            vec![Act::Manifest {
+                repo: "multi/oci".into(),
+                tag: "fz0".into(),
+                body: fuzz::json::J::parse(body.as_bytes()).unwrap(),
+            }],
+        )],
+    );
+    assert!(s.client_rejects >= 1 && s.gc_real_aborts == 0, "{s:?}");
+}

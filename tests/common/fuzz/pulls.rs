@@ -309,8 +309,13 @@ fn pull(reg: &Registry, (repo, tag): &TagRef) -> Pulled {
         (Ok(()), Err(e)) => Pulled::Fails(super::ops::shorten(&e)),
         (Err(e), served) => {
             let e = first_line(&e.replace(&format!("127.0.0.1:{}", reg.port), "registry"));
-            // "initializing image from source" is where skopeo parses the manifest it was served.
-            if served.is_ok() && e.contains("initializing image from source") {
+            // "initializing image from source" is where skopeo parses the manifest it was served,
+            // "parsing manifest list" the index it was served (e.g. an `artifactType` that is not
+            // a string: image-spec has the field, registry 2.8's descriptor does not).
+            if served.is_ok()
+                && (e.contains("initializing image from source")
+                    || e.contains("parsing manifest list"))
+            {
                 Pulled::ClientRejects(format!("manifest GET 200; skopeo: {e}"))
             } else {
                 let status = served.err().unwrap_or_else(|| "manifest GET 200".into());
