@@ -23,6 +23,29 @@ pub struct Blob {
     pub hashed: Hashed,
 }
 
+/// Data found at a malformed path below `blobs/`, hashed, and decoded as a manifest when it is
+/// small enough to be one: the repair planner moves it home and, in the same plan, judges what
+/// that revives (a revision whose manifest it is, reachable through a `_layers` link).
+#[derive(Clone, Debug)]
+pub struct Misplaced {
+    pub digest: Digest,
+    pub size: u64,
+    /// The content decoded as the registry decodes a manifest; `None` when it is larger than any
+    /// manifest the registry accepts (it is then a layer or config, never read whole).
+    pub manifest: Option<manifest::Parsed>,
+}
+
+impl Misplaced {
+    /// From the whole content of an object no larger than a manifest.
+    pub fn of_bytes(bytes: &[u8]) -> Misplaced {
+        Misplaced {
+            digest: Digest::of_bytes(bytes),
+            size: bytes.len() as u64,
+            manifest: Some(manifest::parse(bytes)),
+        }
+    }
+}
+
 /// The one-byte summary of `Verify` that every `Blob` carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hashed {

@@ -10,7 +10,7 @@ use super::{simulate, Action, ActionKind, Plan};
 use crate::analysis::checks::{self, CheckOptions};
 use crate::model::digest::{Digest, DigestSet};
 use crate::model::finding::{Code, Finding};
-use crate::model::inventory::{Inventory, Repo, Verify};
+use crate::model::inventory::{Inventory, Misplaced, Repo, Verify};
 use crate::model::layout::{self, Parsed};
 use std::collections::HashMap;
 
@@ -27,8 +27,9 @@ pub struct PlanOptions {
     /// "what does the planner do about this finding" needs, and far cheaper (no inventory copy,
     /// no re-run of the checks).
     pub follow_ups: bool,
-    /// sha256 of each data file at a malformed path under blobs/, by v2-relative path.
-    pub misplaced_content: HashMap<String, Digest>,
+    /// Each data file at a malformed path under blobs/, by v2-relative path: its sha256 and, when
+    /// small enough, its content decoded as a manifest.
+    pub misplaced_content: HashMap<String, Misplaced>,
 }
 
 /// Rounds of follow-ups at most (each round only adds removals, so this is never reached on a
@@ -214,6 +215,27 @@ impl Planner<'_> {
             return;
         };
         match layout::parse_path(path) {
+            Parsed::TagIndexLink { repo, tag, digest }
+                if self
+                    .inv
+                    .repo(&repo)
+                    .and_then(|r| r.tag(&tag))
+                    .is_some_and(|t| t.current.digest() == Some(&digest)) =>
+            {
+                // The history entry of the tag's current digest: the registry writes it on every
+                // tag, whatever the blob's state (as for tag-index-missing-current); a quarantine
+                // would only be undone by the next run.
+                self.push(
+                    ActionKind::WriteLink {
+                        path: path.to_string(),
+                        digest: digest.clone(),
+                    },
+                    f.code,
+                    "rewrite from its folder's digest, the tag's current one",
+                    false,
+                    vec![layout::tag_current_link(&repo, &tag)],
+                );
+            }
             Parsed::LayerLink { digest, .. }
             | Parsed::RevisionLink { digest, .. }
             | Parsed::TagIndexLink { digest, .. } => {
@@ -236,8 +258,41 @@ impl Planner<'_> {
                 }
             }
             Parsed::TagCurrent { repo, tag } => {
-                if let Some(r) = self.inv.repo(&repo) {
+                let Some(r) = self.inv.repo(&repo) else {
+                    return;
+                };
+                // A symbolic link to another link: the registry reads the digest through it and
+                // serves that. Keep serving it, in a real link (restoring the tag's own history
+                // instead would re-tag an image that pulls).
+                let Some(d) = self.read_through(path).filter(|d| live(self.inv, r, d)) else {
                     self.restore_tag(r, &tag, f.code, true);
+                    return;
+                };
+                let ev = vec![layout::tag_dir(&repo, &tag), layout::blob_data(&d)];
+                self.push(
+                    ActionKind::WriteLink {
+                        path: path.to_string(),
+                        digest: d.clone(),
+                    },
+                    f.code,
+                    format!("a symbolic link to a link naming {d}, which the registry serves through it: the same digest in a regular link"),
+                    false,
+                    ev.clone(),
+                );
+                // The registry records a tag's current digest in its history when it tags.
+                if r.tag(&tag)
+                    .is_some_and(|t| t.index.iter().all(|l| l.path_digest != d))
+                {
+                    self.push(
+                        ActionKind::WriteLink {
+                            path: layout::tag_index_link(&repo, &tag, &d),
+                            digest: d.clone(),
+                        },
+                        Code::TagIndexMissingCurrent,
+                        "record the current digest in the tag's history, as the registry does",
+                        false,
+                        ev,
+                    );
                 }
             }
             _ => self.quarantine(
@@ -246,6 +301,20 @@ impl Planner<'_> {
                 "a broken link outside the registry's grammar",
                 vec![],
             ),
+        }
+    }
+
+    /// The digest the registry reads at `path` when it is a symbolic link to a valid link file
+    /// in the store (resolved by the scan without following it).
+    fn read_through(&self, path: &str) -> Option<Digest> {
+        use crate::model::inventory::{EntryType, SymlinkTarget};
+        match &self.inv.symlink(path)?.target {
+            SymlinkTarget::Inside {
+                path: to,
+                kind: EntryType::File,
+                ..
+            } => self.inv.link_at(to)?.digest().cloned(),
+            _ => None,
         }
     }
 
@@ -278,35 +347,39 @@ impl Planner<'_> {
             Code::BlobSizeMismatch => {
                 // Only when hashing proved the content wrong (then blob-digest-mismatch acts).
             }
-            Code::BlobPathInvalid => match self.opts.misplaced_content.get(&path) {
-                Some(d) if path.ends_with("/data") => {
-                    if inv.blob(d).is_some() {
-                        self.quarantine(
-                            &path,
-                            f.code,
-                            format!("a copy of blob {d}, which exists at its canonical path"),
-                            vec![layout::blob_data(d)],
-                        );
-                    } else {
-                        self.push(
-                            ActionKind::MoveBlob {
-                                from: path.clone(),
-                                to: layout::blob_data(d),
-                            },
-                            f.code,
-                            format!("its content hashes to {d}: move it where the registry looks"),
-                            false,
-                            vec![],
-                        );
+            Code::BlobPathInvalid => {
+                match self.opts.misplaced_content.get(&path).map(|m| &m.digest) {
+                    Some(d) if path.ends_with("/data") => {
+                        if inv.blob(d).is_some() {
+                            self.quarantine(
+                                &path,
+                                f.code,
+                                format!("a copy of blob {d}, which exists at its canonical path"),
+                                vec![layout::blob_data(d)],
+                            );
+                        } else {
+                            self.push(
+                                ActionKind::MoveBlob {
+                                    from: path.clone(),
+                                    to: layout::blob_data(d),
+                                },
+                                f.code,
+                                format!(
+                                    "its content hashes to {d}: move it where the registry looks"
+                                ),
+                                false,
+                                vec![],
+                            );
+                        }
                     }
+                    _ => self.quarantine(
+                        &path,
+                        f.code,
+                        "malformed path under blobs/ that makes the registry's GC abort",
+                        vec![],
+                    ),
                 }
-                _ => self.quarantine(
-                    &path,
-                    f.code,
-                    "malformed path under blobs/ that makes the registry's GC abort",
-                    vec![],
-                ),
-            },
+            }
             Code::LayerLinkDangling => {
                 // Keep links a manifest of the repository still needs: the blob is what is
                 // missing, and a re-push (or a blob this plan moves home) makes them valid again.
@@ -518,32 +591,43 @@ fn removal_has_dependents(path: &str) -> bool {
     path.starts_with("blobs/") || path.contains("/_manifests/revisions")
 }
 
+/// What an action does to the store that the next round of checks must see.
+enum Effect<'a> {
+    Removed(String),
+    RevisionWritten(String, Digest),
+    BlobHome(String, &'a Misplaced),
+}
+
 /// Compute the repair plan for these findings, follow-ups included.
 pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
     let restored: DigestSet = opts
         .misplaced_content
         .values()
+        .map(|m| &m.digest)
         .filter(|d| inv.blob(d).is_none())
         .cloned()
         .collect();
     let mut actions = plan_round(inv, findings, opts, &restored);
-    // The actions whose effect can call for more: removals (what they leave dangling), and
-    // rewritten revision links (the revision is served again, and its manifest judged).
-    let triggers = |actions: &[Action],
-                    done: &std::collections::HashSet<String>|
-     -> Vec<(String, Option<Digest>)> {
+    // The actions whose effect can call for more: removals (what they leave dangling), rewritten
+    // revision links (the revision is served again, and its manifest judged), and blob data moved
+    // home (a manifest it holds may be served again through a `_layers` link).
+    let triggers = |actions: &[Action], done: &std::collections::HashSet<String>| -> Vec<Effect> {
         actions
             .iter()
             .filter_map(|a| match &a.kind {
                 ActionKind::Quarantine { path } if !done.contains(path) => {
-                    Some((path.clone(), None))
+                    Some(Effect::Removed(path.clone()))
                 }
                 ActionKind::WriteLink { path, digest }
                     if !done.contains(path)
                         && matches!(layout::parse_path(path), Parsed::RevisionLink { .. }) =>
                 {
-                    Some((path.clone(), Some(digest.clone())))
+                    Some(Effect::RevisionWritten(path.clone(), digest.clone()))
                 }
+                ActionKind::MoveBlob { from, .. } if !done.contains(from) => opts
+                    .misplaced_content
+                    .get(from)
+                    .map(|m| Effect::BlobHome(from.clone(), m)),
                 _ => None,
             })
             .collect()
@@ -551,9 +635,10 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
     let mut simulated = std::collections::HashSet::new();
     let first = triggers(&actions, &simulated);
     if opts.follow_ups
-        && first
-            .iter()
-            .any(|(p, written)| written.is_some() || removal_has_dependents(p))
+        && first.iter().any(|e| match e {
+            Effect::Removed(p) => removal_has_dependents(p),
+            Effect::RevisionWritten(..) | Effect::BlobHome(..) => true,
+        })
     {
         let check_opts = CheckOptions {
             now: opts.now,
@@ -562,19 +647,27 @@ pub fn plan(inv: &Inventory, findings: &[Finding], opts: &PlanOptions) -> Plan {
         };
         let mut sim = inv.clone();
         for _ in 0..MAX_ROUNDS {
-            let removals = triggers(&actions, &simulated);
-            if removals.is_empty() {
+            let effects = triggers(&actions, &simulated);
+            if effects.is_empty() {
                 break;
             }
             let mut blobs_changed = false;
-            for (q, written) in removals {
-                match &written {
-                    Some(d) => {
-                        simulate::write_revision_link(&mut sim, &q, d);
+            for e in effects {
+                let path = match e {
+                    Effect::Removed(q) => {
+                        blobs_changed |= simulate::quarantine(&mut sim, &q);
+                        q
                     }
-                    None => blobs_changed |= simulate::quarantine(&mut sim, &q),
-                }
-                simulated.insert(q);
+                    Effect::RevisionWritten(q, d) => {
+                        simulate::write_revision_link(&mut sim, &q, &d);
+                        q
+                    }
+                    Effect::BlobHome(from, m) => {
+                        blobs_changed |= simulate::move_blob_home(&mut sim, &from, m, opts.now);
+                        from
+                    }
+                };
+                simulated.insert(path);
             }
             if blobs_changed {
                 sim.normalize();

@@ -3,7 +3,9 @@
 //! blob goes) and plan the follow-up in the same run. Pure: edits an inventory value.
 
 use crate::model::digest::Digest;
-use crate::model::inventory::{Inventory, Link, LinkState, Repo};
+use crate::model::inventory::{
+    Blob, Hashed, Inventory, Link, LinkState, Misplaced, Repo, SymlinkTarget,
+};
 use crate::model::layout;
 
 /// `p` is `top` or lies inside it.
@@ -23,6 +25,14 @@ fn digest_of(parts: &[&str]) -> Option<Digest> {
 /// whether they did).
 pub(crate) fn quarantine(inv: &mut Inventory, path: &str) -> bool {
     inv.entries.retain(|e| !under(&e.path, path));
+    // Symbolic links inside go with it; those that led into it now lead nowhere (the next scan
+    // sees them dangling, and repair quarantines a dangling link).
+    inv.symlinks.retain(|s| !under(&s.path, path));
+    for s in &mut inv.symlinks {
+        if matches!(&s.target, SymlinkTarget::Inside { path: to, .. } if under(to, path)) {
+            s.target = SymlinkTarget::Dangling;
+        }
+    }
     let mut blobs_changed = false;
     if under(path, "blobs") || under("blobs", path) {
         let gone: Vec<Digest> = match layout::parse_path(path) {
@@ -84,6 +94,28 @@ pub(crate) fn write_revision_link(inv: &mut Inventory, path: &str, digest: &Dige
     match r.revisions.iter_mut().find(|l| l.path_digest == d) {
         Some(l) => *l = link,
         None => r.revisions.push(link),
+    }
+    true
+}
+
+/// Set in `inv` what moving the misplaced data at `from` to its canonical path makes of it: the
+/// blob exists (its content was hashed, so it is sound) and, if it decodes as a manifest, that
+/// manifest is known. Returns whether the blobs changed (then call `Inventory::normalize`).
+pub(crate) fn move_blob_home(inv: &mut Inventory, from: &str, m: &Misplaced, now: i64) -> bool {
+    inv.entries.retain(|e| e.path != from);
+    if inv.blob(&m.digest).is_some() {
+        return false;
+    }
+    inv.blobs.push(Blob {
+        digest: m.digest.clone(),
+        size: m.size,
+        // Unknown here; "just written" keeps every age-based rule from acting on it.
+        mtime: now,
+        inode: 0,
+        hashed: Hashed::Ok,
+    });
+    if let Some(p) = &m.manifest {
+        inv.manifests.insert(m.digest.clone(), p.clone());
     }
     true
 }

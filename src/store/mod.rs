@@ -18,7 +18,7 @@ pub mod state;
 pub mod verify;
 
 use crate::model::digest::Digest;
-use crate::model::inventory::Inventory;
+use crate::model::inventory::{Inventory, Misplaced};
 use crate::model::pushed::{ManifestInfo, PushTimes};
 use crate::progress::Progress;
 use std::collections::HashMap;
@@ -46,8 +46,9 @@ pub trait Storage: Send + Sync {
     fn scan(&self, opts: &scan::ScanOptions, progress: &dyn Progress) -> anyhow::Result<Inventory>;
     /// Hash the selected blobs' data.
     fn verify(&self, inv: &mut Inventory, opts: &verify::VerifyOptions, progress: &dyn Progress);
-    /// sha256 of each data file at a malformed path below `blobs/` (for the repair planner).
-    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest>;
+    /// Each data file at a malformed path below `blobs/`: its sha256, and its content decoded as
+    /// a manifest when small enough to be one (for the repair planner).
+    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Misplaced>;
     /// Push times of the inventory's tags and revisions: the mtimes of their links (statted on
     /// a filesystem; on object storage from the listing of the last scan, which must have been
     /// asked for them with `ScanOptions::link_times`; otherwise every time is unknown).
@@ -141,7 +142,7 @@ impl Storage for FsStorage {
         verify::verify(inv, opts, progress)
     }
 
-    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
+    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Misplaced> {
         verify::misplaced_content(inv)
     }
 
@@ -257,7 +258,7 @@ impl Storage for s3::S3Store {
         s3::S3Store::verify(self, inv, opts, progress)
     }
 
-    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Digest> {
+    fn misplaced_content(&self, inv: &Inventory) -> HashMap<String, Misplaced> {
         s3::S3Store::misplaced_content(self, inv)
     }
 

@@ -326,10 +326,14 @@ fn large_readers(io_depth: usize, jobs: usize) -> usize {
 /// See `large_readers`.
 pub const MAX_LARGE_READERS: usize = 16;
 
-/// sha256 of every data file at a malformed path under blobs/, by v2-relative path: what the
-/// repair planner needs to move misplaced blobs home. Files that cannot be hashed are left out.
-pub fn misplaced_content(inv: &Inventory) -> std::collections::HashMap<String, Digest> {
-    use crate::model::inventory::{BlobFault, EntryKind};
+/// Every data file at a malformed path under blobs/, by v2-relative path: its sha256, and its
+/// content decoded as a manifest when it is small enough to be one. What the repair planner needs
+/// to move misplaced blobs home. Files that cannot be read are left out.
+pub fn misplaced_content(
+    inv: &Inventory,
+) -> std::collections::HashMap<String, crate::model::inventory::Misplaced> {
+    use crate::model::inventory::{BlobFault, EntryKind, Misplaced};
+    use crate::model::manifest::MAX_MANIFEST_SIZE;
     let mut out = std::collections::HashMap::new();
     let mut buf = vec![0u8; BUF_SIZE];
     for e in &inv.entries {
@@ -339,13 +343,36 @@ pub fn misplaced_content(inv: &Inventory) -> std::collections::HashMap<String, D
         } = &e.kind
         {
             let p = inv.v2.join(&e.path);
-            let ino = std::fs::symlink_metadata(&p).map(|m| m.ino()).unwrap_or(0);
-            if let Ok(d) = hash_file(&p, *size, ino, &mut buf, None) {
-                out.insert(e.path.clone(), d);
+            let found = if *size <= MAX_MANIFEST_SIZE {
+                read_small(&p, *size).map(|b| Misplaced::of_bytes(&b))
+            } else {
+                let ino = std::fs::symlink_metadata(&p).map(|m| m.ino()).unwrap_or(0);
+                hash_file(&p, *size, ino, &mut buf, None)
+                    .ok()
+                    .map(|digest| Misplaced {
+                        digest,
+                        size: *size,
+                        manifest: None,
+                    })
+            };
+            if let Some(m) = found {
+                out.insert(e.path.clone(), m);
             }
         }
     }
     out
+}
+
+/// The whole content of a regular file of `size` bytes (never through a symbolic link); `None`
+/// when it cannot be read or is no longer that file.
+fn read_small(p: &Path, size: u64) -> Option<Vec<u8>> {
+    let f = crate::store::scan::fsio::open_nofollow(p).ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    f.take(size + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 == size).then_some(bytes)
 }
 
 #[cfg(test)]

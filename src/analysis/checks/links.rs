@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::model::digest::Digest;
 use crate::model::finding::{Code, Finding};
-use crate::model::inventory::{Link, LinkState};
+use crate::model::inventory::{EntryType, Link, LinkState};
 use crate::model::layout;
 
 /// Findings for a link file's syntax and type; `path_digest` is the digest its folder names.
@@ -51,10 +51,21 @@ pub(super) fn link_state(
             path,
             format!("link is {len} bytes, far larger than any digest"),
         ),
-        LinkState::NotFile(_) => Finding::new(
+        LinkState::NotFile(EntryType::Symlink) => Finding::new(
             Code::LinkNotFile,
             path,
-            "link is not a regular file (directory, symlink or special file)",
+            "link is a symbolic link: the registry follows it and regfsck never does, so whether reads through it work is not known here (see path-symlink); replace it by the link it should be",
+        ),
+        LinkState::NotFile(kind) => Finding::new(
+            Code::LinkNotFile,
+            path,
+            format!(
+                "link is a {}, not a regular file: the registry cannot read it",
+                match kind {
+                    EntryType::Dir => "directory",
+                    _ => "special file",
+                }
+            ),
         ),
         LinkState::Unreadable(e) => {
             Finding::new(Code::PathUnreadable, path, format!("cannot read link: {e}"))

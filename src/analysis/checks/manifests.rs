@@ -171,16 +171,19 @@ fn manifest(
         );
     }
     for bad in &man.bad_refs {
-        out.push(
-            Finding::new(
-                Code::ManifestInvalid,
-                &blob_path,
-                format!(
-                    "manifest {m} references {bad:?}, which is not a valid digest; pulls of it fail"
-                ),
+        let why = if bad.is_empty() {
+            // containers/image reads an empty config digest as "no config" and pulls; docker and
+            // containerd parse it with go-digest, which refuses "" (docs/fuzzing.md, item 9).
+            format!("manifest {m} references an empty digest (a descriptor whose \"digest\" is missing or empty): docker and containerd refuse it, so their pulls fail (containers/image tools such as skopeo read an empty config digest as no config)")
+        } else {
+            format!(
+                "manifest {m} references {bad:?}, which is not a valid digest; pulls of it fail"
             )
-            .repo(name)
-            .digest(m),
+        };
+        out.push(
+            Finding::new(Code::ManifestInvalid, &blob_path, why)
+                .repo(name)
+                .digest(m),
         );
     }
     for r in &man.refs {

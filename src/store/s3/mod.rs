@@ -222,9 +222,14 @@ impl S3Store {
         Ok(Digest::sha256(h.finalize().into()))
     }
 
-    /// sha256 of each data object at a malformed path below blobs/ (for the repair planner).
-    pub fn misplaced_content(&self, inv: &Inventory) -> std::collections::HashMap<String, Digest> {
-        use crate::model::inventory::{BlobFault, EntryKind};
+    /// Each data object at a malformed path below blobs/: its sha256, and its content decoded as
+    /// a manifest when it is small enough to be one (for the repair planner).
+    pub fn misplaced_content(
+        &self,
+        inv: &Inventory,
+    ) -> std::collections::HashMap<String, crate::model::inventory::Misplaced> {
+        use crate::model::inventory::{BlobFault, EntryKind, Misplaced};
+        use crate::model::manifest::MAX_MANIFEST_SIZE;
         let mut out = std::collections::HashMap::new();
         for e in &inv.entries {
             if let EntryKind::BlobPath {
@@ -232,10 +237,22 @@ impl S3Store {
                 size: Some(size),
             } = &e.kind
             {
-                if let Ok(d) =
+                let found = if *size <= MAX_MANIFEST_SIZE {
+                    self.read_small(&e.path, MAX_MANIFEST_SIZE)
+                        .ok()
+                        .filter(|b| b.len() as u64 == *size)
+                        .map(|b| Misplaced::of_bytes(&b))
+                } else {
                     self.hash_object(&self.key(&e.path), None, *size, &VerifyOptions::default())
-                {
-                    out.insert(e.path.clone(), d);
+                        .ok()
+                        .map(|digest| Misplaced {
+                            digest,
+                            size: *size,
+                            manifest: None,
+                        })
+                };
+                if let Some(m) = found {
+                    out.insert(e.path.clone(), m);
                 }
             }
         }

@@ -6,6 +6,7 @@ use crate::model::digest::{Digest, DigestSet};
 use crate::model::inventory::Inventory;
 use crate::model::layout;
 use crate::model::manifest::{self, GcFailure, Invalid};
+use crate::progress::Bar;
 use rayon::prelude::*;
 
 /// A manifest blob as read: parsed (or rejected as the registry rejects it), or not readable at
@@ -64,12 +65,18 @@ fn through_symlinks(inv: &Inventory) -> Vec<Digest> {
         .collect()
 }
 
-pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions) {
+/// `bar` counts each manifest as it is read: on a cold cache this phase waits on the device as
+/// long as the walk did, and a bar that stands still then looks hung.
+pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions, bar: &dyn Bar) {
     let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
     read_all_with(inv, &|| opts.cancelled(), &|inv, chunk| {
         chunk
             .par_iter()
-            .map(|d| (d.clone(), read_one(inv, &blobs, d)))
+            .map(|d| {
+                let read = read_one(inv, &blobs, d);
+                bar.inc(1);
+                (d.clone(), read)
+            })
             .collect()
     });
 }
@@ -162,4 +169,40 @@ pub(crate) fn read_all_with(inv: &mut Inventory, cancelled: &dyn Fn() -> bool, b
     unreadable.sort();
     unreadable.dedup();
     inv.unreadable_manifests = unreadable;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::progress::Bar;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    struct Count(AtomicU64);
+
+    impl Bar for Count {
+        fn inc(&self, n: u64) {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+        fn finish(&self) {}
+    }
+
+    /// The scan's counter moves while manifests are read (one step per manifest), so a cold
+    /// scan's bar does not stand still after the walk.
+    #[test]
+    fn each_manifest_read_moves_the_counter() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/stores/sample");
+        let store = super::super::Store {
+            v2: root.join("docker/registry/v2"),
+            root,
+        };
+        let opts = super::super::ScanOptions::default();
+        let mut inv = super::super::scan_with(&store, &opts, &crate::progress::Silent).unwrap();
+        let read = inv.manifests.iter().count() as u64;
+        assert!(read >= 6, "the sample has manifests to read");
+        inv.manifests = Default::default();
+        let bar = Count::default();
+        super::read_all(&mut inv, &opts, &bar);
+        assert_eq!(bar.0.load(Ordering::Relaxed), read);
+        assert_eq!(inv.manifests.iter().count() as u64, read);
+    }
 }

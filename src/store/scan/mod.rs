@@ -299,7 +299,7 @@ fn walk(store: &Store, opts: &ScanOptions, progress: &dyn Progress) -> anyhow::R
     inv.raw_blob_data = std::mem::take(&mut sink.raw_blob_data);
     resolve_symlinks(&mut inv);
     inv.normalize();
-    manifests::read_all(&mut inv, opts);
+    manifests::read_all(&mut inv, opts, bar.as_ref());
     bar.finish();
     if opts.cancelled() {
         return Err(Interrupted.into());

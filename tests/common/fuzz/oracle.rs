@@ -7,8 +7,8 @@
 use super::gc::{compare_gc, parse_predictions, Pred};
 use super::ops::Op;
 use super::pulls::{
-    all_about_symlinks, blame, finding_line, footprint, on_chain, pull_all, pullable_tags, under,
-    Footprint, Pulled,
+    all_about_symlinks, all_for_empty_digests, blame, finding_line, footprint, on_chain, pull_all,
+    pullable_tags, under, Footprint, Pulled,
 };
 use super::tree::{Kind, Tree};
 use crate::common::registry::Registry;
@@ -168,6 +168,11 @@ pub struct Said {
     /// symlink regfsck reported; or every error finding that blames it is about a symlink
     /// itself (regfsck never follows one, so it cannot say what the registry reads through it).
     pub unsure: BTreeSet<TagRef>,
+    /// Of `unsure`: tags regfsck calls unpullable by docker and containerd only for an empty
+    /// digest, which skopeo (containers/image) reads as "no config" and pulls. The lead's
+    /// decision (docs/fuzzing.md, item 9): the verdict stands for the common clients, and
+    /// skopeo's leniency is no evidence either way, also after a lossy repair drops the tag.
+    pub lenient: BTreeSet<TagRef>,
 }
 
 pub type Tamper = dyn Fn(&Path, &mut Said) + Sync;
@@ -361,6 +366,9 @@ pub fn observe(
             || (blamed.is_empty() && on_chain(&findings, "path-symlink", fp))
         {
             said.unsure.insert(t.clone());
+        } else if all_for_empty_digests(&blamed) {
+            said.unsure.insert(t.clone());
+            said.lenient.insert(t.clone());
         } else if !blamed.is_empty() {
             said.broken
                 .insert(t.clone(), blamed.into_iter().map(finding_line).collect());
@@ -421,6 +429,8 @@ pub fn observe(
 
     // Repair and undo.
     if scope.repair {
+        // A tag skopeo alone pulls (`Said::lenient`) proves nothing about what repair breaks.
+        let pulled: BTreeSet<TagRef> = pulled.difference(&said.lenient).cloned().collect();
         repair_and_undo(root, &now, &fp0, &pulled, &footprints, out, stats);
     }
     obs
