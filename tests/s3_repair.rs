@@ -8,10 +8,9 @@
 mod common;
 
 use common::contracts::Contracts;
-use common::registry::{gc_dry_run_config, Registry};
-use common::s3::{self as s3, json, path_of, regfsck_s3, snapshot, Moto};
+use common::registry::gc_dry_run_config;
+use common::s3::{self as s3, json, path_of, regfsck_s3, serve, snapshot, Moto};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 const ROOT: &str = "/reg";
 const V2: &str = "reg/docker/registry/v2";
@@ -99,16 +98,6 @@ fn break_store(moto: &Moto, bucket: &str) {
         .list_page(&stray, None, None, false, 1)
         .unwrap();
     assert!(page.objects[0].etag.ends_with("-1"), "{:?}", page.objects);
-}
-
-/// Serve the bucket with the real registry (a fresh process: no cache from before a repair).
-fn serve(cfg: &Path) -> Registry {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    Registry::start_with(|dir, port| {
-        let p = dir.join("config.yml");
-        std::fs::write(&p, format!("{text}http:\n  addr: 127.0.0.1:{port}\n")).unwrap();
-        p
-    })
 }
 
 #[test]

@@ -256,6 +256,17 @@ pub fn pushed(bucket: &str, root: &str) -> (Moto, serde_json::Value, PathBuf, St
     (moto, expected, cfg, now)
 }
 
+/// Serve the bucket of the registry config `cfg` with the real registry (a fresh process: no
+/// cache from before a repair).
+pub fn serve(cfg: &Path) -> super::registry::Registry {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    super::registry::Registry::start_with(|dir, port| {
+        let p = dir.join("config.yml");
+        std::fs::write(&p, format!("{text}http:\n  addr: 127.0.0.1:{port}\n")).unwrap();
+        p
+    })
+}
+
 /// Every object below `prefix` of `bucket`, with its content (keys in order).
 pub fn snapshot(
     moto: &Moto,

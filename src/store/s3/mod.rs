@@ -296,8 +296,9 @@ impl S3Store {
 
     /// Server-side copy to `regfsck-quarantine/<run>/<rel>` beside `docker/`, then delete.
     pub fn quarantine(&self, rel: &str, run: &str) -> std::io::Result<()> {
-        let to = self.root_key(&format!("{}/{run}/{rel}", layout::QUARANTINE_DIR));
-        self.client.copy(&self.key(rel), &to).map_err(io)?;
+        let to = format!("{}/{run}/{rel}", layout::QUARANTINE_DIR);
+        let from = format!("{}/{rel}", layout::V2_FROM_ROOT);
+        crate::store::Objects::copy(self, &from, &to)?;
         self.client.delete(&self.key(rel)).map_err(io)
     }
 
@@ -420,8 +421,23 @@ impl crate::store::Objects for S3Store {
     }
 
     fn copy(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let l = crate::store::Objects::stat(self, from)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not there", crate::store::Objects::url(self, from)),
+            )
+        })?;
+        self.copy_listed(&l, to)
+    }
+
+    fn copy_listed(&self, from: &crate::store::Listed, to: &str) -> std::io::Result<()> {
         self.client
-            .copy(&self.root_key(from), &self.root_key(to))
+            .copy(
+                &self.root_key(&from.rel),
+                &self.root_key(to),
+                from.size,
+                from.etag.as_deref().unwrap_or_default(),
+            )
             .map_err(io)
     }
 
