@@ -238,16 +238,7 @@ fn on_s3_the_depth_is_requests_in_flight_and_findings_are_the_same() {
         "{v2}/repositories/beta/app/_manifests/tags/v1/current/link"
     ))
     .unwrap();
-    let tag = common::store::tag_digest("sample", "team/proj", "v1");
-    let other = common::store::tag_digest("sample", "beta/app", "v1");
-    moto.put(
-        "depth",
-        &format!(
-            "{v2}/repositories/team/proj/_manifests/revisions/sha256/{}/link",
-            tag.hex()
-        ),
-        other.to_string().as_bytes(),
-    );
+    s3::wrong_revision_link(&moto, "depth", v2);
     moto.put("depth", &format!("{v2}/blobs/sha256/ab/stray.tmp"), b"junk");
     // Through the relay, which counts the connections open at once.
     let relay = Relay::start(moto.port);

@@ -19,16 +19,7 @@ const CREDS: [(&str, &str); 2] = [
 /// blobs (each repaired without --lossy); the sample's abandoned upload is there already (its
 /// stale multipart upload only `--lossy` aborts).
 fn break_store(moto: &Moto, bucket: &str) {
-    let tag = common::store::tag_digest("sample", "team/proj", "v1");
-    let other = common::store::tag_digest("sample", "beta/app", "v1");
-    moto.put(
-        bucket,
-        &format!(
-            "{V2}/repositories/team/proj/_manifests/revisions/sha256/{}/link",
-            tag.hex()
-        ),
-        other.to_string().as_bytes(),
-    );
+    s3::wrong_revision_link(moto, bucket, V2);
     moto.put(bucket, &format!("{V2}/blobs/sha256/ab/stray.tmp"), b"junk");
 }
 

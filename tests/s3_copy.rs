@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::s3::{self as s3, json, path_of, regfsck_s3, snapshot, Moto};
+use common::s3::{self as s3, diff, json, path_of, regfsck_s3, snapshot, Moto};
 use regfsck::model::digest::Digest;
 use regfsck::model::layout;
 use std::collections::BTreeMap;
@@ -37,15 +37,6 @@ fn noise(seed: &[u8], n: usize) -> Vec<u8> {
 
 fn store_objects(moto: &Moto, bucket: &str) -> Snapshot {
     snapshot(moto, bucket, "reg/docker/")
-}
-
-/// The keys that differ between two snapshots (for messages).
-fn diff(a: &Snapshot, b: &Snapshot) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
 }
 
 fn etag(moto: &Moto, bucket: &str, key: &str) -> String {
@@ -94,6 +85,16 @@ fn undo(cfg: &str, run: &str) -> (Option<i32>, serde_json::Value) {
         &with_parts(),
     );
     (out.status.code(), json(&out))
+}
+
+/// The bucket is `broken` again, byte for byte, and the run's quarantine is empty.
+fn restored(moto: &Moto, broken: &Snapshot, run: &str) {
+    assert_eq!(
+        diff(broken, &store_objects(moto, "big")),
+        Vec::<String>::new()
+    );
+    let q = format!("reg/regfsck-quarantine/{run}/files/");
+    assert!(snapshot(moto, "big", &q).is_empty());
 }
 
 fn statuses(doc: &serde_json::Value) -> Vec<(String, String)> {
@@ -199,17 +200,8 @@ fn objects_above_the_copy_limit_are_copied_in_parts_byte_for_byte_and_undo_resto
     assert_eq!(code, Some(0), "{doc:#}");
     assert_eq!(doc["kept"], serde_json::json!([]), "{doc:#}");
     assert_eq!(part_copies(&moto) - before, 6);
-    assert_eq!(
-        diff(&broken, &store_objects(&moto, "big")),
-        Vec::<String>::new()
-    );
+    restored(&moto, &broken, &run);
     assert_eq!(open_uploads(&moto, "big"), 0);
-    assert!(snapshot(
-        &moto,
-        "big",
-        &format!("reg/regfsck-quarantine/{run}/files/")
-    )
-    .is_empty());
 
     // An undo that stopped after restoring the stray but before deleting its quarantined copy
     // (here: the same bytes written back in one PUT, so a plain-MD5 ETag against the copy's
@@ -220,16 +212,7 @@ fn objects_above_the_copy_limit_are_copied_in_parts_byte_for_byte_and_undo_resto
     let (code, doc) = undo(cfg, &run);
     assert_eq!(code, Some(0), "{doc:#}");
     assert_eq!(doc["kept"], serde_json::json!([]), "{doc:#}");
-    assert_eq!(
-        diff(&broken, &store_objects(&moto, "big")),
-        Vec::<String>::new()
-    );
-    assert!(snapshot(
-        &moto,
-        "big",
-        &format!("reg/regfsck-quarantine/{run}/files/")
-    )
-    .is_empty());
+    restored(&moto, &broken, &run);
 
     // Other bytes of the same size written there after the run are kept and listed.
     let run = repair(cfg, &now)["run"].as_str().unwrap().to_string();

@@ -9,7 +9,7 @@ mod common;
 
 use common::contracts::Contracts;
 use common::registry::gc_dry_run_config;
-use common::s3::{self as s3, json, path_of, regfsck_s3, serve, snapshot, Moto};
+use common::s3::{self as s3, diff, json, path_of, regfsck_s3, serve, snapshot, Moto};
 use std::collections::BTreeMap;
 
 const ROOT: &str = "/reg";
@@ -44,15 +44,6 @@ fn repaired(out: &std::process::Output) {
     );
 }
 
-/// The keys that differ between two snapshots (for messages).
-fn diff(a: &Snapshot, b: &Snapshot) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
-
 fn runs(cfg: &str) -> Vec<serde_json::Value> {
     let out = regfsck_s3(
         &["undo", "--config", cfg, "--list", "--format", "json"],
@@ -76,16 +67,7 @@ fn undo_all(cfg: &str) {
 /// a multipart upload (as the driver writes blob data: its `-1` ETag is not its quarantined
 /// copy's, so undo must compare content).
 fn break_store(moto: &Moto, bucket: &str) {
-    let tag = common::store::tag_digest("sample", "team/proj", "v1");
-    let other = common::store::tag_digest("sample", "beta/app", "v1");
-    moto.put(
-        bucket,
-        &format!(
-            "{V2}/repositories/team/proj/_manifests/revisions/sha256/{}/link",
-            tag.hex()
-        ),
-        other.to_string().as_bytes(),
-    );
+    s3::wrong_revision_link(moto, bucket, V2);
     moto.client(bucket)
         .delete(&format!(
             "{V2}/repositories/beta/app/_manifests/tags/v1/current/link"
