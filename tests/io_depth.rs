@@ -133,3 +133,166 @@ fn findings_are_the_same_at_every_depth() {
         }
     }
 }
+
+/// A TCP relay on 127.0.0.1 in front of `upstream` that tells how many requests were in flight
+/// at once. Each connection is timed from its accept to the last answer bytes relayed (moto
+/// answers one request per connection and closes it; a kept-alive idle connection ends at its
+/// last answer too): the client sees an answer only after the relay has sent it, and opens the
+/// next connection after that, so a client that waits for each answer never overlaps two (the
+/// end is the time just before the last write; the start is taken after accept returns).
+struct Relay {
+    port: u16,
+    /// (accepted, last answer byte sent, finished) of each connection.
+    spans: std::sync::Arc<std::sync::Mutex<Vec<Span>>>,
+}
+
+type Span = (std::time::Instant, std::time::Instant, bool);
+
+impl Relay {
+    fn start(upstream: u16) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        use std::time::Instant;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let all = spans.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let at = Instant::now();
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let i = {
+                    let mut v = all.lock().unwrap();
+                    v.push((at, at, false));
+                    v.len() - 1
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (client, server);
+                    let _ = std::io::copy(&mut c, &mut s);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                });
+                let all = all.clone();
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (s2, c2);
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = s.read(&mut buf) {
+                        // Timed before the write: the client cannot have these bytes earlier.
+                        let t = Instant::now();
+                        if n == 0 || c.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        all.lock().unwrap()[i].1 = t;
+                    }
+                    all.lock().unwrap()[i].2 = true;
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Relay { port, spans }
+    }
+
+    /// The most requests in flight at once since the last call (once every connection of the
+    /// finished run is closed).
+    fn take_most(&self) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.spans.lock().unwrap().iter().any(|s| !s.2)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let spans = std::mem::take(&mut *self.spans.lock().unwrap());
+        // Ends sort before starts at the same instant.
+        let mut events: Vec<(std::time::Instant, i32)> = spans
+            .iter()
+            .flat_map(|&(a, b, _)| [(a, 1), (b, -1)])
+            .collect();
+        events.sort();
+        let (mut open, mut most) = (0i32, 0i32);
+        for (_, d) in events {
+            open += d;
+            most = most.max(open);
+        }
+        most as usize
+    }
+}
+
+/// On S3, `--io-depth` is the number of HTTP requests in flight: the findings, usage, GC
+/// prediction and plan of a damaged bucket (the `sample` pushed through the real registry's s3
+/// driver into moto) are the same at depth 1 and 128, and depth 1 never has more than one
+/// connection open at once (two while one closes) while 128 has many.
+#[test]
+fn on_s3_the_depth_is_requests_in_flight_and_findings_are_the_same() {
+    use common::s3::{self as s3, json, path_of, regfsck_s3};
+    if !s3::available() {
+        return;
+    }
+    let (moto, _, _, now) = s3::pushed("depth", "/reg");
+    let v2 = "reg/docker/registry/v2";
+    // Damage: a tag's current link gone, a revision link naming another manifest, a stray
+    // object among the blobs.
+    let c = moto.client("depth");
+    c.delete(&format!(
+        "{v2}/repositories/beta/app/_manifests/tags/v1/current/link"
+    ))
+    .unwrap();
+    s3::wrong_revision_link(&moto, "depth", v2);
+    moto.put("depth", &format!("{v2}/blobs/sha256/ab/stray.tmp"), b"junk");
+    // Through the relay, which counts the connections open at once.
+    let relay = Relay::start(moto.port);
+    let endpoint = format!("http://127.0.0.1:{}", relay.port);
+    let cfg = moto.config("depth", "/reg", "");
+    let cfg = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&moto.endpoint(), &endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("relay.yml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg = path_of(&cfg_path);
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["check", "--config", cfg, "--now", &now],
+        vec!["du", "--config", cfg, "--now", &now],
+        vec!["gc", "--config", cfg, "-m", "--now", &now],
+        vec!["repair", "--config", cfg, "--now", &now, "--lossy"],
+    ];
+    for args in runs {
+        let at = |depth: &str| {
+            // A fresh state each run: no cache, every request made.
+            let state = tempfile::tempdir().unwrap();
+            let mut a = args.clone();
+            a.extend(["--io-depth", depth, "--format", "json"]);
+            let out = regfsck_s3(&a, &[("XDG_STATE_HOME", path_of(state.path()))]);
+            let mut doc = json(&out);
+            assert!(doc.get("error").is_none(), "{a:?}: {doc:#}");
+            strip_timings(&mut doc);
+            if let Some(s) = doc.get_mut("stats").and_then(Value::as_object_mut) {
+                s.remove("requests");
+            }
+            (out.status.code(), doc, relay.take_most())
+        };
+        let (code1, doc1, most1) = at("1");
+        let text = doc1.to_string();
+        assert!(
+            ["findings", "actions", "predictions", "repositories"]
+                .iter()
+                .any(|k| text.contains(&format!("\"{k}\":[{{"))),
+            "{args:?}: an empty document\n{text}"
+        );
+        let (code128, doc128, most128) = at("128");
+        assert_eq!(
+            (code1, &doc1),
+            (code128, &doc128),
+            "{args:?}: depth 1 vs 128"
+        );
+        assert_eq!(
+            most1, 1,
+            "{args:?}: depth 1 had {most1} requests in flight at once"
+        );
+        assert!(
+            most128 >= 8,
+            "{args:?}: depth 128 had at most {most128} requests in flight at once"
+        );
+    }
+}

@@ -9,7 +9,7 @@ mod common;
 
 use common::contracts::Contracts;
 use common::registry::gc_dry_run_config;
-use common::s3::{self as s3, json, ok, path_of, regfsck_s3, runs, serve, snapshot, Moto};
+use common::s3::{self as s3, diff, json, ok, path_of, regfsck_s3, runs, serve, snapshot, Moto};
 use std::collections::BTreeMap;
 
 const ROOT: &str = "/reg";
@@ -33,15 +33,6 @@ fn repaired(out: &std::process::Output) {
     );
 }
 
-/// The keys that differ between two snapshots (for messages).
-fn diff(a: &Snapshot, b: &Snapshot) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
-
 /// Undo every run that is not undone yet, newest first.
 fn undo_all(cfg: &str) {
     for r in runs(cfg).iter().rev() {
@@ -57,16 +48,7 @@ fn undo_all(cfg: &str) {
 /// a multipart upload (as the driver writes blob data: its `-1` ETag is not its quarantined
 /// copy's, so undo must compare content).
 fn break_store(moto: &Moto, bucket: &str) {
-    let tag = common::store::tag_digest("sample", "team/proj", "v1");
-    let other = common::store::tag_digest("sample", "beta/app", "v1");
-    moto.put(
-        bucket,
-        &format!(
-            "{V2}/repositories/team/proj/_manifests/revisions/sha256/{}/link",
-            tag.hex()
-        ),
-        other.to_string().as_bytes(),
-    );
+    s3::wrong_revision_link(moto, bucket, V2);
     moto.client(bucket)
         .delete(&format!(
             "{V2}/repositories/beta/app/_manifests/tags/v1/current/link"

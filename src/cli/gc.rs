@@ -420,8 +420,12 @@ pub fn run(args: GcArgs) -> Result<i32, Failure> {
         let hints = advice::repair_hints(&inv, &all, &plan_opts);
         for (i, (f, trap)) in hazards.iter().enumerate() {
             if !trap {
-                fixes[i] =
-                    advice::fix_text(f, hints[i].as_ref(), &inv.root, inv.has_repositories_dir);
+                fixes[i] = advice::fix_text(
+                    f,
+                    hints[i].as_ref(),
+                    &super::store_words(&args.store, &located),
+                    inv.has_repositories_dir,
+                );
             }
         }
         repairable = hints[hazards.len()..]

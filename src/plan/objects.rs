@@ -38,8 +38,6 @@ use anyhow::{bail, Context, Result};
 const V2: &str = "docker/registry/v2";
 /// A link holds `sha256:<64 hex>`; anything much larger is not one.
 const LINK_CAP: u64 = 4096;
-/// The largest object one CopyObject request copies; larger ones would need a multipart copy.
-const COPY_LIMIT: u64 = 5 << 30;
 
 fn v2(rel: &str) -> String {
     format!("{V2}/{rel}")
@@ -280,12 +278,6 @@ fn precondition(o: &dyn Objects, a: &Action, opts: &ApplyOptions) -> Result<Opti
             }]
         }
     };
-    if let Some(big) = moved.iter().find(|l| l.size > COPY_LIMIT) {
-        return refuse(format!(
-            "{} is larger than 5 GiB, which one server-side copy cannot move (a multipart copy is not implemented)",
-            big.rel
-        ));
-    }
     if let Some(m) = newest(&moved) {
         if opts.grace > 0 && m > opts.now - opts.grace {
             return Ok(Some(Status::Skipped {
@@ -370,8 +362,9 @@ impl Runner<'_> {
         format!("{}files/{key}", run_prefix(&self.run_id))
     }
 
-    fn copy(&mut self, from: &str, to: &str) -> std::io::Result<()> {
-        self.o.copy(from, to)?;
+    /// Copy an object as listed (its size decides how, on S3).
+    fn copy(&mut self, from: &Listed, to: &str) -> std::io::Result<()> {
+        self.o.copy_listed(from, to)?;
         self.point();
         Ok(())
     }
@@ -407,7 +400,7 @@ impl Runner<'_> {
             ActionKind::Quarantine { path } => {
                 for l in tree(self.o, &v2(path))? {
                     let q = self.qkey(&l.rel);
-                    self.copy(&l.rel, &q)?;
+                    self.copy(&l, &q)?;
                     self.remove(&l.rel)?;
                 }
             }
@@ -421,8 +414,10 @@ impl Runner<'_> {
                     return Ok(());
                 }
                 let now = self.o.stat(&p)?;
-                if displaces && now.is_some() && self.o.stat(&q)?.is_none() {
-                    self.copy(&p, &q)?;
+                if let Some(n) = now.as_ref().filter(|_| displaces) {
+                    if self.o.stat(&q)?.is_none() {
+                        self.copy(n, &q)?;
+                    }
                 }
                 if !displaces && now.is_some() {
                     return Err(StepError::Failed(format!(
@@ -441,7 +436,7 @@ impl Runner<'_> {
                 };
                 match self.o.stat(&t)? {
                     None => {
-                        self.copy(&f, &t)?;
+                        self.copy(&src, &t)?;
                         self.leaves(i, to, &t)?;
                     }
                     Some(dst) if left.is_some_and(|l| l.same(&id_of(&dst))) => {}
@@ -712,7 +707,7 @@ impl Runner<'_> {
                     let orig = c.rel[q.len() - p.len()..].to_string();
                     match o.stat(&orig)? {
                         None => {
-                            self.copy(&c.rel, &orig)?;
+                            self.copy(&c, &orig)?;
                             self.remove(&c.rel)?;
                         }
                         // Restored by an undo that stopped before deleting the copy.
@@ -751,7 +746,7 @@ impl Runner<'_> {
                                     o.url(&q)
                                 )));
                             };
-                            self.copy(&c.rel, &p)?;
+                            self.copy(&c, &p)?;
                             self.remove(&q)?;
                         } else {
                             self.remove(&p)?;
@@ -767,7 +762,7 @@ impl Runner<'_> {
                                     o.url(&q)
                                 ))
                             } else {
-                                self.copy(&c.rel, &p)?;
+                                self.copy(c, &p)?;
                                 self.remove(&q)?;
                                 None
                             }
@@ -800,7 +795,7 @@ impl Runner<'_> {
                         None
                     }
                     (Some(a), None) if left.is_some_and(|l| l.same(&id_of(a))) => {
-                        self.copy(&t, &f)?;
+                        self.copy(a, &f)?;
                         self.remove(&t)?;
                         None
                     }

@@ -102,14 +102,6 @@ pub fn repair_hints(
     findings: &[Finding],
     opts: &PlanOptions,
 ) -> Vec<Option<RepairHint>> {
-    // `regfsck repair` works on object storage, but advice names a store by its root, and
-    // `s3://bucket/prefix` alone would reach AWS with the environment's credentials, not the
-    // endpoint and keys of the registry's config: until advice carries the run's own store
-    // arguments, no advice names repair there and each finding gets the catalogue's manual fix
-    // (repair itself prints its undo command with the arguments it was given).
-    if inv.object_store {
-        return vec![None; findings.len()];
-    }
     let lossy_opts = PlanOptions {
         lossy: true,
         ..opts.clone()
@@ -269,8 +261,12 @@ pub fn shell_word(p: &Path) -> String {
 }
 
 /// The fix text of one finding: what `regfsck repair` does about it, or what to do by hand.
-pub fn fix_text(f: &Finding, hint: Option<&RepairHint>, root: &Path, has_repos: bool) -> String {
-    group_fix(f.code, &[hint], root, has_repos)
+///
+/// `store` names the store as this run's arguments did (`cli::store_words`: the root on a
+/// filesystem, `--config FILE` or `s3://… --endpoint URL` on object storage), so that the
+/// printed command reaches the same store.
+pub fn fix_text(f: &Finding, hint: Option<&RepairHint>, store: &str, has_repos: bool) -> String {
+    group_fix(f.code, &[hint], store, has_repos)
 }
 
 /// The fix text of findings of one code, each with what repair plans for it: one sentence per
@@ -278,10 +274,10 @@ pub fn fix_text(f: &Finding, hint: Option<&RepairHint>, root: &Path, has_repos: 
 pub fn group_fix(
     code: Code,
     hints: &[Option<&RepairHint>],
-    root: &Path,
+    store: &str,
     has_repos: bool,
 ) -> String {
-    let root = shell_word(root);
+    let root = store;
     let mut apply = Vec::new();
     let mut lossy = Vec::new();
     let mut via: Vec<(&Via, bool)> = Vec::new();

@@ -66,13 +66,13 @@ fn affected(f: &ReportFinding) -> Option<String> {
 }
 
 /// The fix line of one group of findings of the same code (those shown).
-fn fix_line(o: &mut String, root: &str, has_repos: bool, group: &[&ReportFinding]) {
+fn fix_line(o: &mut String, store: &str, has_repos: bool, group: &[&ReportFinding]) {
     let Some(first) = group.first() else { return };
     let hints: Vec<_> = group.iter().map(|f| f.repair.as_ref()).collect();
     let text = if group.len() == 1 {
         first.fix.clone()
     } else {
-        super::advice::group_fix(first.code, &hints, std::path::Path::new(root), has_repos)
+        super::advice::group_fix(first.code, &hints, store, has_repos)
     };
     let _ = writeln!(o, "  fix: {text}");
 }
@@ -201,7 +201,7 @@ pub fn render(r: &Report, opts: &HumanOptions) -> String {
         }
         fix_line(
             &mut o,
-            &r.root,
+            &r.store_words,
             r.has_repositories,
             &group[..group.len().min(shown)],
         );

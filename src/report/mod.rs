@@ -162,6 +162,9 @@ pub struct Report {
     /// Whether the store has its `repositories/` folder (the fix texts depend on it).
     #[serde(skip)]
     pub has_repositories: bool,
+    /// `Context::store_words`, for the fix lines of groups of findings.
+    #[serde(skip)]
+    pub store_words: String,
 }
 
 /// Everything besides the findings that the report needs.
@@ -226,7 +229,7 @@ pub fn build(inv: &Inventory, findings: Vec<Finding>, cx: Context) -> Report {
             Severity::Info => summary.infos += 1,
         }
         *summary.by_code.entry(f.code.as_str()).or_default() += 1;
-        let fix = advice::fix_text(&f, repair.as_ref(), &inv.root, has_repos);
+        let fix = advice::fix_text(&f, repair.as_ref(), &cx.store_words, has_repos);
         let mut rf = ReportFinding::new(f, severity, fix);
         rf.repair = repair;
         rf.affected = affected;
@@ -274,6 +277,7 @@ pub fn build(inv: &Inventory, findings: Vec<Finding>, cx: Context) -> Report {
         run_warnings,
         exit_code,
         has_repositories: has_repos,
+        store_words: cx.store_words,
     }
 }
 

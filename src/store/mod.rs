@@ -97,6 +97,11 @@ pub trait Objects: Send + Sync {
     fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()>;
     /// Server-side copy (the data never leaves the service).
     fn copy(&self, from: &str, to: &str) -> std::io::Result<()>;
+    /// Server-side copy of an object as listed (`from.rel` its key): spares the lookup of its
+    /// size and ETag where the copy depends on them (S3 copies objects over 5 GiB in parts).
+    fn copy_listed(&self, from: &Listed, to: &str) -> std::io::Result<()> {
+        self.copy(&from.rel, to)
+    }
     /// Delete; nothing there is success.
     fn remove(&self, key: &str) -> std::io::Result<()>;
     /// The incomplete multipart uploads of `key` (their upload ids and when each began).

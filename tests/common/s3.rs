@@ -293,6 +293,33 @@ pub fn snapshot(
         .collect()
 }
 
+/// The keys that differ between two snapshots (for messages).
+pub fn diff(
+    a: &std::collections::BTreeMap<String, Vec<u8>>,
+    b: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// Damage a pushed `sample` below `v2` (`<root>/docker/registry/v2`): team/proj:v1's revision
+/// link names beta/app:v1's manifest instead (same length: only its content tells).
+pub fn wrong_revision_link(moto: &Moto, bucket: &str, v2: &str) {
+    let tag = super::store::tag_digest("sample", "team/proj", "v1");
+    let other = super::store::tag_digest("sample", "beta/app", "v1");
+    moto.put(
+        bucket,
+        &format!(
+            "{v2}/repositories/team/proj/_manifests/revisions/sha256/{}/link",
+            tag.hex()
+        ),
+        other.to_string().as_bytes(),
+    );
+}
+
 /// Run regfsck with S3 credentials only in the environment the test gives.
 pub fn regfsck_s3(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = super::store::regfsck();

@@ -1,6 +1,7 @@
 //! A small blocking S3 client: AWS Signature Version 4 over one keep-alive HTTP agent (ureq),
 //! shared by every worker thread. Only the requests regfsck makes: ListObjectsV2 (flat or by
-//! folder, with start-after), GET (whole, capped, or streamed), PUT, server-side copy, DELETE,
+//! folder, with start-after), GET (whole, capped, or streamed), PUT, server-side copy (in parts
+//! above 5 GiB: CreateMultipartUpload, UploadPartCopy, CompleteMultipartUpload), DELETE,
 //! ListMultipartUploads and AbortMultipartUpload. Every request is counted (`requests`), so
 //! benchmarks and tests can see what a run cost.
 
@@ -231,6 +232,42 @@ fn url_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The largest object one CopyObject copies (S3's limit); larger ones are copied in parts.
+pub const COPY_LIMIT: u64 = 5 << 30;
+/// The part size of a multipart copy: 1 GiB parts keep S3's 5 TiB maximum within its 10,000
+/// parts, and each part well within UploadPartCopy's 5 GiB.
+const COPY_PART: u64 = 1 << 30;
+/// Parts copied at once (each is a server-side copy of up to `COPY_PART` bytes).
+const COPY_PARTS_IN_FLIGHT: usize = 4;
+/// Test-only: a byte count that replaces both the single-copy limit and the part size, so that
+/// tests copy a small blob in parts (docs/testing.md). S3 refuses parts under 5 MiB but the last.
+pub const COPY_PART_ENV: &str = "REGFSCK_TEST_S3_COPY_PART_SIZE";
+
+/// (the largest object copied in one request, the part size above it).
+fn copy_sizes() -> (u64, u64) {
+    match std::env::var(COPY_PART_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(n) if n > 0 => (n, n),
+        _ => (COPY_LIMIT, COPY_PART),
+    }
+}
+
+/// The body of a request that may fail after its 200 status line (a copy, a completion): S3
+/// then puts the error in the body.
+fn checked_body(resp: ureq::http::Response<ureq::Body>) -> Result<String> {
+    let text = body_text(resp)?;
+    if text.contains("<Error>") {
+        return Err(S3Error {
+            status: 200,
+            code: xml::first(&text, "Code").unwrap_or_default(),
+            message: xml::first(&text, "Message").unwrap_or_default(),
+        });
+    }
+    Ok(text)
 }
 
 impl Client {
@@ -467,36 +504,130 @@ impl Client {
         self.send("PUT", Some(key), &[], &[], Some(body)).map(drop)
     }
 
-    /// Server-side copy within the bucket (objects up to 5 GB: larger ones need a multipart
-    /// copy, left to the repair task that needs it).
-    pub fn copy(&self, from: &str, to: &str) -> Result<()> {
-        let src = format!(
-            "/{}/{}",
-            self.bucket,
-            uri_encode(from, true).trim_start_matches('/')
-        );
-        let mut resp = self.send(
+    /// Server-side copy within the bucket of the object `from` (whose listing gave `size` and
+    /// `etag`): one CopyObject up to the single-copy limit (5 GiB), a multipart copy above it.
+    pub fn copy(&self, from: &str, to: &str, size: u64, etag: &str) -> Result<()> {
+        let (limit, part) = copy_sizes();
+        if size > limit {
+            return self.copy_multipart(from, to, size, part, etag);
+        }
+        let resp = self.send(
             "PUT",
             Some(to),
             &[],
-            &[("x-amz-copy-source".to_string(), src)],
+            &[("x-amz-copy-source".to_string(), self.copy_source(from))],
             Some(&[]),
         )?;
-        // A copy can fail after the 200 status line: the error is then in the body.
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        if text.contains("<Error>") {
-            return Err(S3Error {
-                status: 200,
-                code: xml::first(&text, "Code").unwrap_or_default(),
-                message: xml::first(&text, "Message").unwrap_or_default(),
-            });
+        checked_body(resp).map(drop)
+    }
+
+    /// `x-amz-copy-source` of a key of this bucket.
+    fn copy_source(&self, from: &str) -> String {
+        format!(
+            "/{}/{}",
+            self.bucket,
+            uri_encode(from, true).trim_start_matches('/')
+        )
+    }
+
+    /// CreateMultipartUpload, UploadPartCopy of each `part`-byte range (the last one shorter),
+    /// CompleteMultipartUpload: the data never leaves the service. Each part is copied only
+    /// from the object version listed (`x-amz-copy-source-if-match`), so an object replaced
+    /// mid-copy fails the copy instead of splicing two versions. On any failure the upload is
+    /// aborted, so that no parts are left billing.
+    fn copy_multipart(&self, from: &str, to: &str, size: u64, part: u64, etag: &str) -> Result<()> {
+        // The registry's driver creates blob data with this content type.
+        let extra = [(
+            "content-type".to_string(),
+            "application/octet-stream".to_string(),
+        )];
+        let q = [("uploads".to_string(), String::new())];
+        let text = checked_body(self.send("POST", Some(to), &q, &extra, Some(&[]))?)?;
+        let upload = Multipart {
+            key: to.to_string(),
+            upload_id: xml::first(&text, "UploadId")
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| S3Error::transport("CreateMultipartUpload gave no UploadId"))?,
+            initiated: 0,
+        };
+        let done = self
+            .copy_parts(&upload, from, size, part, etag)
+            .and_then(|etags| self.complete_multipart(&upload, &etags));
+        match done {
+            Ok(()) => Ok(()),
+            Err(e) => match self.abort_multipart(&upload) {
+                Ok(()) => Err(e),
+                Err(a) => Err(S3Error {
+                    message: format!(
+                        "{}; and the multipart upload {} of {to} could not be aborted ({a}): its parts bill until it is",
+                        e.message, upload.upload_id
+                    ),
+                    ..e
+                }),
+            },
         }
-        Ok(())
+    }
+
+    /// The ETags of the copied parts, in part order.
+    fn copy_parts(
+        &self,
+        upload: &Multipart,
+        from: &str,
+        size: u64,
+        part: u64,
+        etag: &str,
+    ) -> Result<Vec<String>> {
+        let ranges: Vec<(usize, u64, u64)> = (0..size.div_ceil(part))
+            .map(|n| (n as usize + 1, n * part, ((n + 1) * part).min(size) - 1))
+            .collect();
+        let source = self.copy_source(from);
+        let results =
+            crate::store::pool::run(COPY_PARTS_IN_FLIGHT, ranges, |(n, first, last), _| {
+                let q = [
+                    ("partNumber".to_string(), n.to_string()),
+                    ("uploadId".to_string(), upload.upload_id.clone()),
+                ];
+                let mut extra = vec![
+                    ("x-amz-copy-source".to_string(), source.clone()),
+                    (
+                        "x-amz-copy-source-range".to_string(),
+                        format!("bytes={first}-{last}"),
+                    ),
+                ];
+                if !etag.is_empty() {
+                    extra.push((
+                        "x-amz-copy-source-if-match".to_string(),
+                        format!("\"{etag}\""),
+                    ));
+                }
+                let text =
+                    checked_body(self.send("PUT", Some(&upload.key), &q, &extra, Some(&[]))?)?;
+                let tag = xml::first(&text, "ETag")
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        S3Error::transport(format!("UploadPartCopy of part {n} gave no ETag"))
+                    })?;
+                Ok((n, tag))
+            });
+        let mut parts = results.into_iter().collect::<Result<Vec<_>>>()?;
+        parts.sort();
+        Ok(parts.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// CompleteMultipartUpload with the parts' ETags (numbered from 1).
+    fn complete_multipart(&self, upload: &Multipart, etags: &[String]) -> Result<()> {
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for (i, t) in etags.iter().enumerate() {
+            body.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                xml::escape(t)
+            ));
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        let q = [("uploadId".to_string(), upload.upload_id.clone())];
+        checked_body(self.send("POST", Some(&upload.key), &q, &[], Some(body.as_bytes()))?)
+            .map(drop)
     }
 
     pub fn delete(&self, key: &str) -> Result<()> {

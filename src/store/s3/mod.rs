@@ -80,7 +80,9 @@ impl S3Store {
         builder.keep_link_times = opts.link_times;
         let builder = Mutex::new(builder);
         let cancelled = || opts.cancelled();
-        scan::list_all(self, &builder, &cancelled, bar.as_ref()).map_err(|e| anyhow::anyhow!(e))?;
+        let depth = scan::in_flight(opts.io_depth);
+        scan::list_all(self, depth, &builder, &cancelled, bar.as_ref())
+            .map_err(|e| anyhow::anyhow!(e))?;
         if opts.cancelled() {
             return Err(crate::store::scan::Interrupted.into());
         }
@@ -88,17 +90,17 @@ impl S3Store {
         let etags = std::mem::take(&mut b.etags);
         *self.link_mtimes.lock().unwrap_or_else(|e| e.into_inner()) =
             std::mem::take(&mut b.link_mtimes);
-        let mut inv = scan::finish(self, b, &cancelled);
+        let mut inv = scan::finish(self, depth, b, &cancelled);
         // Some credentials may list objects but not multipart uploads: that costs the
         // multipart findings only, and says so.
-        inv.multipart_uploads = self.multipart_uploads().unwrap_or_else(|e| {
+        inv.multipart_uploads = self.multipart_uploads(depth).unwrap_or_else(|e| {
             eprintln!("regfsck: warning: {e:#}; incomplete multipart uploads not checked");
             Vec::new()
         });
         inv.normalize();
         let v2 = self.config.v2_prefix();
         crate::store::scan::manifests::read_all_with(&mut inv, &cancelled, &|inv, chunk| {
-            crate::store::pool::run(scan::IN_FLIGHT, chunk.to_vec(), |d: Digest, _| {
+            crate::store::pool::run(depth, chunk.to_vec(), |d: Digest, _| {
                 use crate::store::scan::manifests::{no_blob, too_large, Read};
                 let Some(blob) = inv.blob(&d) else {
                     return (d, no_blob());
@@ -139,7 +141,10 @@ impl S3Store {
 
     /// Incomplete multipart uploads below `repositories/` (where the registry's uploads are),
     /// with the bytes their parts hold.
-    fn multipart_uploads(&self) -> anyhow::Result<Vec<crate::model::inventory::MultipartUpload>> {
+    fn multipart_uploads(
+        &self,
+        depth: usize,
+    ) -> anyhow::Result<Vec<crate::model::inventory::MultipartUpload>> {
         let v2 = self.config.v2_prefix();
         let list = self.client.list_multipart(&v2).map_err(|e| {
             anyhow::anyhow!(
@@ -147,7 +152,7 @@ impl S3Store {
                 self.config.bucket
             )
         })?;
-        let sized = crate::store::pool::run(scan::IN_FLIGHT, list, |m, _| {
+        let sized = crate::store::pool::run(depth, list, |m, _| {
             let bytes = self.client.multipart_size(&m).ok();
             crate::model::inventory::MultipartUpload {
                 path: m.key.strip_prefix(&v2).unwrap_or(&m.key).to_string(),
@@ -164,7 +169,7 @@ impl S3Store {
     pub fn verify(&self, inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress) {
         let etags = self.etags.lock().unwrap_or_else(|e| e.into_inner()).clone();
         crate::store::verify::verify_with(inv, opts, progress, |pass, selected| {
-            crate::store::pool::run(scan::IN_FLIGHT, selected, |i: usize, _| {
+            crate::store::pool::run(scan::in_flight(opts.io_depth), selected, |i: usize, _| {
                 pass.one(i, |b| {
                     let key = self.key(&layout::blob_data(&b.digest));
                     let etag = etags.get(&b.digest).map(String::as_str);
@@ -351,8 +356,9 @@ impl S3Store {
 
     /// Server-side copy to `regfsck-quarantine/<run>/<rel>` beside `docker/`, then delete.
     pub fn quarantine(&self, rel: &str, run: &str) -> std::io::Result<()> {
-        let to = self.root_key(&format!("{}/{run}/{rel}", layout::QUARANTINE_DIR));
-        self.client.copy(&self.key(rel), &to).map_err(io)?;
+        let to = format!("{}/{run}/{rel}", layout::QUARANTINE_DIR);
+        let from = format!("{}/{rel}", layout::V2_FROM_ROOT);
+        crate::store::Objects::copy(self, &from, &to)?;
         self.client.delete(&self.key(rel)).map_err(io)
     }
 
@@ -475,8 +481,23 @@ impl crate::store::Objects for S3Store {
     }
 
     fn copy(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let l = crate::store::Objects::stat(self, from)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not there", crate::store::Objects::url(self, from)),
+            )
+        })?;
+        self.copy_listed(&l, to)
+    }
+
+    fn copy_listed(&self, from: &crate::store::Listed, to: &str) -> std::io::Result<()> {
         self.client
-            .copy(&self.root_key(from), &self.root_key(to))
+            .copy(
+                &self.root_key(&from.rel),
+                &self.root_key(to),
+                from.size,
+                from.etag.as_deref().unwrap_or_default(),
+            )
             .map_err(io)
     }
 

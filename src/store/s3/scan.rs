@@ -537,12 +537,23 @@ enum Split {
     Repositories,
 }
 
-/// How many requests an S3 run keeps in flight: latency, not cores, bounds object storage.
-pub const IN_FLIGHT: usize = 32;
+/// How many requests an S3 run keeps in flight unless `--io-depth` says otherwise: latency, not
+/// cores, bounds object storage (docs/benchmarks.md, "Object storage", measured the choice).
+pub const DEFAULT_IN_FLIGHT: usize = 32;
+
+/// Requests in flight for `--io-depth` `asked` (0: the default).
+pub fn in_flight(asked: usize) -> usize {
+    if asked == 0 {
+        DEFAULT_IN_FLIGHT
+    } else {
+        asked
+    }
+}
 
 /// List everything below v2 in parallel ranges, feeding each page to `builder`.
 pub(super) fn list_all(
     store: &S3Store,
+    depth: usize,
     builder: &Mutex<Builder>,
     cancelled: &(dyn Fn() -> bool + Sync),
     found: &dyn crate::progress::Bar,
@@ -581,8 +592,8 @@ pub(super) fn list_all(
             None => break,
         }
     }
-    let errors = super::super::pool::run(IN_FLIGHT, tasks, |r: Range, spawn| {
-        list_range(client, &v2, r, builder, cancelled, found, spawn)
+    let errors = super::super::pool::run(depth, tasks, |r: Range, spawn| {
+        list_range(client, &v2, depth, r, builder, cancelled, found, spawn)
     });
     match errors.into_iter().flatten().next() {
         Some(e) => Err(e),
@@ -590,9 +601,11 @@ pub(super) fn list_all(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn list_range(
     client: &Client,
     v2: &str,
+    depth: usize,
     r: Range,
     builder: &Mutex<Builder>,
     cancelled: &(dyn Fn() -> bool + Sync),
@@ -631,7 +644,7 @@ fn list_range(
         found.inc(page.objects.len() as u64);
         if first && !done && r.split != Split::No {
             if let Some(last) = page.objects.last() {
-                let rest = split_rest(client, v2, &r, &last.key);
+                let rest = split_rest(client, v2, depth, &r, &last.key);
                 if let Some((upto, more)) = rest {
                     for m in more {
                         spawn(m);
@@ -640,6 +653,7 @@ fn list_range(
                     return list_range(
                         client,
                         v2,
+                        depth,
                         Range {
                             prefix: r.prefix.clone(),
                             after: Some(last.key.clone()),
@@ -664,8 +678,14 @@ fn list_range(
 
 /// After a first full page ending at `last`, the rest of range `r` cut at folder boundaries:
 /// the first boundary (this task lists up to it) and the ranges beyond it. The number of ranges
-/// follows from how far the first page got: about one page each, at most `IN_FLIGHT`.
-fn split_rest(client: &Client, v2: &str, r: &Range, last: &str) -> Option<(String, Vec<Range>)> {
+/// follows from how far the first page got: about one page each, at most `depth`.
+fn split_rest(
+    client: &Client,
+    v2: &str,
+    depth: usize,
+    r: &Range,
+    last: &str,
+) -> Option<(String, Vec<Range>)> {
     let (candidates, pages): (Vec<String>, usize) = match r.split {
         Split::Blobs => {
             // Digests spread evenly over the 256 fan-out folders: the first page's share of
@@ -703,7 +723,7 @@ fn split_rest(client: &Client, v2: &str, r: &Range, last: &str) -> Option<(Strin
         return None;
     }
     // Every `step`-th boundary, so that the ranges are about a page each.
-    let ranges = pages.clamp(1, IN_FLIGHT);
+    let ranges = pages.clamp(1, depth.max(1));
     let step = candidates.len().div_ceil(ranges).max(1);
     let bounds: Vec<String> = candidates.into_iter().step_by(step).collect();
     let (first, rest) = bounds.split_first()?;
@@ -739,6 +759,7 @@ enum Want {
 /// Turn the classified listing into an inventory, fetching what the listing cannot vouch for.
 pub(super) fn finish(
     store: &S3Store,
+    depth: usize,
     mut b: Builder,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Inventory {
@@ -805,7 +826,7 @@ pub(super) fn finish(
         }
     }
     let v2 = store.config.v2_prefix();
-    let got = super::super::pool::run(IN_FLIGHT, wants, |(rel, want, src), _| {
+    let got = super::super::pool::run(depth, wants, |(rel, want, src), _| {
         if cancelled() {
             return (want, Err("interrupted".to_string()), false);
         }

@@ -66,6 +66,15 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
+/// Text for an element of a request body (the completion of a multipart upload).
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +89,7 @@ mod tests {
         assert_eq!(first(b[1], "Key").unwrap(), "AB&bogus;");
         assert_eq!(first(doc, "IsTruncated").unwrap(), "false");
         assert!(first(doc, "Nope").is_none());
+        let odd = "\"a&b<c>'d\"";
+        assert_eq!(unescape(&escape(odd)), odd);
     }
 }
