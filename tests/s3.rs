@@ -429,11 +429,13 @@ fn registry_environment_overrides_and_its_refusals() {
         .env("REGISTRY_STORAGE_S3_BUCKET", "envs")
         .output()
         .unwrap();
-    let real = String::from_utf8_lossy(&real.stderr).to_string();
+    let status = real.status;
+    let real =
+        String::from_utf8_lossy(&real.stderr).to_string() + &String::from_utf8_lossy(&real.stdout);
     let words =
         "multiple storage drivers specified in configuration or environment: filesystem, s3";
     assert!(ours.contains(words), "{ours}");
-    assert!(real.contains(words), "{real}");
+    assert!(real.contains(words), "the real registry ({status}): {real}");
 }
 
 /// The GC prediction on object storage against the real `garbage-collect --dry-run [-m]` on the
