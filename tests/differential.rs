@@ -408,6 +408,25 @@ fn agrees(what: &str, ops: Vec<fuzz::ops::Op>) -> fuzz::oracle::Stats {
     obs.stats
 }
 
+/// An operation pushing `body` as `repo:fz0` (through the real registry, as the fuzzer does).
+fn push_fz0(label: &str, repo: &str, body: fuzz::json::J) -> fuzz::ops::Op {
+    fuzz::ops::Op::new(
+        label,
+        vec![fuzz::ops::Act::Manifest {
+            repo: repo.into(),
+            tag: "fz0".into(),
+            body,
+        }],
+    )
+}
+
+/// The manifest that `repo:tag` of the sample store names, as JSON.
+fn sample_manifest(repo: &str, tag: &str) -> serde_json::Value {
+    let fixture = common::store::fixture("sample");
+    let d = common::store::tag_digest("sample", repo, tag);
+    common::store::manifest_json(fixture.path(), &d)
+}
+
 /// `repositories/<repo>/_manifests/revisions/sha256/<hex>`.
 fn revisions(repo: &str, hex: &str) -> Vec<u8> {
     format!("repositories/{repo}/_manifests/revisions/sha256/{hex}").into_bytes()
@@ -583,22 +602,17 @@ fn regression_rewritten_revision_link_of_an_invalid_manifest() {
         return;
     }
     use fuzz::ops::{Act, Op};
-    let fixture = common::store::fixture("sample");
-    let v1 = common::store::tag_digest("sample", "beta/app", "v1");
-    let mut m = common::store::manifest_json(fixture.path(), &v1);
+    let mut m = sample_manifest("beta/app", "v1");
     m["layers"] = serde_json::json!([[m["layers"][0].clone()]]);
     let body = serde_json::to_vec(&m).unwrap();
     let hex = fuzz::ops::manifest_digest(&body);
     let s = agrees(
         "rewritten revision link of an invalid manifest",
         vec![
-            Op::new(
+            push_fz0(
                 "manifest:array-for-object",
-                vec![Act::Manifest {
-                    repo: "beta/app".into(),
-                    tag: "fz0".into(),
-                    body: fuzz::json::J::parse(&body).unwrap(),
-                }],
+                "beta/app",
+                fuzz::json::J::parse(&body).unwrap(),
             ),
             Op::new(
                 "link:truncated",
@@ -662,10 +676,7 @@ fn regression_empty_config_digest_skopeo_pulls() {
         return;
     }
     use fuzz::json::J;
-    use fuzz::ops::{Act, Op};
-    let fixture = common::store::fixture("sample");
-    let m = common::store::tag_digest("sample", "library/alpine", "3.19");
-    let body = serde_json::to_vec(&common::store::manifest_json(fixture.path(), &m)).unwrap();
+    let body = serde_json::to_vec(&sample_manifest("library/alpine", "3.19")).unwrap();
     let mut j = J::parse(&body).unwrap();
     let J::Obj(members) = &mut j else {
         panic!("a manifest is an object")
@@ -682,14 +693,7 @@ fn regression_empty_config_digest_skopeo_pulls() {
         .push(0x80);
     let s = agrees(
         "empty config digest",
-        vec![Op::new(
-            "manifest:invalid-utf8-key",
-            vec![Act::Manifest {
-                repo: "library/alpine".into(),
-                tag: "fz0".into(),
-                body: j,
-            }],
-        )],
+        vec![push_fz0("manifest:invalid-utf8-key", "library/alpine", j)],
     );
     // skopeo pulled the tag regfsck calls broken for docker and containerd, and lossy repair
     // dropped it: both are counted, neither compared.
@@ -708,22 +712,17 @@ fn regression_tag_link_symlinked_to_a_sibling_tags_link() {
         return;
     }
     use fuzz::ops::{Act, Op};
-    let fixture = common::store::fixture("sample");
-    let m = common::store::tag_digest("sample", "library/alpine", "3.19");
-    let mut body = common::store::manifest_json(fixture.path(), &m);
+    let mut body = sample_manifest("library/alpine", "3.19");
     body["annotations"] = serde_json::json!({"org.example.fuzz": "sibling"});
     let body = serde_json::to_vec(&body).unwrap();
     let current = b"repositories/library/alpine/_manifests/tags/3.19/current/link".to_vec();
     let s = agrees(
         "tag link symlinked to a sibling tag's link",
         vec![
-            Op::new(
+            push_fz0(
                 "manifest:valid",
-                vec![Act::Manifest {
-                    repo: "library/alpine".into(),
-                    tag: "fz0".into(),
-                    body: fuzz::json::J::parse(&body).unwrap(),
-                }],
+                "library/alpine",
+                fuzz::json::J::parse(&body).unwrap(),
             ),
             Op::new(
                 "symlink:link-to-other-link",
@@ -788,9 +787,7 @@ fn regression_blob_folder_alias_of_a_corrupt_blob() {
         return;
     }
     use fuzz::ops::{Act, Op};
-    let m = common::store::tag_digest("sample", "beta/app", "v1");
-    let fixture = common::store::fixture("sample");
-    let layer = common::store::manifest_json(fixture.path(), &m)["layers"][0]["digest"]
+    let layer = sample_manifest("beta/app", "v1")["layers"][0]["digest"]
         .as_str()
         .unwrap()[7..]
         .to_string();
@@ -828,7 +825,6 @@ fn regression_index_artifact_type_of_the_wrong_type() {
     if !registry_available() {
         return;
     }
-    use fuzz::ops::{Act, Op};
     let (_, children) = index_children("multi/oci", "latest");
     let body = format!(
         r#"{{"manifests":[{{"artifactType":[],"digest":"sha256:{}"}}],"schemaVersion":2}}"#,
@@ -836,13 +832,10 @@ fn regression_index_artifact_type_of_the_wrong_type() {
     );
     let s = agrees(
         "index descriptor with an array artifactType",
-        vec![Op::new(
+        vec![push_fz0(
             "manifest:unknown-field",
-            vec![Act::Manifest {
-                repo: "multi/oci".into(),
-                tag: "fz0".into(),
-                body: fuzz::json::J::parse(body.as_bytes()).unwrap(),
-            }],
+            "multi/oci",
+            fuzz::json::J::parse(body.as_bytes()).unwrap(),
         )],
     );
     assert!(s.client_rejects >= 1 && s.gc_real_aborts == 0, "{s:?}");

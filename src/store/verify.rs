@@ -332,32 +332,48 @@ pub const MAX_LARGE_READERS: usize = 16;
 pub fn misplaced_content(
     inv: &Inventory,
 ) -> std::collections::HashMap<String, crate::model::inventory::Misplaced> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    misplaced_with(
+        inv,
+        |rel, size| read_small(&inv.v2.join(rel), size),
+        |rel, size| {
+            let p = inv.v2.join(rel);
+            let ino = std::fs::symlink_metadata(&p).map(|m| m.ino()).unwrap_or(0);
+            hash_file(&p, size, ino, &mut buf, None).ok()
+        },
+    )
+}
+
+/// `misplaced_content` over any medium: `read(rel, size)` returns the whole content of an
+/// object no larger than a manifest, `hash(rel, size)` the sha256 of a larger one; `None` when it
+/// cannot be read (or is no longer that object).
+pub fn misplaced_with(
+    inv: &Inventory,
+    read: impl Fn(&str, u64) -> Option<Vec<u8>>,
+    mut hash: impl FnMut(&str, u64) -> Option<Digest>,
+) -> std::collections::HashMap<String, crate::model::inventory::Misplaced> {
     use crate::model::inventory::{BlobFault, EntryKind, Misplaced};
     use crate::model::manifest::MAX_MANIFEST_SIZE;
     let mut out = std::collections::HashMap::new();
-    let mut buf = vec![0u8; BUF_SIZE];
     for e in &inv.entries {
-        if let EntryKind::BlobPath {
+        let EntryKind::BlobPath {
             fault: BlobFault::BadPath,
             size: Some(size),
-        } = &e.kind
-        {
-            let p = inv.v2.join(&e.path);
-            let found = if *size <= MAX_MANIFEST_SIZE {
-                read_small(&p, *size).map(|b| Misplaced::of_bytes(&b))
-            } else {
-                let ino = std::fs::symlink_metadata(&p).map(|m| m.ino()).unwrap_or(0);
-                hash_file(&p, *size, ino, &mut buf, None)
-                    .ok()
-                    .map(|digest| Misplaced {
-                        digest,
-                        size: *size,
-                        manifest: None,
-                    })
-            };
-            if let Some(m) = found {
-                out.insert(e.path.clone(), m);
-            }
+        } = e.kind
+        else {
+            continue;
+        };
+        let found = if size <= MAX_MANIFEST_SIZE {
+            read(&e.path, size).map(|b| Misplaced::of_bytes(&b))
+        } else {
+            hash(&e.path, size).map(|digest| Misplaced {
+                digest,
+                size,
+                manifest: None,
+            })
+        };
+        if let Some(m) = found {
+            out.insert(e.path.clone(), m);
         }
     }
     out

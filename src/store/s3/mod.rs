@@ -233,35 +233,18 @@ impl S3Store {
         &self,
         inv: &Inventory,
     ) -> std::collections::HashMap<String, crate::model::inventory::Misplaced> {
-        use crate::model::inventory::{BlobFault, EntryKind, Misplaced};
-        use crate::model::manifest::MAX_MANIFEST_SIZE;
-        let mut out = std::collections::HashMap::new();
-        for e in &inv.entries {
-            if let EntryKind::BlobPath {
-                fault: BlobFault::BadPath,
-                size: Some(size),
-            } = &e.kind
-            {
-                let found = if *size <= MAX_MANIFEST_SIZE {
-                    self.read_small(&e.path, MAX_MANIFEST_SIZE)
-                        .ok()
-                        .filter(|b| b.len() as u64 == *size)
-                        .map(|b| Misplaced::of_bytes(&b))
-                } else {
-                    self.hash_object(&self.key(&e.path), None, *size, &VerifyOptions::default())
-                        .ok()
-                        .map(|digest| Misplaced {
-                            digest,
-                            size: *size,
-                            manifest: None,
-                        })
-                };
-                if let Some(m) = found {
-                    out.insert(e.path.clone(), m);
-                }
-            }
-        }
-        out
+        crate::store::verify::misplaced_with(
+            inv,
+            |rel, size| {
+                self.read_small(rel, size)
+                    .ok()
+                    .filter(|b| b.len() as u64 == size)
+            },
+            |rel, size| {
+                self.hash_object(&self.key(rel), None, size, &VerifyOptions::default())
+                    .ok()
+            },
+        )
     }
 
     /// Push times from the last scan's listing: the LastModified of each link key (the
