@@ -1098,3 +1098,60 @@ fn fast_and_deep_scans_agree_on_damaged_objects() {
         assert!(f.iter().any(|x| x.0 == code), "{code} missing: {f:#?}");
     }
 }
+
+/// Findings at or below a symbolic link the registry follows (to a copy out of the store) name
+/// no tag as broken: regfsck never follows it, so whether pulls through it work is not known
+/// (the fuzzer saw these tags pull). A dangling symbolic link fails for the registry too: the
+/// tag it breaks is still named.
+#[test]
+fn findings_through_a_followed_symlink_name_no_tag() {
+    use std::os::unix::fs::symlink;
+    let ctx = Ctx::new();
+    let outside = tempfile::tempdir().unwrap();
+    let ix = ctx.tag("multi/oci", "latest");
+    let child = Digest::parse(
+        ctx.manifest(&ix)["manifests"][0]["digest"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let child_link = layout::revision_link("multi/oci", &child);
+    let alpine = layout::tag_current_link("library/alpine", "3.19");
+    for (i, rel) in [&child_link, &alpine].into_iter().enumerate() {
+        let copy = outside.path().join(format!("link{i}"));
+        fs::copy(ctx.p(rel), &copy).unwrap();
+        ctx.rm(rel);
+        symlink(&copy, ctx.p(rel)).unwrap();
+    }
+    let dangling = layout::tag_current_link("beta/app", "v1");
+    ctx.rm(&dangling);
+    symlink("../../nowhere/current/link", ctx.p(&dangling)).unwrap();
+    let (_, doc) = ctx.check(&["--no-verify"]);
+    let about = |code: &str, path: &str| -> Value {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == code && f["path"] == path)
+            .unwrap_or_else(|| panic!("no {code} at {path}: {doc:#}"))
+            .clone()
+    };
+    for (code, path) in [
+        ("link-not-file", &child_link),
+        ("index-child-missing", &child_link),
+        ("link-not-file", &alpine),
+    ] {
+        let f = about(code, path);
+        assert!(f.get("affected").is_none(), "{f:#}");
+        assert!(
+            f["message"].as_str().unwrap().contains("not known here"),
+            "{f:#}"
+        );
+    }
+    let f = about("link-not-file", &dangling);
+    assert_eq!(
+        f["affected"],
+        serde_json::json!([{"repo": "beta/app", "tags": ["v1"]}]),
+        "{f:#}"
+    );
+}

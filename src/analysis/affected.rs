@@ -105,6 +105,15 @@ pub fn compute<'a>(inv: &'a Inventory, findings: &[Finding]) -> Vec<Vec<Affected
             if never_affects(f.code) || f.path.as_deref().is_some_and(in_tag_history) {
                 return Vec::new();
             }
+            // At or below a symbolic link the registry follows (to something in the store or
+            // out of it): whether pulls through it work is not known, so no tag is named broken
+            // (the `path-symlink` finding there says so).
+            if f.path
+                .as_deref()
+                .is_some_and(|p| inv.unjudged_symlink_over(p).is_some())
+            {
+                return Vec::new();
+            }
             let repo = f.repo.as_deref().and_then(|r| inv.repo(r));
             let mut by_repo: Vec<(&str, Vec<String>)> = Vec::new();
             let mut add =

@@ -621,6 +621,25 @@ impl Inventory {
             .map(|i| &self.symlinks[i])
     }
 
+    /// The symbolic link at `path` or at a folder above it whose target regfsck cannot judge: one
+    /// leading to an entry of the store or out of it, which the registry follows and regfsck
+    /// never does. (A dangling link, a loop or a component that is not a folder fails for the
+    /// registry too: those are known.)
+    pub fn unjudged_symlink_over(&self, path: &str) -> Option<&Symlink> {
+        let mut at = path;
+        loop {
+            if let Some(s) = self.symlink(at) {
+                if matches!(
+                    s.target,
+                    SymlinkTarget::Inside { .. } | SymlinkTarget::Unknown(_)
+                ) {
+                    return Some(s);
+                }
+            }
+            at = at.rsplit_once('/')?.0;
+        }
+    }
+
     /// The symbolic links at or below `dir` (v2-relative), in path order.
     pub fn symlinks_below<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a Symlink> + 'a {
         // Everything from `dir` up to `dir` + '0' (the byte after '/') starts with `dir`; names

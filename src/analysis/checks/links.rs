@@ -54,7 +54,7 @@ pub(super) fn link_state(
         LinkState::NotFile(EntryType::Symlink) => Finding::new(
             Code::LinkNotFile,
             path,
-            "link is a symbolic link: the registry follows it and regfsck never does, so whether reads through it work is not known here (see path-symlink); replace it by the link it should be",
+            "link is a symbolic link, which the registry follows and regfsck never does (path-symlink says where it leads: into the store or out of it, whether pulls through it work is not known here); replace it by the link it should be",
         ),
         LinkState::NotFile(kind) => Finding::new(
             Code::LinkNotFile,

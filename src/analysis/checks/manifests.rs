@@ -205,11 +205,21 @@ fn manifest(
                 } else {
                     continue;
                 };
+                let link = layout::revision_link(name, &r.digest);
+                let unknown = if inv.unjudged_symlink_over(&link).is_some() {
+                    " (its revision link is a symbolic link, which the registry follows and regfsck does not: whether pulls find the child is not known here)"
+                } else {
+                    ""
+                };
                 out.push(
                     Finding::new(
                         Code::IndexChildMissing,
-                        layout::revision_link(name, &r.digest),
-                        format!("child {} of {} {m} {why}", r.digest, man.kind.name()),
+                        link,
+                        format!(
+                            "child {} of {} {m} {why}{unknown}",
+                            r.digest,
+                            man.kind.name()
+                        ),
                     )
                     .repo(name)
                     .digest(&r.digest),
