@@ -53,6 +53,17 @@ impl Ctx {
         serde_json::from_slice(&fs::read(self.p(&layout::blob_data(d))).unwrap()).unwrap()
     }
 
+    /// The first child of the index that `repo:tag` names.
+    fn first_child(&self, repo: &str, tag: &str) -> Digest {
+        let ix = self.tag(repo, tag);
+        Digest::parse(
+            self.manifest(&ix)["manifests"][0]["digest"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
     /// The digests of a manifest's layers.
     fn layers(&self, d: &Digest) -> Vec<Digest> {
         self.manifest(d)["layers"]
@@ -605,13 +616,7 @@ fn manifest_ref_unlinked() {
 #[test]
 fn index_child_missing() {
     let ctx = Ctx::new();
-    let ix = ctx.tag("multi/oci", "latest");
-    let child = Digest::parse(
-        ctx.manifest(&ix)["manifests"][0]["digest"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let child = ctx.first_child("multi/oci", "latest");
     let path = layout::revision_link("multi/oci", &child);
     ctx.rm(path.strip_suffix("/link").unwrap());
     assert_break(
@@ -1108,13 +1113,7 @@ fn findings_through_a_followed_symlink_name_no_tag() {
     use std::os::unix::fs::symlink;
     let ctx = Ctx::new();
     let outside = tempfile::tempdir().unwrap();
-    let ix = ctx.tag("multi/oci", "latest");
-    let child = Digest::parse(
-        ctx.manifest(&ix)["manifests"][0]["digest"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let child = ctx.first_child("multi/oci", "latest");
     let child_link = layout::revision_link("multi/oci", &child);
     let alpine = layout::tag_current_link("library/alpine", "3.19");
     for (i, rel) in [&child_link, &alpine].into_iter().enumerate() {
