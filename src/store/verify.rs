@@ -1,6 +1,6 @@
 //! Content verification: sha256 of every selected blob's data in parallel, streamed through a
-//! buffer or memory-mapped (large files), never following symlinks, detecting files that change
-//! while they are hashed, stopping cleanly on cancel or deadline.
+//! buffer, never following symlinks, detecting files that change while they are hashed, stopping
+//! cleanly on cancel or deadline.
 
 use crate::model::digest::Digest;
 use crate::model::inventory::{Blob, Inventory, Verify};
@@ -16,15 +16,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Files at least this large are memory-mapped; smaller ones are read through a buffer (see
-/// docs/design.md: mapping costs a syscall pair and page-table work that small files never repay).
-pub const MMAP_THRESHOLD: u64 = 4 << 20;
+/// The read size of a large blob's reader. Every blob is read through a buffer, none mapped: on a
+/// cold cache mapping cost half again as much system time (page faults, and the unmapping of
+/// hashed chunks that kept RSS down), warm it was no faster, and a file truncated while mapped
+/// would kill the run with SIGBUS (docs/benchmarks.md, "Hashing, cold").
 const BUF_SIZE: usize = 1 << 20;
 
 /// Blobs below this size are latency-bound on a cold cache (an inode and a few blocks, hashed in
 /// microseconds): they are hashed on the I/O workers, `--io-depth` at a time, through a small
 /// buffer each, so memory stays small at any depth. Larger blobs are bandwidth- and CPU-bound:
-/// read by `large_readers` threads, each asking for a window ahead of its hashing.
+/// read by `large_readers` threads (the kernel's readahead keeps each one's next megabytes in
+/// flight while it hashes; asking for more with `POSIX_FADV_WILLNEED` measured no faster).
 pub const SMALL_BLOB: u64 = 1 << 20;
 const SMALL_BUF: usize = 64 << 10;
 
@@ -46,10 +48,6 @@ pub struct VerifyOptions {
 /// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob: 8 MiB is a few
 /// milliseconds of hashing at full speed and still well under a second on a slow, shared core.
 const CANCEL_CHUNK: usize = 8 << 20;
-
-/// Bytes of a large blob asked for ahead of the hashing (`hash_mapped`): a few chunks, enough to
-/// keep a virtual disk's or an array's queue busy while a core hashes at ~1.5 GB/s.
-const READ_AHEAD: usize = 4 * CANCEL_CHUNK;
 
 fn cancelled(cancel: Option<&AtomicBool>) -> bool {
     cancel.is_some_and(|c| c.load(Ordering::Relaxed))
@@ -83,45 +81,6 @@ fn hash_reader(
     Ok(Digest::sha256(h.finalize().into()))
 }
 
-fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest> {
-    // SAFETY: the map is read-only and dropped before returning; the registry is stopped or
-    // read-only while regfsck runs, and a concurrent truncation (which could SIGBUS) is the one
-    // risk we accept for large files — the size/mtime check around hashing reports such changes.
-    let map = unsafe { memmap2::Mmap::map(f)? };
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let mut h = Sha256::new();
-    for (k, chunk) in map.chunks(CANCEL_CHUNK).enumerate() {
-        if cancelled(cancel) {
-            return Err(interrupted());
-        }
-        // Ask for the window ahead before hashing this chunk: the kernel queues those reads at
-        // once (MADV_WILLNEED starts readahead without waiting), so a cold device has
-        // `READ_AHEAD` bytes per hashing thread in flight instead of the fault path's small
-        // window, and the core hashes while they arrive. Bounded: a window, never the whole file.
-        let ahead = (k + 1) * CANCEL_CHUNK;
-        if ahead < map.len() {
-            let _ = map.advise_range(
-                memmap2::Advice::WillNeed,
-                ahead,
-                READ_AHEAD.min(map.len() - ahead),
-            );
-        }
-        h.update(chunk);
-        // SAFETY: the chunk is hashed and never touched again. For a shared read-only file
-        // mapping MADV_DONTNEED only unmaps the pages from this process (the page cache keeps
-        // them; a later read would fault them back, unchanged), so RSS stays about one chunk
-        // per reader instead of growing to every large blob being hashed.
-        let _ = unsafe {
-            map.unchecked_advise_range(
-                memmap2::UncheckedAdvice::DontNeed,
-                k * CANCEL_CHUNK,
-                chunk.len(),
-            )
-        };
-    }
-    Ok(Digest::sha256(h.finalize().into()))
-}
-
 /// Hash one file; compare identity before and after so that a file changed mid-hash is reported.
 pub fn hash_file(
     path: &Path,
@@ -150,17 +109,7 @@ pub fn hash_file(
             before.len()
         ))));
     }
-    let result = if before.len() >= MMAP_THRESHOLD {
-        match hash_mapped(&f, cancel) {
-            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
-                hash_reader(&mut f, buf, cancel)
-            }
-            other => other,
-        }
-    } else {
-        hash_reader(&mut f, buf, cancel)
-    };
-    let d = result.map_err(|e| match e.kind() {
+    let d = hash_reader(&mut f, buf, cancel).map_err(|e| match e.kind() {
         std::io::ErrorKind::Interrupted => Verify::NotChecked,
         _ => Verify::Unreadable(Box::new(e.to_string())),
     })?;
@@ -315,16 +264,16 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
 
 /// Threads hashing blobs of 1 MiB and more: the hashing threads (`--jobs`, the cores by
 /// default), or more when `--io-depth` allows, up to `MAX_LARGE_READERS`. A cold device wants
-/// several files read at once (docs/benchmarks.md: 16 readers read a cold store of 64 MiB layers
-/// about twice as fast as 2 on the benchmark disk), and the hashing itself still takes no more
-/// CPU than there is; at most `MAX_LARGE_READERS` buffers of 1 MiB (files below the mmap
-/// threshold) are held at once.
+/// several files read at once (docs/benchmarks.md, "Hashing, cold": 8 readers hash a cold store
+/// of 64 MiB layers at about the bare reader's speed with 8, 2 leave the device idle part of the
+/// time, 16 only add system time), and the hashing itself still takes no more CPU than there
+/// is; at most `MAX_LARGE_READERS` buffers of 1 MiB are held at once.
 fn large_readers(io_depth: usize, jobs: usize) -> usize {
     jobs.max(crate::store::scan::io::depth(io_depth).min(MAX_LARGE_READERS))
 }
 
 /// See `large_readers`.
-pub const MAX_LARGE_READERS: usize = 16;
+pub const MAX_LARGE_READERS: usize = 8;
 
 /// Every data file at a malformed path under blobs/, by v2-relative path: its sha256, and its
 /// content decoded as a manifest when it is small enough to be one. What the repair planner needs
