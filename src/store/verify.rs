@@ -1,6 +1,7 @@
 //! Content verification: sha256 of every selected blob's data in parallel, streamed through a
-//! buffer or memory-mapped (large files), never following symlinks, detecting files that change
-//! while they are hashed, stopping cleanly on cancel or deadline.
+//! buffer (or, for a large blob wholly in the page cache, hashed where it lies), never following
+//! symlinks, detecting files that change while they are hashed, stopping cleanly on cancel or
+//! deadline.
 
 use crate::model::digest::Digest;
 use crate::model::inventory::{Blob, Inventory, Verify};
@@ -16,15 +17,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Files at least this large are memory-mapped; smaller ones are read through a buffer (see
-/// docs/design.md: mapping costs a syscall pair and page-table work that small files never repay).
-pub const MMAP_THRESHOLD: u64 = 4 << 20;
+/// Files at least this large are hashed chunk by chunk, each from the page cache where it lies or
+/// read through a buffer (`hash_large`); smaller ones are always read (mapping costs a syscall pair
+/// and page-table work that small files never repay).
+pub const LARGE_FILE: u64 = 4 << 20;
+/// The read size of a large blob's reader.
 const BUF_SIZE: usize = 1 << 20;
 
 /// Blobs below this size are latency-bound on a cold cache (an inode and a few blocks, hashed in
 /// microseconds): they are hashed on the I/O workers, `--io-depth` at a time, through a small
 /// buffer each, so memory stays small at any depth. Larger blobs are bandwidth- and CPU-bound:
-/// read by `large_readers` threads, each asking for a window ahead of its hashing.
+/// read by `large_readers` threads (the kernel's readahead keeps each one's next megabytes in
+/// flight while it hashes; asking for more with `POSIX_FADV_WILLNEED` measured no faster).
 pub const SMALL_BLOB: u64 = 1 << 20;
 const SMALL_BUF: usize = 64 << 10;
 
@@ -46,10 +50,6 @@ pub struct VerifyOptions {
 /// Checked between chunks so that Ctrl-C stops even inside a multi-gigabyte blob: 8 MiB is a few
 /// milliseconds of hashing at full speed and still well under a second on a slow, shared core.
 const CANCEL_CHUNK: usize = 8 << 20;
-
-/// Bytes of a large blob asked for ahead of the hashing (`hash_mapped`): a few chunks, enough to
-/// keep a virtual disk's or an array's queue busy while a core hashes at ~1.5 GB/s.
-const READ_AHEAD: usize = 4 * CANCEL_CHUNK;
 
 fn cancelled(cancel: Option<&AtomicBool>) -> bool {
     cancel.is_some_and(|c| c.load(Ordering::Relaxed))
@@ -83,34 +83,39 @@ fn hash_reader(
     Ok(Digest::sha256(h.finalize().into()))
 }
 
-fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest> {
+/// Hash a large blob the cheaper way for where it is: wholly in the page cache, where it lies
+/// (mapped: no copy, ~10 % faster warm); otherwise read through `buf`, where the kernel's
+/// readahead runs ahead of the reader and the copy leaves each megabyte in the CPU's cache for
+/// the hashing (cold, hashing from a mapping cost a third more CPU time and was slower;
+/// docs/benchmarks.md, "Hashing, cold").
+fn hash_large(
+    f: &mut File,
+    buf: &mut [u8],
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<Digest> {
     // SAFETY: the map is read-only and dropped before returning; the registry is stopped or
-    // read-only while regfsck runs, and a concurrent truncation (which could SIGBUS) is the one
-    // risk we accept for large files — the size/mtime check around hashing reports such changes.
-    let map = unsafe { memmap2::Mmap::map(f)? };
-    let _ = map.advise(memmap2::Advice::Sequential);
+    // read-only while regfsck runs, and a concurrent truncation (which could SIGBUS while a
+    // cached file is hashed from the map) is the one risk we accept for large files — the
+    // size/mtime check around hashing reports such changes.
+    let map = unsafe { memmap2::Mmap::map(&*f) }.ok();
+    let mut resident = Vec::new();
+    let cached = map.as_ref().filter(|m| {
+        (0..m.len())
+            .step_by(CANCEL_CHUNK)
+            .all(|from| in_cache(m, from, (from + CANCEL_CHUNK).min(m.len()), &mut resident))
+    });
+    let Some(map) = cached else {
+        return hash_reader(f, buf, cancel);
+    };
     let mut h = Sha256::new();
     for (k, chunk) in map.chunks(CANCEL_CHUNK).enumerate() {
         if cancelled(cancel) {
             return Err(interrupted());
         }
-        // Ask for the window ahead before hashing this chunk: the kernel queues those reads at
-        // once (MADV_WILLNEED starts readahead without waiting), so a cold device has
-        // `READ_AHEAD` bytes per hashing thread in flight instead of the fault path's small
-        // window, and the core hashes while they arrive. Bounded: a window, never the whole file.
-        let ahead = (k + 1) * CANCEL_CHUNK;
-        if ahead < map.len() {
-            let _ = map.advise_range(
-                memmap2::Advice::WillNeed,
-                ahead,
-                READ_AHEAD.min(map.len() - ahead),
-            );
-        }
         h.update(chunk);
         // SAFETY: the chunk is hashed and never touched again. For a shared read-only file
         // mapping MADV_DONTNEED only unmaps the pages from this process (the page cache keeps
-        // them; a later read would fault them back, unchanged), so RSS stays about one chunk
-        // per reader instead of growing to every large blob being hashed.
+        // them), so RSS stays about one chunk per reader.
         let _ = unsafe {
             map.unchecked_advise_range(
                 memmap2::UncheckedAdvice::DontNeed,
@@ -120,6 +125,24 @@ fn hash_mapped(f: &File, cancel: Option<&AtomicBool>) -> std::io::Result<Digest>
         };
     }
     Ok(Digest::sha256(h.finalize().into()))
+}
+
+/// Whether every page of `map[from..to]` is in the page cache (`mincore`); `from` is a multiple
+/// of the chunk size, so page-aligned.
+fn in_cache(map: &memmap2::Mmap, from: usize, to: usize, resident: &mut Vec<u8>) -> bool {
+    let page = 4096;
+    resident.clear();
+    resident.resize((to - from).div_ceil(page), 0);
+    // SAFETY: the range lies inside the live mapping, `from` is page-aligned, and `resident` has
+    // one byte per page of the range.
+    let r = unsafe {
+        libc::mincore(
+            map.as_ptr().add(from) as *mut libc::c_void,
+            to - from,
+            resident.as_mut_ptr(),
+        )
+    };
+    r == 0 && resident.iter().all(|b| b & 1 == 1)
 }
 
 /// Hash one file; compare identity before and after so that a file changed mid-hash is reported.
@@ -150,13 +173,8 @@ pub fn hash_file(
             before.len()
         ))));
     }
-    let result = if before.len() >= MMAP_THRESHOLD {
-        match hash_mapped(&f, cancel) {
-            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
-                hash_reader(&mut f, buf, cancel)
-            }
-            other => other,
-        }
+    let result = if before.len() >= LARGE_FILE {
+        hash_large(&mut f, buf, cancel)
     } else {
         hash_reader(&mut f, buf, cancel)
     };
@@ -315,16 +333,16 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
 
 /// Threads hashing blobs of 1 MiB and more: the hashing threads (`--jobs`, the cores by
 /// default), or more when `--io-depth` allows, up to `MAX_LARGE_READERS`. A cold device wants
-/// several files read at once (docs/benchmarks.md: 16 readers read a cold store of 64 MiB layers
-/// about twice as fast as 2 on the benchmark disk), and the hashing itself still takes no more
-/// CPU than there is; at most `MAX_LARGE_READERS` buffers of 1 MiB (files below the mmap
-/// threshold) are held at once.
+/// several files read at once (docs/benchmarks.md, "Hashing, cold": 8 readers hash a cold store
+/// of 64 MiB layers at about the bare reader's speed with 8, 2 leave the device idle part of the
+/// time, 16 only add system time), and the hashing itself still takes no more CPU than there
+/// is; at most `MAX_LARGE_READERS` buffers of 1 MiB are held at once.
 fn large_readers(io_depth: usize, jobs: usize) -> usize {
     jobs.max(crate::store::scan::io::depth(io_depth).min(MAX_LARGE_READERS))
 }
 
 /// See `large_readers`.
-pub const MAX_LARGE_READERS: usize = 16;
+pub const MAX_LARGE_READERS: usize = 8;
 
 /// Every data file at a malformed path under blobs/, by v2-relative path: its sha256, and its
 /// content decoded as a manifest when it is small enough to be one. What the repair planner needs
@@ -396,12 +414,46 @@ mod tests {
     #[test]
     fn large_blob_readers_follow_the_depth_within_bounds() {
         use super::large_readers;
-        // The default depth: 16 readers on 2 cores.
+        // The default depth: 8 readers on 2 cores.
         assert_eq!(large_readers(0, 2), super::MAX_LARGE_READERS);
         // A gentle run stays gentle; --jobs is never undercut.
         assert_eq!(large_readers(1, 1), 1);
         assert_eq!(large_readers(4, 2), 4);
         assert_eq!(large_readers(1, 8), 8);
         assert_eq!(large_readers(1024, 32), 32);
+    }
+
+    /// A large blob hashes to its digest whether its pages are in the page cache (hashed from a
+    /// mapping) or not (read through the buffer), and `in_cache` tells the two apart.
+    #[test]
+    fn a_large_blob_hashes_the_same_cached_or_not() {
+        use sha2::Digest as _;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        // On the disk the tests run from (not a tmpfs, whose pages never leave memory).
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("data");
+        let bytes: Vec<u8> = (0..(super::LARGE_FILE as usize + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let want = crate::model::digest::Digest::sha256(sha2::Sha256::digest(&bytes).into());
+        let f = std::fs::File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        let meta = f.metadata().unwrap();
+        // SAFETY: a read-only map of a file no one changes during the test.
+        let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+        let mut resident = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let hash =
+            |buf: &mut Vec<u8>| super::hash_file(&path, meta.len(), meta.ino(), buf, None).unwrap();
+        std::fs::read(&path).unwrap();
+        assert!(super::in_cache(&map, 0, map.len(), &mut resident));
+        assert_eq!(hash(&mut buf), want, "cached: hashed from the map");
+        // Written back above, so the kernel may drop the pages when asked.
+        // SAFETY: a valid descriptor; the advice only drops clean cached pages.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert!(!super::in_cache(&map, 0, map.len(), &mut resident));
+        assert_eq!(hash(&mut buf), want, "not cached: read");
     }
 }
