@@ -70,21 +70,7 @@ fn a_damaged_large_blob_is_found_in_the_page_cache_and_out_of_it() {
     let layer;
     {
         let reg = Registry::start(root);
-        layer = reg.put_blob("big/img", &noise(SIZE));
-        let config = br#"{"architecture":"amd64","os":"linux"}"#;
-        let config_digest = reg.put_blob("big/img", config);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": SIZE}]
-        });
-        reg.put_manifest(
-            "big/img",
-            "v1",
-            "application/vnd.oci.image.manifest.v1+json",
-            manifest.to_string().as_bytes(),
-        );
+        layer = reg.put_image("big/img", "v1", &noise(SIZE));
         reg.pull("big/img", "v1").unwrap();
     }
     let root_s = root.to_str().unwrap();

@@ -126,20 +126,7 @@ fn objects_above_the_copy_limit_are_copied_in_parts_byte_for_byte_and_undo_resto
     let layer;
     {
         let reg = s3::serve(&cfg_path);
-        layer = reg.put_blob("big/img", &layer_bytes);
-        let config = reg.put_blob("big/img", b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 37},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": SIZE}]
-        });
-        reg.put_manifest(
-            "big/img",
-            "v1",
-            "application/vnd.oci.image.manifest.v1+json",
-            manifest.to_string().as_bytes(),
-        );
+        layer = reg.put_image("big/img", "v1", &layer_bytes);
         reg.pull("big/img", "v1").unwrap();
     }
     let now = (moto.now("big") + 86_400).to_string();

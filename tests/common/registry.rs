@@ -460,6 +460,27 @@ impl Registry {
         format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(body))
     }
 
+    /// Push a one-layer OCI image (an amd64/linux config and `layer` as its only layer) tagged
+    /// `tag`, blob by blob through the registry's API; returns the layer's digest.
+    pub fn put_image(&self, repo: &str, tag: &str, layer: &[u8]) -> String {
+        let layer_digest = self.put_blob(repo, layer);
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let config_digest = self.put_blob(repo, config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}]
+        });
+        self.put_manifest(
+            repo,
+            tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.to_string().as_bytes(),
+        );
+        layer_digest
+    }
+
     /// Whether `GET /v2/<repo>/manifests/<reference>` answers 200.
     pub fn has_manifest(&self, repo: &str, reference: &str) -> bool {
         let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
