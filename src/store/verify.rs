@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Files at least this large are hashed chunk by chunk, each from the page cache where it lies or
-/// read through a buffer (`hash_large`); smaller ones are always read (mapping costs a syscall pair
-/// and page-table work that small files never repay).
+/// Files at least this large are hashed from a mapping when all of them is in the page cache, and
+/// read through a buffer otherwise (`hash_large`); smaller ones are always read (mapping costs a
+/// syscall pair and page-table work that small files never repay).
 pub const LARGE_FILE: u64 = 4 << 20;
 /// The read size of a large blob's reader.
 const BUF_SIZE: usize = 1 << 20;
