@@ -64,7 +64,7 @@ impl Registry {
     /// e.g. a bucket's: without AWS_CA_BUNDLE, with which 2.8's s3 driver panics at start.
     pub fn start_with(make: impl Fn(&Path, u16) -> PathBuf) -> Registry {
         // The port is free when chosen but another test may take it before the registry binds;
-        // a registry that lost the race exits at once, so check that ours is the one answering.
+        // a registry that lost the race exits at once, and another port is tried.
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
@@ -87,15 +87,16 @@ impl Registry {
                 child,
                 _dir: dir,
             };
-            let deadline = Instant::now() + Duration::from_secs(15);
+            // Up when this registry holds the listening socket: a connect alone may reach
+            // another test's server that took the port first (then ours exits, and we retry).
+            let deadline = Instant::now() + Duration::from_secs(60);
             let mut up = false;
             while Instant::now() < deadline {
                 if reg.child.try_wait().ok().flatten().is_some() {
                     break;
                 }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    std::thread::sleep(Duration::from_millis(100));
-                    up = reg.child.try_wait().ok().flatten().is_none();
+                if super::net::listening(reg.child.id(), port) {
+                    up = true;
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));

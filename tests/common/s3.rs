@@ -45,7 +45,8 @@ pub struct Moto {
 /// A plain HTTP request to 127.0.0.1:port (moto accepts unsigned requests).
 pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // Generous: a loaded two-core machine (the crash tests beside this one) slows moto a lot.
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -112,44 +113,57 @@ pub fn put_multipart(port: u16, bucket: &str, key: &str, body: &[u8]) {
 }
 
 impl Moto {
+    /// Start a server on a port it chooses itself (`-p 0`, read back from its log: no port
+    /// chosen here can be taken by another test's server first), and wait until it answers a
+    /// ListBuckets: the first request loads moto's S3 backend, which takes seconds on a loaded
+    /// machine, and must not eat into a test's first request.
     pub fn start() -> Moto {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let log = dir.path().join("moto.log");
-            // The real clock for the server, as for the registry (Go reads it without libc):
-            // object times and `startedat` must agree under `faketime` too.
-            let child = Command::new(moto_bin())
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env_remove("LD_PRELOAD")
-                .env_remove("FAKETIME")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("start moto_server");
-            let mut m = Moto {
-                port,
-                child,
-                log,
-                dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if m.child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return m;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        // The real clock for the server, as for the registry (Go reads it without libc):
+        // object times and `startedat` must agree under `faketime` too.
+        let child = Command::new(moto_bin())
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start moto_server");
+        let mut m = Moto {
+            port: 0,
+            child,
+            log,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while m.port == 0 {
+            if m.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                panic!(
+                    "moto_server did not start on 127.0.0.1: {}",
+                    std::fs::read_to_string(&m.log).unwrap_or_default()
+                );
             }
-            let _ = m.child.kill();
+            std::thread::sleep(Duration::from_millis(50));
+            m.port = std::fs::read_to_string(&m.log)
+                .unwrap_or_default()
+                .split("Running on http://127.0.0.1:")
+                .nth(1)
+                .and_then(|r| {
+                    let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse().ok()
+                })
+                .unwrap_or(0);
         }
-        panic!("moto_server did not start on 127.0.0.1");
+        assert!(
+            super::net::listening(m.child.id(), m.port),
+            "moto_server (pid {}) does not listen on 127.0.0.1:{}",
+            m.child.id(),
+            m.port
+        );
+        let (status, body) = http(m.port, "GET", "/", b"");
+        assert_eq!(status, 200, "moto_server's first ListBuckets: {body}");
+        m
     }
 
     pub fn endpoint(&self) -> String {
