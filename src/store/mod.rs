@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod details;
+pub mod direct;
 pub mod pool;
 pub mod s3;
 pub mod scan;

@@ -51,7 +51,7 @@ pub struct VerifyOptions {
 /// milliseconds of hashing at full speed and still well under a second on a slow, shared core.
 const CANCEL_CHUNK: usize = 8 << 20;
 
-fn cancelled(cancel: Option<&AtomicBool>) -> bool {
+pub(crate) fn cancelled(cancel: Option<&AtomicBool>) -> bool {
     cancel.is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
@@ -83,14 +83,45 @@ fn hash_reader(
     Ok(Digest::sha256(h.finalize().into()))
 }
 
+/// A hashing thread's buffers: one to read through, and for cold large blobs the direct-read
+/// buffers, mapped at the first such blob (`Some(None)` once they could not be had).
+pub struct Scratch {
+    buf: Vec<u8>,
+    direct: Option<Option<crate::store::direct::Buffers>>,
+}
+
+impl Scratch {
+    pub fn new(buf_size: usize) -> Scratch {
+        Scratch {
+            buf: vec![0u8; buf_size],
+            direct: None,
+        }
+    }
+
+    /// Never read directly (the page cache only).
+    #[cfg(test)]
+    fn buffered(buf_size: usize) -> Scratch {
+        Scratch {
+            buf: vec![0u8; buf_size],
+            direct: Some(None),
+        }
+    }
+
+    fn direct(&mut self) -> Option<&mut crate::store::direct::Buffers> {
+        self.direct
+            .get_or_insert_with(crate::store::direct::Buffers::new)
+            .as_mut()
+    }
+}
+
 /// Hash a large blob the cheaper way for where it is: wholly in the page cache, where it lies
-/// (mapped: no copy, ~10 % faster warm); otherwise read through `buf`, where the kernel's
-/// readahead runs ahead of the reader and the copy leaves each megabyte in the CPU's cache for
-/// the hashing (cold, hashing from a mapping cost a third more CPU time and was slower;
-/// docs/benchmarks.md, "Hashing, cold").
+/// (mapped: no copy, ~10 % faster warm); otherwise with direct reads into huge pages
+/// (`store::direct`: large requests, no page-cache work; 2.4x faster cold than buffered reads on
+/// this machine), or, where those cannot be had, read through the buffer, where the kernel's
+/// readahead runs ahead of the reader (docs/benchmarks.md, "Hashing, cold").
 fn hash_large(
     f: &mut File,
-    buf: &mut [u8],
+    scratch: &mut Scratch,
     cancel: Option<&AtomicBool>,
 ) -> std::io::Result<Digest> {
     // SAFETY: the map is read-only and dropped before returning; the registry is stopped or
@@ -105,7 +136,14 @@ fn hash_large(
             .all(|from| in_cache(m, from, (from + CANCEL_CHUNK).min(m.len()), &mut resident))
     });
     let Some(map) = cached else {
-        return hash_reader(f, buf, cancel);
+        let size = f.metadata()?.len();
+        if let Some(bufs) = scratch.direct() {
+            use crate::store::direct::{hash, Outcome};
+            if let Outcome::Hashed(d) = hash(f, size, bufs, cancel)? {
+                return Ok(d);
+            }
+        }
+        return hash_reader(f, &mut scratch.buf, cancel);
     };
     let mut h = Sha256::new();
     for (k, chunk) in map.chunks(CANCEL_CHUNK).enumerate() {
@@ -150,7 +188,7 @@ pub fn hash_file(
     path: &Path,
     expect_size: u64,
     expect_inode: u64,
-    buf: &mut [u8],
+    scratch: &mut Scratch,
     cancel: Option<&AtomicBool>,
 ) -> Result<Digest, Verify> {
     let mut f = match crate::store::scan::fsio::open_nofollow(path) {
@@ -174,9 +212,9 @@ pub fn hash_file(
         ))));
     }
     let result = if before.len() >= LARGE_FILE {
-        hash_large(&mut f, buf, cancel)
+        hash_large(&mut f, scratch, cancel)
     } else {
-        hash_reader(&mut f, buf, cancel)
+        hash_reader(&mut f, &mut scratch.buf, cancel)
     };
     let d = result.map_err(|e| match e.kind() {
         std::io::ErrorKind::Interrupted => Verify::NotChecked,
@@ -296,11 +334,11 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
             which
                 .par_iter()
                 .map_init(
-                    || vec![0u8; buf_size],
-                    |buf, &i| {
+                    || Scratch::new(buf_size),
+                    |scratch, &i| {
                         pass.one(i, |b| {
                             let path = v2.join(layout::blob_data(&b.digest));
-                            hash_file(&path, b.size, b.inode, buf, opts.cancel.as_deref())
+                            hash_file(&path, b.size, b.inode, scratch, opts.cancel.as_deref())
                         })
                     },
                 )
@@ -309,7 +347,10 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         // Both lanes at once: the small blobs keep the device's queue full (on the I/O workers)
         // while the large ones keep the cores busy (on the hashing threads, `--jobs`). Without
         // an I/O pool (threads refused) the small blobs share the cores.
-        let pool = crate::store::scan::io::pool(opts.io_depth).ok();
+        // No more workers than small blobs: idle rayon workers spin looking for work, and 128
+        // of them around a handful of small blobs took 0.1 CPU-s from the hashing of 1 GiB.
+        let io = crate::store::scan::io::depth(opts.io_depth);
+        let pool = crate::store::scan::io::pool(io.min(small.len()).max(1)).ok();
         let readers = large_readers(opts.io_depth, rayon::current_num_threads());
         let large_pool = rayon::ThreadPoolBuilder::new()
             .num_threads(readers)
@@ -350,14 +391,14 @@ pub const MAX_LARGE_READERS: usize = 8;
 pub fn misplaced_content(
     inv: &Inventory,
 ) -> std::collections::HashMap<String, crate::model::inventory::Misplaced> {
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut scratch = Scratch::new(BUF_SIZE);
     misplaced_with(
         inv,
         |rel, size| read_small(&inv.v2.join(rel), size),
         |rel, size| {
             let p = inv.v2.join(rel);
             let ino = std::fs::symlink_metadata(&p).map(|m| m.ino()).unwrap_or(0);
-            hash_file(&p, size, ino, &mut buf, None).ok()
+            hash_file(&p, size, ino, &mut scratch, None).ok()
         },
     )
 }
@@ -444,16 +485,41 @@ mod tests {
         // SAFETY: a read-only map of a file no one changes during the test.
         let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
         let mut resident = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let hash =
-            |buf: &mut Vec<u8>| super::hash_file(&path, meta.len(), meta.ino(), buf, None).unwrap();
+        let hash = |mut scratch: super::Scratch| {
+            super::hash_file(&path, meta.len(), meta.ino(), &mut scratch, None).unwrap()
+        };
         std::fs::read(&path).unwrap();
         assert!(super::in_cache(&map, 0, map.len(), &mut resident));
-        assert_eq!(hash(&mut buf), want, "cached: hashed from the map");
+        assert_eq!(
+            hash(super::Scratch::new(1 << 20)),
+            want,
+            "cached: hashed from the map"
+        );
         // Written back above, so the kernel may drop the pages when asked.
-        // SAFETY: a valid descriptor; the advice only drops clean cached pages.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert!(!super::in_cache(&map, 0, map.len(), &mut resident));
-        assert_eq!(hash(&mut buf), want, "not cached: read");
+        let drop_pages = || {
+            // SAFETY: a valid descriptor; the advice only drops clean cached pages.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert!(!super::in_cache(&map, 0, map.len(), &mut Vec::new()));
+        };
+        drop_pages();
+        assert_eq!(
+            hash(super::Scratch::new(1 << 20)),
+            want,
+            "not cached: read directly (or buffered where that cannot be)"
+        );
+        // Direct reads leave the page cache as it was, which tells the two paths apart.
+        let direct = crate::store::direct::Buffers::new().is_some();
+        assert_eq!(
+            super::in_cache(&map, 0, map.len(), &mut resident),
+            !direct,
+            "read directly: {direct}"
+        );
+        drop_pages();
+        assert_eq!(
+            hash(super::Scratch::buffered(1 << 20)),
+            want,
+            "not cached: read through the buffer"
+        );
+        assert!(super::in_cache(&map, 0, map.len(), &mut resident));
     }
 }
