@@ -243,10 +243,10 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
 #[derive(Args, Debug, Clone, Default)]
 pub struct IoArgs {
     /// Reads kept in flight by the scan and the hashing of small blobs (default: 128; large
-    /// blobs: up to 8 at once, or --jobs if more), whatever the number of cores: a cold cache
-    /// waits on the device, which answers many requests at once. Lower it (e.g. 4) on a spinning
-    /// disk shared with a live registry, to leave it room. On object storage: HTTP requests in
-    /// flight (listing, link and manifest reads, hashing), default 32.
+    /// blobs: up to 8 at once, or --jobs if more, two reads each), whatever the number of cores:
+    /// a cold cache waits on the device, which answers many requests at once. Lower it (e.g. 4)
+    /// on a spinning disk shared with a live registry, to leave it room. On object storage: HTTP
+    /// requests in flight (listing, link and manifest reads, hashing), default 32.
     #[arg(long, value_name = "N", value_parser = parse_io_depth)]
     pub io_depth: Option<u32>,
 }

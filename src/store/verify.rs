@@ -1,7 +1,7 @@
 //! Content verification: sha256 of every selected blob's data in parallel, streamed through a
-//! buffer (or, for a large blob wholly in the page cache, hashed where it lies), never following
-//! symlinks, detecting files that change while they are hashed, stopping cleanly on cancel or
-//! deadline.
+//! buffer (a large blob wholly in the page cache hashed where it lies, a cold one read directly:
+//! `store::direct`), never following symlinks, detecting files that change while they are
+//! hashed, stopping cleanly on cancel or deadline.
 
 use crate::model::digest::Digest;
 use crate::model::inventory::{Blob, Inventory, Verify};
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Files at least this large are hashed from a mapping when all of them is in the page cache, and
-/// read through a buffer otherwise (`hash_large`); smaller ones are always read (mapping costs a
+/// read directly (or through a buffer) otherwise (`hash_large`); smaller ones are always read (mapping costs a
 /// syscall pair and page-table work that small files never repay).
 pub const LARGE_FILE: u64 = 4 << 20;
 /// The read size of a large blob's reader.
@@ -27,8 +27,9 @@ const BUF_SIZE: usize = 1 << 20;
 /// Blobs below this size are latency-bound on a cold cache (an inode and a few blocks, hashed in
 /// microseconds): they are hashed on the I/O workers, `--io-depth` at a time, through a small
 /// buffer each, so memory stays small at any depth. Larger blobs are bandwidth- and CPU-bound:
-/// read by `large_readers` threads (the kernel's readahead keeps each one's next megabytes in
-/// flight while it hashes; asking for more with `POSIX_FADV_WILLNEED` measured no faster).
+/// read by `large_readers` threads (the kernel's readahead, or for a cold blob of 4 MiB or more a
+/// second direct read, keeps each one's next megabytes in flight while it hashes; asking for more
+/// with `POSIX_FADV_WILLNEED` measured no faster).
 pub const SMALL_BLOB: u64 = 1 << 20;
 const SMALL_BUF: usize = 64 << 10;
 
