@@ -167,6 +167,8 @@ pub fn hash(
         return Ok(Outcome::Unsupported);
     }
     let result = pipeline(f, size, bufs, cancel);
+    // Back to buffered for a fallback read (clearing the flag is never refused: only setting it
+    // is checked against the file system).
     set_direct(f, false);
     match result {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(Outcome::Unsupported),

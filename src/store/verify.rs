@@ -84,18 +84,17 @@ fn hash_reader(
     Ok(Digest::sha256(h.finalize().into()))
 }
 
-/// A hashing thread's buffers: one to read through, and for cold large blobs the direct-read
-/// buffers, mapped at the first such blob (`Some(None)` once they could not be had).
+/// A hashing job's read buffer, and whether cold large blobs may be read directly.
 pub struct Scratch {
     buf: Vec<u8>,
-    direct: Option<Option<crate::store::direct::Buffers>>,
+    direct: bool,
 }
 
 impl Scratch {
     pub fn new(buf_size: usize) -> Scratch {
         Scratch {
             buf: vec![0u8; buf_size],
-            direct: None,
+            direct: true,
         }
     }
 
@@ -104,15 +103,17 @@ impl Scratch {
     fn buffered(buf_size: usize) -> Scratch {
         Scratch {
             buf: vec![0u8; buf_size],
-            direct: Some(None),
+            direct: false,
         }
     }
+}
 
-    fn direct(&mut self) -> Option<&mut crate::store::direct::Buffers> {
-        self.direct
-            .get_or_insert_with(crate::store::direct::Buffers::new)
-            .as_mut()
-    }
+thread_local! {
+    /// This thread's direct-read buffers, mapped at its first cold large blob (`Some(None)` once
+    /// they could not be had): per thread, not per `Scratch`, because rayon makes a `Scratch` per
+    /// split of the work, and mapping and checking huge pages costs a millisecond or two.
+    static DIRECT_BUFFERS: std::cell::RefCell<Option<Option<crate::store::direct::Buffers>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Hash a large blob the cheaper way for where it is: wholly in the page cache, where it lies
@@ -137,11 +138,19 @@ fn hash_large(
             .all(|from| in_cache(m, from, (from + CANCEL_CHUNK).min(m.len()), &mut resident))
     });
     let Some(map) = cached else {
-        let size = f.metadata()?.len();
-        if let Some(bufs) = scratch.direct() {
-            use crate::store::direct::{hash, Outcome};
-            if let Outcome::Hashed(d) = hash(f, size, bufs, cancel)? {
-                return Ok(d);
+        if scratch.direct {
+            use crate::store::direct::{hash, Buffers, Outcome};
+            let size = f.metadata()?.len();
+            let direct = DIRECT_BUFFERS.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let bufs = slot.get_or_insert_with(Buffers::new).as_mut()?;
+                Some(hash(f, size, bufs, cancel))
+            });
+            match direct {
+                Some(Ok(Outcome::Hashed(d))) => return Ok(d),
+                Some(Err(e)) => return Err(e),
+                // Not possible here: read through the page cache.
+                Some(Ok(Outcome::Unsupported)) | None => {}
             }
         }
         return hash_reader(f, &mut scratch.buf, cancel);
