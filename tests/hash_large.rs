@@ -1,6 +1,7 @@
 //! A large blob pushed through the real registry and then damaged is found whichever way it is
 //! hashed: from a mapping when all of it is in the page cache, through reads when it is not
-//! (`store::verify::hash_large`; docs/design.md, "Hashing").
+//! (direct reads where huge pages and `O_DIRECT` can be had, as here; `store::verify::hash_large`,
+//! `store::direct`; docs/design.md, "Hashing").
 
 mod common;
 
