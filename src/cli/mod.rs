@@ -243,7 +243,8 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
 #[derive(Args, Debug, Clone, Default)]
 pub struct IoArgs {
     /// Reads kept in flight by the scan and the hashing of small blobs (default: 128; large
-    /// blobs: up to 8 at once, or --jobs if more, two reads each), whatever the number of cores:
+    /// blobs: up to 4 at once read directly, two reads each, or 8 through the page cache, or
+    /// --jobs if more), whatever the number of cores:
     /// a cold cache waits on the device, which answers many requests at once. Lower it (e.g. 4)
     /// on a spinning disk shared with a live registry, to leave it room. On object storage: HTTP
     /// requests in flight (listing, link and manifest reads, hashing), default 32.

@@ -85,6 +85,14 @@ impl Drop for Buffers {
     }
 }
 
+/// Whether this kernel hands out transparent huge pages on request (`always` or `madvise`), so
+/// cold large blobs will most likely be read directly (`Buffers::new` is the real test, per
+/// hashing thread). Used to size the large-blob readers before any is started.
+pub fn huge_pages_on_request() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|s| s.contains("[always]") || s.contains("[madvise]"))
+}
+
 /// Whether `[addr, addr + len)` is backed by transparent huge pages: the `AnonHugePages` of its
 /// mapping in /proc/self/smaps (the region is a mapping of its own, between its slack pages).
 fn huge_backed(addr: usize, len: usize) -> bool {

@@ -116,13 +116,15 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Hash a large blob the cheaper way for where it is: wholly in the page cache, where it lies
-/// (mapped: no copy, ~10 % faster warm); otherwise with direct reads into huge pages
-/// (`store::direct`: large requests, no page-cache work; 1 GiB of cold layers in 0.62-0.69 s
-/// against 1.07-1.23 s buffered on the second benchmark VM), or, where those cannot be had, read through the buffer, where the kernel's
-/// readahead runs ahead of the reader (docs/benchmarks.md, "Hashing, cold").
+/// Hash a large blob (`size` bytes, as `hash_file` has just checked) the cheaper way for where
+/// it is: wholly in the page cache, where it lies (mapped: no copy, ~10 % faster warm); otherwise
+/// with direct reads into huge pages (`store::direct`: large requests, no page-cache work; 1 GiB
+/// of cold layers in 0.62-0.69 s against 1.07-1.23 s buffered on the second benchmark VM), or,
+/// where those cannot be had, read through the buffer, where the kernel's readahead runs ahead of
+/// the reader (docs/benchmarks.md, "Hashing, cold").
 fn hash_large(
     f: &mut File,
+    size: u64,
     scratch: &mut Scratch,
     cancel: Option<&AtomicBool>,
 ) -> std::io::Result<Digest> {
@@ -140,7 +142,6 @@ fn hash_large(
     let Some(map) = cached else {
         if scratch.direct {
             use crate::store::direct::{hash, Buffers, Outcome};
-            let size = f.metadata()?.len();
             let direct = DIRECT_BUFFERS.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 let bufs = slot.get_or_insert_with(Buffers::new).as_mut()?;
@@ -222,7 +223,7 @@ pub fn hash_file(
         ))));
     }
     let result = if before.len() >= LARGE_FILE {
-        hash_large(&mut f, scratch, cancel)
+        hash_large(&mut f, before.len(), scratch, cancel)
     } else {
         hash_reader(&mut f, &mut scratch.buf, cancel)
     };
@@ -361,7 +362,11 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         // of them around a handful of small blobs took 0.1 CPU-s from the hashing of 1 GiB.
         let io = crate::store::scan::io::depth(opts.io_depth);
         let pool = crate::store::scan::io::pool(io.min(small.len()).max(1)).ok();
-        let readers = large_readers(opts.io_depth, rayon::current_num_threads());
+        let readers = large_readers(
+            opts.io_depth,
+            rayon::current_num_threads(),
+            crate::store::direct::huge_pages_on_request(),
+        );
         let large_pool = rayon::ThreadPoolBuilder::new()
             .num_threads(readers)
             .thread_name(|i| format!("regfsck-hash-{i}"))
@@ -383,17 +388,26 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
 }
 
 /// Threads hashing blobs of 1 MiB and more: the hashing threads (`--jobs`, the cores by
-/// default), or more when `--io-depth` allows, up to `MAX_LARGE_READERS`. A cold device wants
-/// several files read at once (docs/benchmarks.md, "Hashing, cold": 8 readers hash a cold store
-/// of 64 MiB layers at about the bare reader's speed with 8, 2 leave the device idle part of the
-/// time, 16 only add system time), and the hashing itself still takes no more CPU than there
-/// is; at most `MAX_LARGE_READERS` buffers of 1 MiB are held at once.
-fn large_readers(io_depth: usize, jobs: usize) -> usize {
-    jobs.max(crate::store::scan::io::depth(io_depth).min(MAX_LARGE_READERS))
+/// default), or more when `--io-depth` allows, up to a cap that depends on how cold blobs are
+/// read (docs/benchmarks.md, "Hashing, cold"). Through the page cache each reader has the
+/// kernel's readahead in flight: 8 readers hash a cold store of 64 MiB layers at about the bare
+/// reader's speed, 2 leave the device idle part of the time, 16 only add system time. Read
+/// directly, each reader has two 2 MiB requests in flight of its own: 4 readers hash 1 GiB of
+/// cold layers as fast as 8 (0.59-0.65 s medians either way in interleaved series) with half
+/// the buffers (30 MiB resident instead of 45). The hashing takes no more CPU than there is.
+fn large_readers(io_depth: usize, jobs: usize, direct: bool) -> usize {
+    let cap = if direct {
+        MAX_DIRECT_READERS
+    } else {
+        MAX_LARGE_READERS
+    };
+    jobs.max(crate::store::scan::io::depth(io_depth).min(cap))
 }
 
-/// See `large_readers`.
+/// See `large_readers`: at most this many 1 MiB buffers are held at once.
 pub const MAX_LARGE_READERS: usize = 8;
+/// See `large_readers`: at most this many pairs of 2 MiB direct buffers.
+pub const MAX_DIRECT_READERS: usize = 4;
 
 /// Every data file at a malformed path under blobs/, by v2-relative path: its sha256, and its
 /// content decoded as a manifest when it is small enough to be one. What the repair planner needs
@@ -465,13 +479,15 @@ mod tests {
     #[test]
     fn large_blob_readers_follow_the_depth_within_bounds() {
         use super::large_readers;
-        // The default depth: 8 readers on 2 cores.
-        assert_eq!(large_readers(0, 2), super::MAX_LARGE_READERS);
+        // The default depth: 8 buffered readers on 2 cores, 4 direct ones.
+        assert_eq!(large_readers(0, 2, false), super::MAX_LARGE_READERS);
+        assert_eq!(large_readers(0, 2, true), super::MAX_DIRECT_READERS);
         // A gentle run stays gentle; --jobs is never undercut.
-        assert_eq!(large_readers(1, 1), 1);
-        assert_eq!(large_readers(4, 2), 4);
-        assert_eq!(large_readers(1, 8), 8);
-        assert_eq!(large_readers(1024, 32), 32);
+        assert_eq!(large_readers(1, 1, false), 1);
+        assert_eq!(large_readers(4, 2, false), 4);
+        assert_eq!(large_readers(3, 2, true), 3);
+        assert_eq!(large_readers(1, 8, true), 8);
+        assert_eq!(large_readers(1024, 32, false), 32);
     }
 
     /// A large blob hashes to its digest whether its pages are in the page cache (hashed from a
