@@ -341,25 +341,31 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
         // and, mostly, blocks in order.
         small.sort_unstable_by_key(|&i| pass.blobs[i].inode);
         large.sort_unstable_by_key(|&i| pass.blobs[i].inode);
-        let lane = |which: &[usize], buf_size: usize| -> Vec<(usize, Verify)> {
+        let hash = |scratch: &mut Scratch, i: usize| {
+            pass.one(i, |b| {
+                let path = v2.join(layout::blob_data(&b.digest));
+                hash_file(&path, b.size, b.inode, scratch, opts.cancel.as_deref())
+            })
+        };
+        // Large blobs on rayon's few hashing threads (CPU work to balance), small ones on the
+        // I/O workers (blocking reads, many at once: `scan::workers`).
+        let large_lane = |which: &[usize]| -> Vec<(usize, Verify)> {
             which
                 .par_iter()
-                .map_init(
-                    || Scratch::new(buf_size),
-                    |scratch, &i| {
-                        pass.one(i, |b| {
-                            let path = v2.join(layout::blob_data(&b.digest));
-                            hash_file(&path, b.size, b.inode, scratch, opts.cancel.as_deref())
-                        })
-                    },
-                )
+                .map_init(|| Scratch::new(BUF_SIZE), |scratch, &i| hash(scratch, i))
                 .collect()
+        };
+        let small_lane = |which: &[usize]| -> Vec<(usize, Verify)> {
+            crate::store::scan::workers::map_init(
+                which,
+                || Scratch::new(SMALL_BUF),
+                |scratch, &i| hash(scratch, i),
+            )
         };
         // Both lanes at once: the small blobs keep the device's queue full (on the I/O workers)
         // while the large ones keep the cores busy (on the hashing threads, `--jobs`). Without
-        // an I/O pool (threads refused) the small blobs share the cores.
-        // No more workers than small blobs: idle rayon workers spin looking for work, and 128
-        // of them around a handful of small blobs took 0.1 CPU-s from the hashing of 1 GiB.
+        // an I/O pool (threads refused) the small blobs are read one at a time.
+        // No more workers than small blobs (threads that would never read).
         let io = crate::store::scan::io::depth(opts.io_depth);
         let pool = crate::store::scan::io::pool(io.min(small.len()).max(1)).ok();
         let readers = large_readers(
@@ -374,12 +380,12 @@ pub fn verify(inv: &mut Inventory, opts: &VerifyOptions, progress: &dyn Progress
             .ok();
         let (mut results, large_results) = rayon::join(
             || match &pool {
-                Some(p) => p.install(|| lane(&small, SMALL_BUF)),
-                None => lane(&small, SMALL_BUF),
+                Some(p) => p.install(|| small_lane(&small)),
+                None => small_lane(&small),
             },
             || match &large_pool {
-                Some(p) => p.install(|| lane(&large, BUF_SIZE)),
-                None => lane(&large, BUF_SIZE),
+                Some(p) => p.install(|| large_lane(&large)),
+                None => large_lane(&large),
             },
         );
         results.extend(large_results);

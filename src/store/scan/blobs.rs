@@ -7,7 +7,6 @@ use crate::model::digest::Algorithm;
 use crate::model::inventory::{Blob, BlobFault, EntryKind, EntryType, Hashed};
 use crate::model::layout;
 use crate::progress::Bar;
-use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -331,7 +330,7 @@ pub fn scan(v2: &Path, opts: &ScanOptions, sink: &mut Sink, found: &dyn Bar) -> 
     // list exists once (growing a large Vec is a remap, not a copy) rather than as 256 parts
     // plus their concatenation.
     let all = Mutex::new(std::mem::take(sink));
-    shards.par_iter().for_each(|(alg_name, fan)| {
+    super::workers::map(&shards, |(alg_name, fan)| {
         if opts.cancelled() {
             return;
         }

@@ -23,12 +23,10 @@ pub fn depth(asked: usize) -> usize {
     }
 }
 
-/// A pool of `depth(asked)` blocking-I/O workers.
-pub fn pool(asked: usize) -> anyhow::Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(depth(asked))
-        .thread_name(|i| format!("regfsck-io-{i}"))
-        .build()
+/// A pool for `depth(asked)` reads in flight (`workers::Pool`: the calling thread and
+/// `depth - 1` workers that sleep while idle).
+pub fn pool(asked: usize) -> anyhow::Result<super::workers::Pool> {
+    super::workers::Pool::new(depth(asked))
         .map_err(|e| anyhow::anyhow!("cannot start the I/O workers: {e}"))
 }
 

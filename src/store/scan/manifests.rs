@@ -7,7 +7,6 @@ use crate::model::inventory::Inventory;
 use crate::model::layout;
 use crate::model::manifest::{self, GcFailure, Invalid};
 use crate::progress::Bar;
-use rayon::prelude::*;
 
 /// A manifest blob as read: parsed (or rejected as the registry rejects it), or not readable at
 /// all — an I/O error, which says nothing about the manifest.
@@ -70,14 +69,11 @@ fn through_symlinks(inv: &Inventory) -> Vec<Digest> {
 pub(crate) fn read_all(inv: &mut Inventory, opts: &super::ScanOptions, bar: &dyn Bar) {
     let blobs = fsio::DirFd::open(&inv.v2.join("blobs"));
     read_all_with(inv, &|| opts.cancelled(), &|inv, chunk| {
-        chunk
-            .par_iter()
-            .map(|d| {
-                let read = read_one(inv, &blobs, d);
-                bar.inc(1);
-                (d.clone(), read)
-            })
-            .collect()
+        super::workers::map(chunk, |d| {
+            let read = read_one(inv, &blobs, d);
+            bar.inc(1);
+            (d.clone(), read)
+        })
     });
 }
 

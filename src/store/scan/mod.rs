@@ -8,6 +8,7 @@ pub mod fsio;
 pub(crate) mod io;
 pub(crate) mod manifests;
 mod repos;
+pub mod workers;
 
 use crate::model::inventory::{Blob, Entry, EntryKind, Inventory};
 use crate::progress::Progress;
@@ -242,8 +243,8 @@ pub fn scan_with(
     progress: &dyn Progress,
 ) -> anyhow::Result<Inventory> {
     let started = Instant::now();
-    // Every walk below (and the manifest reads) runs on the I/O workers: rayon's parallel
-    // iterators inside `install` use that pool.
+    // Every walk below (and the manifest reads) runs on the I/O workers: the `workers::` calls
+    // inside `install` use that pool.
     let pool = io::pool(opts.io_depth)?;
     let mut inv = pool.install(|| walk(store, opts, progress))?;
     inv.stats.scan_seconds = started.elapsed().as_secs_f64();
@@ -276,7 +277,7 @@ fn walk(store: &Store, opts: &ScanOptions, progress: &dyn Progress) -> anyhow::R
             None => sink.non_utf8("", &c.name),
         }
     }
-    let (has_blobs, repos) = rayon::join(
+    let (has_blobs, repos) = workers::join(
         || {
             let mut s = Sink::default();
             let found = blobs::scan(&store.v2, opts, &mut s, bar.as_ref());

@@ -2,13 +2,12 @@
 //! repository's `_layers`, `_manifests` and `_uploads` in parallel.
 
 use super::fsio::{self, Child};
-use super::io;
+use super::{io, workers};
 use super::{ScanOptions, Sink};
 use crate::model::digest::Digest;
 use crate::model::inventory::*;
 use crate::model::layout;
 use crate::progress::Bar;
-use rayon::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -73,10 +72,8 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions, found: &dyn Bar) -> Walked {
         vec![(String::new(), std::path::PathBuf::new(), true)];
     let mut repo_names = Vec::new();
     while !level.is_empty() && !opts.cancelled() {
-        let done: Vec<NameFolder> = level
-            .into_par_iter()
-            .map(|(dir, raw, utf8)| name_folder(&base, dir, raw, utf8))
-            .collect();
+        let done: Vec<NameFolder> =
+            workers::map_vec(level, |(dir, raw, utf8)| name_folder(&base, dir, raw, utf8));
         level = Vec::new();
         for f in done {
             w.sink.merge(f.sink);
@@ -86,16 +83,18 @@ pub(crate) fn scan(v2: &Path, opts: &ScanOptions, found: &dyn Bar) -> Walked {
         }
     }
     let cx = Ctx { v2, opts, found };
-    let parts: Vec<(Repo, Sink)> = repo_names
-        .into_par_iter()
-        .filter(|_| !opts.cancelled())
-        .map(|(name, children)| {
-            let (r, s) = scan_repo(cx, name, &children);
-            // Links were counted as they were found (`alg_links`).
-            found.inc((r.tags.len() + s.entries.len()) as u64);
-            (r, s)
-        })
-        .collect();
+    let parts: Vec<(Repo, Sink)> = workers::map_vec(repo_names, |(name, children)| {
+        if opts.cancelled() {
+            return None;
+        }
+        let (r, s) = scan_repo(cx, name, &children);
+        // Links were counted as they were found (`alg_links`).
+        found.inc((r.tags.len() + s.entries.len()) as u64);
+        Some((r, s))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     for (r, s) in parts {
         w.repos.push(r);
         w.sink.merge(s);
@@ -202,7 +201,7 @@ fn scan_repo(cx: Ctx, name: String, children: &[Child]) -> (Repo, Sink) {
     repo.has_manifests = has("_manifests");
     repo.has_uploads = has("_uploads");
     // `_layers` and `_manifests` side by side: each is a queue of reads of its own.
-    let (layers, mut s) = rayon::join(
+    let (layers, mut s) = workers::join(
         || {
             let mut s = Sink::default();
             let found = repo
@@ -382,15 +381,13 @@ fn alg_links(
             cx.found.inc((found.links.len() - before) as u64);
             return;
         }
-        let parts: Vec<(Found, Sink)> = hexes
-            .par_chunks(io::CHUNK)
-            .map(|chunk| {
-                let (mut f, mut ps) = (Found::default(), Sink::default());
-                digest_folders(cx, arel, alg, dir, chunk, tree, &mut f, &mut ps);
-                cx.found.inc(f.links.len() as u64);
-                (f, ps)
-            })
-            .collect();
+        let chunks: Vec<&[Child]> = hexes.chunks(io::CHUNK).collect();
+        let parts: Vec<(Found, Sink)> = workers::map(&chunks, |chunk| {
+            let (mut f, mut ps) = (Found::default(), Sink::default());
+            digest_folders(cx, arel, alg, dir, chunk, tree, &mut f, &mut ps);
+            cx.found.inc(f.links.len() as u64);
+            (f, ps)
+        });
         for (f, ps) in parts {
             found.links.extend(f.links);
             found.odd.extend(f.odd);
@@ -550,7 +547,7 @@ fn manifests_dir(cx: Ctx, repo: &str, m: &mut ManifestsDir, s: &mut Sink) {
         }
     }
     // Revisions and tags side by side, as `_layers` beside them.
-    let ((revisions, rs), (tags, ts)) = rayon::join(
+    let ((revisions, rs), (tags, ts)) = workers::join(
         || {
             let mut s = Sink::default();
             let found = m
@@ -592,19 +589,17 @@ fn tags(cx: Ctx, repo: &str, s: &mut Sink) -> (Vec<Tag>, Vec<OddTag>) {
         fsio::DirFd::open(&cx.v2.join(&rel)).ok()
     };
     // A tag is a few reads (its current link, its index folder and links): smaller chunks.
-    let parts: Vec<(Vec<Tag>, Vec<OddTag>, Sink)> = children
-        .par_chunks(io::CHUNK / 4)
-        .map(|chunk| {
-            let (mut tags, mut odd, mut s) = (Vec::new(), Vec::new(), Sink::default());
-            for c in chunk {
-                if cx.opts.cancelled() {
-                    break;
-                }
-                one_tag(cx, dir.as_ref(), &rel, c, &mut tags, &mut odd, &mut s);
+    let chunks: Vec<&[Child]> = children.chunks(io::CHUNK / 4).collect();
+    let parts: Vec<(Vec<Tag>, Vec<OddTag>, Sink)> = workers::map(&chunks, |chunk| {
+        let (mut tags, mut odd, mut s) = (Vec::new(), Vec::new(), Sink::default());
+        for c in *chunk {
+            if cx.opts.cancelled() {
+                break;
             }
-            (tags, odd, s)
-        })
-        .collect();
+            one_tag(cx, dir.as_ref(), &rel, c, &mut tags, &mut odd, &mut s);
+        }
+        (tags, odd, s)
+    });
     let (mut tags, mut odd) = (Vec::new(), Vec::new());
     for (t, o, ps) in parts {
         tags.extend(t);
