@@ -8,6 +8,7 @@
 mod common;
 
 use common::contracts::Contracts;
+use common::kill_points;
 use common::registry::gc_dry_run_config;
 use common::s3::{self as s3, diff, json, ok, path_of, regfsck_s3, runs, serve, snapshot, Moto};
 use std::collections::BTreeMap;
@@ -323,14 +324,9 @@ fn a_crash_at_any_step_on_s3_is_healed_by_a_rerun_or_an_undo() {
     let mut killed = 0;
     // Every mutation point, an odd one healed by a re-run, an even one by an undo. Each point
     // costs five commands against the one-request-at-a-time local S3 server, so .ci/test-all
-    // splits them between its two passes (`REGFSCK_TEST_KILL_POINTS=odd`, then `even` with the
-    // clock two years ahead): together they kill every point once. Alone, the test kills all.
-    let parity: Option<usize> = match std::env::var("REGFSCK_TEST_KILL_POINTS").as_deref() {
-        Ok("odd") => Some(1),
-        Ok("even") => Some(0),
-        _ => None,
-    };
-    for k in (1..).filter(|k| parity.is_none_or(|p| k % 2 == p)) {
+    // splits them between its two passes (common::kill_points): together they kill every point
+    // once. Alone, the test kills all.
+    for k in (1..).filter(|&k| kill_points::kills(k)) {
         let kill = k.to_string();
         let out = regfsck_s3(&apply, &[("REGFSCK_TEST_KILL_AT", &kill)]);
         if out.status.code().is_some() {
@@ -377,7 +373,7 @@ fn a_crash_at_any_step_on_s3_is_healed_by_a_rerun_or_an_undo() {
             "k={k}: no lock left behind by a finished command"
         );
     }
-    let every = if parity.is_some() { 2 } else { 1 };
+    let every = kill_points::every();
     assert!(
         killed * every >= 10,
         "only {killed} mutation points (one in {every})"

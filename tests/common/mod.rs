@@ -3,6 +3,7 @@
 
 pub mod contracts;
 pub mod damage;
+pub mod kill_points;
 pub mod net;
 pub mod registry;
 pub mod s3;
