@@ -204,6 +204,7 @@ pub fn processes_using(root: &Path) -> Vec<LiveProcess> {
         .collect();
     pids.sort_unstable();
     let mut candidates = Vec::new();
+    let mut doubtful = Vec::new();
     for pid in pids {
         let pid_s = pid.to_string();
         let base = PathBuf::from("/proc").join(&pid_s);
@@ -216,13 +217,20 @@ pub fn processes_using(root: &Path) -> Vec<LiveProcess> {
         };
         match serves(&pid_s, &argv, root_id) {
             Ok(Some(why)) => out.push(found(why)),
-            Err(e) => out.push(found(format!("looks like a registry, but {e}"))),
+            // Looked at again after the pause: a registry that exits while we look (a GC
+            // dry-run ending, its config already removed by whoever ran it) drops out.
+            Err(_) => doubtful.push((pid, argv)),
             Ok(None) if uses(&base, &in_store).is_some() => candidates.push(pid),
             Ok(None) => {}
         }
     }
-    if !candidates.is_empty() {
+    if !doubtful.is_empty() || !candidates.is_empty() {
         std::thread::sleep(CONFIRM);
+        for (pid, argv) in doubtful {
+            if let Some(p) = still_doubtful(pid, &argv, root_id) {
+                out.push(p);
+            }
+        }
         for pid in candidates {
             let base = PathBuf::from("/proc").join(pid.to_string());
             if let Some(why) = uses(&base, &in_store) {
@@ -237,6 +245,28 @@ pub fn processes_using(root: &Path) -> Vec<LiveProcess> {
         out.sort_by_key(|p| p.pid);
     }
     out
+}
+
+/// A registry-like process whose store could not be told, looked at again: reported when it is
+/// still there with the same command line and still serves this store or still cannot be told;
+/// not when it has exited (or become another program) since.
+fn still_doubtful(pid: u32, argv: &[String], root_id: (u64, u64)) -> Option<LiveProcess> {
+    let pid_s = pid.to_string();
+    let base = PathBuf::from("/proc").join(&pid_s);
+    let now = read_nul_list(&base.join("cmdline")).ok()?;
+    if now != argv {
+        return None;
+    }
+    let why = match serves(&pid_s, argv, root_id) {
+        Ok(Some(why)) => why,
+        Err(e) => format!("looks like a registry, but {e}"),
+        Ok(None) => return None,
+    };
+    Some(LiveProcess {
+        pid,
+        command: command_of(&base, argv),
+        why,
+    })
 }
 
 #[cfg(test)]
@@ -289,6 +319,31 @@ mod tests {
 
     /// A command line `… serve CONFIG` whose config (relative to the process's working
     /// directory) or environment names the store: found while idle, with no file open there.
+    /// A registry whose config cannot be read counts as live while it runs (which store it
+    /// serves cannot be told), and not once it has exited: a GC dry-run that ends while we look,
+    /// its config already removed, made a concurrent test's repair refuse.
+    #[test]
+    fn a_registry_whose_config_is_gone_counts_only_while_it_runs() {
+        let store = tempfile::tempdir().unwrap();
+        let etc = tempfile::tempdir().unwrap(); // no config.yml in it
+        let child = Reaped(
+            Command::new("sh")
+                .args(["-c", "sleep 30; :", "serve", "config.yml"])
+                .current_dir(etc.path())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id();
+        let found = wait_for(store.path(), pid);
+        let me = found.iter().find(|p| p.pid == pid).expect("found");
+        assert!(me.why.contains("cannot read its config"), "{me}");
+        let argv = read_nul_list(&PathBuf::from(format!("/proc/{pid}/cmdline"))).unwrap();
+        let root_id = dir_id(store.path()).unwrap();
+        assert!(still_doubtful(pid, &argv, root_id).is_some());
+        drop(child);
+        assert!(still_doubtful(pid, &argv, root_id).is_none(), "exited");
+    }
+
     #[test]
     fn sees_an_idle_server_configured_for_the_store() {
         let store = tempfile::tempdir().unwrap();
