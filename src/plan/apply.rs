@@ -1056,6 +1056,25 @@ pub struct RunInfo {
     pub started: i64,
 }
 
+impl RunInfo {
+    /// What `undo --list` says of run `id` from its plan and journal (either medium).
+    pub(super) fn of(id: String, plan: &Plan, records: &[Record], bytes: u64) -> RunInfo {
+        let s = state(records);
+        let (st, kept) = s.name();
+        let statuses: Vec<Status> = s.settled.values().cloned().collect();
+        RunInfo {
+            started: started_at(&id),
+            id,
+            actions: plan.actions.len(),
+            counts: count(&statuses),
+            state: st,
+            kept,
+            command: plan.command.clone().unwrap_or_else(|| "repair".into()),
+            bytes,
+        }
+    }
+}
+
 pub fn runs(root: &Path) -> Vec<RunInfo> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(root.join(QUARANTINE_DIR)) else {
@@ -1071,21 +1090,8 @@ pub fn runs(root: &Path) -> Vec<RunInfo> {
         let Ok((plan, records)) = load(root, &id) else {
             continue;
         };
-        let s = state(&records);
-        let (st, kept) = s.name();
         let bytes = tree_bytes(&root.join(QUARANTINE_DIR).join(&id).join("files"));
-        let started = started_at(&id);
-        let statuses: Vec<Status> = s.settled.values().cloned().collect();
-        out.push(RunInfo {
-            id,
-            actions: plan.actions.len(),
-            counts: count(&statuses),
-            state: st,
-            kept,
-            command: plan.command.clone().unwrap_or_else(|| "repair".into()),
-            bytes,
-            started,
-        });
+        out.push(RunInfo::of(id, &plan, &records, bytes));
     }
     out
 }

@@ -26,8 +26,8 @@
 //! the same bytes as its quarantined copy is one an interrupted undo already restored.
 
 use super::apply::{
-    self, count, describe, run_plan, undo_steps, valid_run_id, ApplyOptions, ApplyOutcome, Medium,
-    Points, RunInfo, RunState, Status, StepError, UndoEnd, UndoOutcome,
+    self, describe, run_plan, undo_steps, valid_run_id, ApplyOptions, ApplyOutcome, Medium, Points,
+    RunInfo, RunState, Status, StepError, UndoEnd, UndoOutcome,
 };
 use super::journal::{FileId, Record};
 use super::{Action, ActionKind, Plan};
@@ -658,22 +658,9 @@ pub fn runs(o: &dyn Objects) -> Result<Vec<RunInfo>> {
         );
         bytes.sort_by_key(|b| b.0);
         for ((id, l), (_, bytes)) in chunk.iter().zip(loaded).zip(bytes) {
-            let Ok((plan, records, _)) = l else {
-                continue;
-            };
-            let s = apply::state(&records);
-            let (st, kept) = s.name();
-            let statuses: Vec<Status> = s.settled.values().cloned().collect();
-            out.push(RunInfo {
-                started: apply::started_at(id),
-                id: id.clone(),
-                actions: plan.actions.len(),
-                counts: count(&statuses),
-                state: st,
-                kept,
-                command: plan.command.clone().unwrap_or_else(|| "repair".into()),
-                bytes,
-            });
+            if let Ok((plan, records, _)) = l {
+                out.push(RunInfo::of(id.clone(), &plan, &records, bytes));
+            }
         }
     }
     Ok(out)
