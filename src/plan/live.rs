@@ -317,8 +317,6 @@ mod tests {
         assert!(processes_using(&dir.path().join("nothing")).is_empty());
     }
 
-    /// A command line `… serve CONFIG` whose config (relative to the process's working
-    /// directory) or environment names the store: found while idle, with no file open there.
     /// A registry whose config cannot be read counts as live while it runs (which store it
     /// serves cannot be told), and not once it has exited: a GC dry-run that ends while we look,
     /// its config already removed, made a concurrent test's repair refuse.
@@ -344,6 +342,8 @@ mod tests {
         assert!(still_doubtful(pid, &argv, root_id).is_none(), "exited");
     }
 
+    /// A command line `… serve CONFIG` whose config (relative to the process's working
+    /// directory) or environment names the store: found while idle, with no file open there.
     #[test]
     fn sees_an_idle_server_configured_for_the_store() {
         let store = tempfile::tempdir().unwrap();
